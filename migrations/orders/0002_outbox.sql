@@ -1,0 +1,39 @@
+-- Transactional outbox: an event row commits in the same transaction as
+-- the state change it describes, so a fact never leaves without its change
+-- and a change never happens without its fact. The relay publishes rows to
+-- JetStream and marks them; nothing else reads this table.
+create table outbox (
+    id                bigint      generated always as identity,
+    event_id          uuid        not null, -- envelope id = Nats-Msg-Id = consumer inbox key
+    event_type        text        not null,
+    schema_version    integer     not null,
+    aggregate_type    text        not null,
+    aggregate_id      uuid        not null,
+    aggregate_version bigint      not null,
+    subject           text        not null, -- without the deployment prefix
+    payload           jsonb       not null, -- the whole envelope, exactly as it is published
+    -- W3C trace context of the transaction that wrote the row, so the
+    -- relay's publish span continues the request's trace.
+    traceparent       text,
+    tracestate        text,
+    created_at        timestamptz not null default now(),
+    published_at      timestamptz,
+    attempts          integer     not null default 0,
+    last_error        text,
+    -- Set when the relay gives up on a row after its last attempt; a parked
+    -- row holds back later events of its aggregate until a human acts.
+    parked_at         timestamptz,
+    constraint outbox_pkey primary key (id),
+    constraint outbox_event_id_key unique (event_id),
+    -- One event per aggregate version: two writers racing on one aggregate
+    -- cannot both emit "version 3".
+    constraint outbox_aggregate_version_key
+        unique (aggregate_type, aggregate_id, aggregate_version)
+);
+
+-- The relay claims only unpublished rows; this partial index keeps that
+-- scan proportional to the backlog rather than to the table's history.
+create index outbox_unpublished_idx on outbox (id) where published_at is null;
+
+-- Published rows are deleted after a retention period, oldest first.
+create index outbox_published_at_idx on outbox (published_at) where published_at is not null;

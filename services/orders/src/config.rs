@@ -1,0 +1,81 @@
+//! Configuration of the orders service, read from the environment once at
+//! start. Every variable has a local-development default.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `HTTP_ADDR` | `0.0.0.0:8080` | listen address |
+//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/orders` | the orders database (created if missing) |
+//! | `DB_MAX_CONNECTIONS` | `10` | pool size |
+//! | `DB_ACQUIRE_TIMEOUT` | `3s` | wait for a pooled connection before answering 503 |
+//! | `DB_CONNECT_DEADLINE` | `30s` | how long start-up retries connecting |
+//! | `IDEMPOTENCY_KEY_TTL` | `24h` | how long a key replays its response |
+//! | `REQUEST_TIMEOUT` | `10s` | answer 503 after this long |
+//! | `BODY_LIMIT_BYTES` | `65536` | largest accepted request body |
+//! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use httpkit::layers::HttpLimits;
+use settings::{ConfigError, Env, SecretUrl};
+use telemetry::TelemetryConfig;
+
+/// Everything the orders service needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen; port 0 picks a free port (tests).
+    pub http_addr: SocketAddr,
+    /// The orders database.
+    pub database_url: SecretUrl,
+    /// Connection pool size.
+    pub db_max_connections: u32,
+    /// How long a request waits for a pooled connection.
+    pub db_acquire_timeout: Duration,
+    /// How long start-up keeps retrying the first connection.
+    pub db_connect_deadline: Duration,
+    /// How long an idempotency key replays its stored response.
+    pub idempotency_key_ttl: Duration,
+    /// Request timeout and body size limit.
+    pub http: HttpLimits,
+    /// Logging and tracing.
+    pub telemetry: TelemetryConfig,
+}
+
+impl Config {
+    /// Reads the configuration; a bad value is an error naming its variable.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            http_addr: env.parse_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            database_url: env.url_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orders"),
+            db_max_connections: env.parse_or("DB_MAX_CONNECTIONS", 10)?,
+            db_acquire_timeout: env.duration_or("DB_ACQUIRE_TIMEOUT", Duration::from_secs(3))?,
+            db_connect_deadline: env.duration_or("DB_CONNECT_DEADLINE", Duration::from_secs(30))?,
+            idempotency_key_ttl: env
+                .duration_or("IDEMPOTENCY_KEY_TTL", Duration::from_hours(24))?,
+            http: HttpLimits {
+                request_timeout: env.duration_or("REQUEST_TIMEOUT", Duration::from_secs(10))?,
+                body_limit: env.parse_or("BODY_LIMIT_BYTES", 64 * 1024)?,
+            },
+            telemetry: TelemetryConfig::from_env("orders", env)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_point_at_local_servers() {
+        let config = Config::from_env(&Env::default()).unwrap();
+        assert_eq!(config.http_addr.port(), 8080);
+        assert_eq!(config.idempotency_key_ttl, Duration::from_hours(24));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let env = Env::from_pairs([("IDEMPOTENCY_KEY_TTL", "forever")]);
+        let err = Config::from_env(&env).unwrap_err().to_string();
+        assert!(err.contains("IDEMPOTENCY_KEY_TTL"), "{err}");
+    }
+}

@@ -1,0 +1,321 @@
+//! Validated domain types and the order state machine.
+//!
+//! Parse, don't validate: request bodies deserialize straight into these
+//! types, whose `Deserialize` rejects bad values, so a value that reached a
+//! handler is valid and the error names the field it came from.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The most seats one order may hold.
+pub const MAX_SEATS_PER_ORDER: usize = 10;
+
+/// A customer's e-mail address, trimmed and syntactically valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CustomerEmail(String);
+
+impl TryFrom<String> for CustomerEmail {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let value = value.trim();
+        if value.len() > 254 {
+            return Err("an e-mail address has at most 254 characters".into());
+        }
+        if !email_address::EmailAddress::is_valid(value) {
+            return Err(format!("{value:?} is not an e-mail address"));
+        }
+        Ok(Self(value.to_owned()))
+    }
+}
+
+impl From<CustomerEmail> for String {
+    fn from(email: CustomerEmail) -> Self {
+        email.0
+    }
+}
+
+impl CustomerEmail {
+    /// The address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A seat's label within its concert, e.g. `A-12`: 1–16 letters, digits,
+/// `-` or `_`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SeatId(String);
+
+impl TryFrom<String> for SeatId {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let ok = (1..=16).contains(&value.len())
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(format!(
+                "{value:?} is not a seat id (1-16 letters, digits, '-' or '_')"
+            ))
+        }
+    }
+}
+
+impl From<SeatId> for String {
+    fn from(seat: SeatId) -> Self {
+        seat.0
+    }
+}
+
+impl SeatId {
+    /// The label.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One seat the customer wants, with the hold inventory gave them for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeatRequest {
+    /// The seat.
+    pub seat_id: SeatId,
+    /// The customer's hold on it.
+    pub hold_token: Uuid,
+}
+
+/// 1 to [`MAX_SEATS_PER_ORDER`] distinct seats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<SeatRequest>", into = "Vec<SeatRequest>")]
+pub struct SeatSelection(Vec<SeatRequest>);
+
+impl TryFrom<Vec<SeatRequest>> for SeatSelection {
+    type Error = String;
+
+    fn try_from(seats: Vec<SeatRequest>) -> Result<Self, Self::Error> {
+        if seats.is_empty() || seats.len() > MAX_SEATS_PER_ORDER {
+            return Err(format!(
+                "an order has 1 to {MAX_SEATS_PER_ORDER} seats, not {}",
+                seats.len()
+            ));
+        }
+        let mut seen = HashSet::new();
+        if let Some(dup) = seats.iter().find(|s| !seen.insert(&s.seat_id)) {
+            return Err(format!("seat {} is listed twice", dup.seat_id.as_str()));
+        }
+        Ok(Self(seats))
+    }
+}
+
+impl From<SeatSelection> for Vec<SeatRequest> {
+    fn from(selection: SeatSelection) -> Self {
+        selection.0
+    }
+}
+
+impl SeatSelection {
+    /// The seats in the customer's order.
+    pub fn seats(&self) -> &[SeatRequest] {
+        &self.0
+    }
+}
+
+/// `POST /orders` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrder {
+    /// The concert.
+    pub event_id: Uuid,
+    /// The seats, with their holds.
+    pub seats: SeatSelection,
+    /// Where confirmations go.
+    pub customer_email: CustomerEmail,
+}
+
+/// Where an order is in its life.
+///
+/// `PENDING → PAID → CONFIRMED`, `PENDING → CANCELLED`, `PAID → REFUNDED`.
+/// Transitions are enforced in SQL (`update … where status = <from>`), not
+/// by reading the status first, so two concurrent requests cannot both win.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    /// Created, waiting for payment.
+    Pending,
+    /// Paid; inventory is confirming the seats.
+    Paid,
+    /// Seats confirmed sold.
+    Confirmed,
+    /// Cancelled before payment.
+    Cancelled,
+    /// Paid, then refunded (compensation).
+    Refunded,
+}
+
+impl OrderStatus {
+    /// The value stored in `orders.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Paid => "PAID",
+            Self::Confirmed => "CONFIRMED",
+            Self::Cancelled => "CANCELLED",
+            Self::Refunded => "REFUNDED",
+        }
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OrderStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "PENDING" => Self::Pending,
+            "PAID" => Self::Paid,
+            "CONFIRMED" => Self::Confirmed,
+            "CANCELLED" => Self::Cancelled,
+            "REFUNDED" => Self::Refunded,
+            other => return Err(format!("unknown order status {other:?}")),
+        })
+    }
+}
+
+/// A state change a client can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// `PENDING → PAID`.
+    Pay,
+    /// `PENDING → CANCELLED`.
+    Cancel,
+}
+
+impl Transition {
+    /// The only status this transition starts from.
+    pub fn from(self) -> OrderStatus {
+        OrderStatus::Pending
+    }
+
+    /// The status it ends in.
+    pub fn to(self) -> OrderStatus {
+        match self {
+            Self::Pay => OrderStatus::Paid,
+            Self::Cancel => OrderStatus::Cancelled,
+        }
+    }
+
+    /// The verb, for errors: "cannot pay an order that is CANCELLED".
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Pay => "pay",
+            Self::Cancel => "cancel",
+        }
+    }
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// The order id.
+    pub id: Uuid,
+    /// The concert.
+    pub event_id: Uuid,
+    /// Where confirmations go.
+    pub customer_email: String,
+    /// Current status.
+    pub status: OrderStatus,
+    /// Aggregate version: 1 at creation, +1 per state change.
+    pub version: i64,
+    /// The seats.
+    pub seats: Vec<OrderSeat>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last state change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A seat of an [`Order`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSeat {
+    /// The seat.
+    pub seat_id: String,
+    /// The hold it was ordered with.
+    pub hold_token: Uuid,
+}
+
+impl Order {
+    /// The seats in the shape events carry them.
+    pub fn event_seats(&self) -> Vec<contracts::orders::OrderSeat> {
+        self.seats
+            .iter()
+            .map(|s| contracts::orders::OrderSeat {
+                seat_id: s.seat_id.clone(),
+                hold_token: s.hold_token,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_checked() {
+        assert_eq!(
+            CustomerEmail::try_from(" ada@example.com ".to_owned())
+                .unwrap()
+                .as_str(),
+            "ada@example.com"
+        );
+        assert!(CustomerEmail::try_from("ada at example".to_owned()).is_err());
+    }
+
+    #[test]
+    fn a_selection_rejects_duplicates_and_empty_lists() {
+        let seat = |id: &str| SeatRequest {
+            seat_id: SeatId::try_from(id.to_owned()).unwrap(),
+            hold_token: Uuid::new_v4(),
+        };
+        assert!(SeatSelection::try_from(vec![]).is_err());
+        assert!(SeatSelection::try_from(vec![seat("A-1"), seat("A-1")]).is_err());
+        assert!(SeatSelection::try_from(vec![seat("A-1"), seat("A-2")]).is_ok());
+    }
+
+    #[test]
+    fn seat_ids_are_short_labels() {
+        assert!(SeatId::try_from("A-12".to_owned()).is_ok());
+        assert!(SeatId::try_from(String::new()).is_err());
+        assert!(SeatId::try_from("A 12".to_owned()).is_err());
+        assert!(SeatId::try_from("x".repeat(17)).is_err());
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_column_values() {
+        for s in [
+            OrderStatus::Pending,
+            OrderStatus::Paid,
+            OrderStatus::Confirmed,
+            OrderStatus::Cancelled,
+            OrderStatus::Refunded,
+        ] {
+            assert_eq!(s.as_str().parse::<OrderStatus>().unwrap(), s);
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The one error type of the orders API and its problem+json mapping.
+//!
+//! Each variant documents its status and `type`; clients branch on `type`.
+//! Database outages become 503 naming Postgres; anything unexpected becomes
+//! a 500 whose cause is logged with a correlation id and never sent.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use httpkit::Problem;
+use uuid::Uuid;
+
+use crate::domain::{OrderStatus, Transition};
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `/problems/idempotency-key-missing`: a POST without the header.
+    #[error("Idempotency-Key header missing")]
+    MissingIdempotencyKey,
+    /// 400 `/problems/invalid-field` (field `Idempotency-Key`).
+    #[error("invalid Idempotency-Key: {0}")]
+    InvalidIdempotencyKey(String),
+    /// 422 `/problems/idempotency-key-reused`: the key was used for a
+    /// different request.
+    #[error("Idempotency-Key reused for a different request")]
+    IdempotencyKeyReused,
+    /// 400 `/problems/invalid-field`: a path parameter is malformed.
+    #[error("invalid path parameter {field}: {reason}")]
+    InvalidPath {
+        /// The parameter, e.g. `id`.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// 404 `/problems/order-not-found`.
+    #[error("order {0} not found")]
+    OrderNotFound(Uuid),
+    /// 409 `/problems/invalid-transition`: e.g. paying a cancelled order.
+    #[error("cannot {} order {order_id}: it is {status}", transition.verb())]
+    InvalidTransition {
+        /// The order.
+        order_id: Uuid,
+        /// Its current status.
+        status: OrderStatus,
+        /// What was asked.
+        transition: Transition,
+    },
+    /// 503 `/problems/dependency-unavailable` naming `postgres`, with
+    /// `Retry-After`.
+    #[error("postgres unavailable")]
+    DatabaseUnavailable(#[source] sqlx::Error),
+    /// 500 `/problems/internal`: logged with a correlation id.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            // The pool could not get a connection: Postgres is down or
+            // saturated. Either way the client should retry, not give up.
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                Self::DatabaseUnavailable(e)
+            }
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<outbox::OutboxError> for ApiError {
+    fn from(e: outbox::OutboxError) -> Self {
+        match e {
+            outbox::OutboxError::Insert { source, .. } => source.into(),
+            other @ outbox::OutboxError::Serialize { .. } => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = match &self {
+            Self::MissingIdempotencyKey => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency-key-missing",
+                "Idempotency-Key header required",
+            )
+            .detail(
+                "every POST needs an Idempotency-Key header, e.g. a fresh UUID per logical request",
+            ),
+            Self::InvalidIdempotencyKey(reason) => {
+                Problem::invalid_field("Idempotency-Key", reason.clone())
+                    .status(StatusCode::BAD_REQUEST)
+            }
+            Self::IdempotencyKeyReused => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused for a different request",
+            )
+            .field("Idempotency-Key")
+            .detail(
+                "this key was already used with a different method, path or body; use a new key",
+            ),
+            Self::InvalidPath { field, reason } => {
+                Problem::invalid_field(field, reason.clone()).status(StatusCode::BAD_REQUEST)
+            }
+            Self::OrderNotFound(id) => {
+                Problem::new(StatusCode::NOT_FOUND, "order-not-found", "Order not found")
+                    .detail(format!("no order has id {id}"))
+            }
+            Self::InvalidTransition { .. } => Problem::new(
+                StatusCode::CONFLICT,
+                "invalid-transition",
+                "The order is not in a state that allows this",
+            )
+            .detail(self.to_string()),
+            Self::DatabaseUnavailable(e) => {
+                tracing::warn!(error = %e, "postgres unavailable");
+                Problem::dependency_unavailable("postgres")
+            }
+            Self::Internal(e) => Problem::internal(&**e),
+        };
+        problem.into_response()
+    }
+}

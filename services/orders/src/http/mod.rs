@@ -1,0 +1,64 @@
+//! The HTTP API of the orders service.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /orders` | create an order (201, `PENDING`, `OrderCreated`) |
+//! | `GET /orders/{id}` | read an order |
+//! | `POST /orders/{id}/pay` | `PENDING → PAID`, `OrderPaid` |
+//! | `POST /orders/{id}/cancel` | `PENDING → CANCELLED`, `OrderCancelled` |
+//! | `GET /healthz`, `GET /readyz` | liveness, readiness (Postgres) |
+//!
+//! Every POST requires an `Idempotency-Key` header (see
+//! [`crate::idempotency`]). Errors are `application/problem+json`
+//! ([`ApiError`]).
+
+mod error;
+mod orders;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use httpkit::health::{Readiness, healthz};
+use httpkit::layers::HttpLimits;
+use sqlx::PgPool;
+
+pub use error::ApiError;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The orders database.
+    pub db: PgPool,
+    /// How long idempotency keys replay.
+    pub idempotency_key_ttl: Duration,
+}
+
+/// The complete router, with the standard middleware.
+pub fn router(state: AppState, limits: HttpLimits) -> Router {
+    let api = Router::new()
+        .merge(orders::routes())
+        .route("/readyz", get(readyz))
+        .with_state(Arc::new(state))
+        .route("/healthz", get(healthz));
+    httpkit::layers::standard(api, limits)
+}
+
+type SharedState = State<Arc<AppState>>;
+
+/// `GET /readyz`: 200 when Postgres answers within a second, else 503.
+async fn readyz(State(state): SharedState) -> Readiness {
+    let ping = tokio::time::timeout(
+        Duration::from_secs(1),
+        sqlx::query_scalar!("select 1 as \"one!\"").fetch_one(&state.db),
+    )
+    .await;
+    let postgres = match ping {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 1s".to_owned()),
+    };
+    Readiness::new().check("postgres", postgres)
+}

@@ -1,0 +1,281 @@
+//! Idempotency keys: a retried POST is answered from storage, not executed
+//! again.
+//!
+//! Every POST carries an `Idempotency-Key` header. [`execute`] runs the
+//! request's work in one transaction that first *claims* the key:
+//!
+//! - a new key is inserted (response still empty), the work runs, the
+//!   response is stored on the key row, and everything commits together;
+//! - a key whose request committed before returns the stored status and
+//!   body, marked `Idempotent-Replayed: true`, without running the work;
+//! - a key used before for a *different* request (method, path or body) is
+//!   a client bug: 422 `/problems/idempotency-key-reused`.
+//!
+//! Two concurrent requests with one key: the second one's `INSERT` waits on
+//! the first one's uncommitted key row. When the first commits, the second
+//! finds the row and **replays** its response; when the first rolls back
+//! (an error), the second runs as if it were first. So there is never a
+//! second write and never a 409 for a well-behaved retry.
+//!
+//! Errors are not stored: a request that failed changed nothing, and
+//! retrying it with the same key runs it again. Keys expire after
+//! `IDEMPOTENCY_KEY_TTL`; a background sweeper deletes expired rows.
+
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::http::ApiError;
+
+/// The header clients send.
+pub const HEADER: &str = "idempotency-key";
+/// The header on a replayed response.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// A client-chosen key: 1–255 visible ASCII characters (a UUID is typical).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Validates a raw header value.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() || raw.len() > 255 {
+            return Err("must have 1 to 255 characters".into());
+        }
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("must be visible ASCII without spaces".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(HEADER)
+            .ok_or(ApiError::MissingIdempotencyKey)?;
+        let raw = value
+            .to_str()
+            .map_err(|_| ApiError::InvalidIdempotencyKey("must be visible ASCII".into()))?;
+        Self::parse(raw).map_err(ApiError::InvalidIdempotencyKey)
+    }
+}
+
+/// What a request was: the same key must always come with the same request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// Hashes the method, the path and the parsed body. The body is
+    /// re-serialized from its typed form, so whitespace or key order in the
+    /// client's JSON does not make a retry look like a different request.
+    pub fn of(method: &str, path: &str, body: &impl Serialize) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(method.as_bytes());
+        hasher.update(b" ");
+        hasher.update(path.as_bytes());
+        hasher.update(b"\n");
+        // Serializing our own validated types cannot fail.
+        hasher.update(serde_json::to_vec(body).unwrap_or_default());
+        Self(hasher.finalize().into())
+    }
+}
+
+/// A response as stored on the key row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResponse {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// JSON body.
+    pub body: serde_json::Value,
+    /// True when answered from storage.
+    pub replayed: bool,
+}
+
+impl StoredResponse {
+    /// A fresh response.
+    pub fn new(status: StatusCode, body: &impl Serialize) -> Result<Self, ApiError> {
+        let body = serde_json::to_value(body).map_err(|e| ApiError::Internal(e.into()))?;
+        Ok(Self {
+            status,
+            body,
+            replayed: false,
+        })
+    }
+}
+
+impl IntoResponse for StoredResponse {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if self.replayed {
+            response
+                .headers_mut()
+                .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+        }
+        response
+    }
+}
+
+enum Claim {
+    Fresh,
+    Replay(StoredResponse),
+    Mismatch,
+}
+
+/// Runs `work` at most once per key: see the module docs.
+///
+/// `work` gets the transaction's connection; its writes, the stored
+/// response and the key commit together or not at all.
+#[tracing::instrument(
+    name = "db.transaction",
+    skip_all,
+    fields(db.system = "postgresql", idempotency_key = key.as_str(), replayed = tracing::field::Empty)
+)]
+pub async fn execute<F>(
+    pool: &PgPool,
+    key: &IdempotencyKey,
+    fingerprint: &Fingerprint,
+    ttl: Duration,
+    work: F,
+) -> Result<StoredResponse, ApiError>
+where
+    F: AsyncFnOnce(&mut PgConnection) -> Result<StoredResponse, ApiError>,
+{
+    let mut tx = pool.begin().await?;
+    match claim(&mut tx, key, fingerprint, ttl).await? {
+        Claim::Replay(response) => {
+            tracing::Span::current().record("replayed", true);
+            return Ok(response);
+        }
+        Claim::Mismatch => return Err(ApiError::IdempotencyKeyReused),
+        Claim::Fresh => {}
+    }
+    let response = work(&mut tx).await?;
+    let status = i16::try_from(response.status.as_u16()).expect("HTTP statuses fit in i16");
+    sqlx::query!(
+        "update idempotency_keys set response_status = $2, response_body = $3 where key = $1",
+        key.as_str(),
+        status,
+        &response.body,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(response)
+}
+
+/// Inserts the key, or finds the committed row that already has it.
+async fn claim(
+    tx: &mut PgConnection,
+    key: &IdempotencyKey,
+    fingerprint: &Fingerprint,
+    ttl: Duration,
+) -> sqlx::Result<Claim> {
+    // An expired row is taken over in place; a live one is left alone and
+    // the insert returns nothing. A concurrent uncommitted claim of the same
+    // key makes this statement wait for that transaction to end.
+    let inserted = sqlx::query_scalar!(
+        r#"
+        insert into idempotency_keys (key, request_hash, expires_at)
+        values ($1, $2, now() + make_interval(secs => $3))
+        on conflict on constraint idempotency_keys_pkey do update
+            set request_hash = excluded.request_hash,
+                response_status = null,
+                response_body = null,
+                created_at = now(),
+                expires_at = excluded.expires_at
+            where idempotency_keys.expires_at <= now()
+        returning key
+        "#,
+        key.as_str(),
+        &fingerprint.0[..],
+        ttl.as_secs_f64(),
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if inserted.is_some() {
+        return Ok(Claim::Fresh);
+    }
+
+    let stored = sqlx::query!(
+        r#"
+        select request_hash, response_status as "response_status!", response_body as "response_body!"
+        from idempotency_keys
+        where key = $1
+        "#,
+        key.as_str(),
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if stored.request_hash != fingerprint.0 {
+        return Ok(Claim::Mismatch);
+    }
+    let status = u16::try_from(stored.response_status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .ok_or_else(|| sqlx::Error::Decode("stored response status out of range".into()))?;
+    Ok(Claim::Replay(StoredResponse {
+        status,
+        body: stored.response_body,
+        replayed: true,
+    }))
+}
+
+/// Deletes up to `batch` expired keys; returns how many went.
+pub async fn sweep_expired(pool: &PgPool, batch: i64) -> sqlx::Result<u64> {
+    // Small batches keep each delete's locks and WAL short.
+    let done = sqlx::query!(
+        r#"
+        delete from idempotency_keys
+        where key in (
+            select key from idempotency_keys
+            where expires_at <= now()
+            order by expires_at
+            limit $1
+        )
+        "#,
+        batch,
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Sweeps expired keys every `interval` until `shutdown`.
+pub async fn run_sweeper(pool: PgPool, interval: Duration, shutdown: CancellationToken) {
+    const BATCH: i64 = 1_000;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        loop {
+            match sweep_expired(&pool, BATCH).await {
+                Ok(n) if n == BATCH.unsigned_abs() => {}
+                Ok(n) => {
+                    tracing::debug!(deleted = n, "expired idempotency keys swept");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweeping idempotency keys failed; retrying later");
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The orders service: the command side of buying tickets.
+//!
+//! A customer creates an order for seats they hold, pays it or cancels it.
+//! Each of those state changes is one Postgres transaction that writes
+//! - the idempotency key and the response it produced (so a retried request
+//!   is answered from storage, not executed twice),
+//! - the order row, changed by a conditional `UPDATE` that enforces the
+//!   state machine even under concurrent requests,
+//! - and the event describing the change into the transactional outbox,
+//!
+//! and commits all of them or none. The relay publishes the outbox later;
+//! this service never talks to the broker on a request path.
+//!
+//! Layout: [`config`] (environment), [`startup`] (build and run),
+//! [`domain`] (validated types and the state machine), [`store`] (SQL),
+//! [`idempotency`] (keys), [`http`] (routes and errors).
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod idempotency;
+pub mod startup;
+pub mod store;
+
+pub use config::Config;
+pub use startup::Application;
+
+/// Migrations of the orders database, embedded at compile time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/orders");

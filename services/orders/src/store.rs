@@ -1,0 +1,152 @@
+//! SQL for the `orders` and `order_lines` tables.
+//!
+//! Every function takes the connection of a transaction the caller owns:
+//! the transaction boundary stays visible in one place (the handler), and
+//! the order row, its outbox event and its idempotency key commit together.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{CreateOrder, Order, OrderSeat, OrderStatus, Transition};
+
+/// Why a state change was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No order has that id.
+    NotFound,
+    /// The order is in a status the transition does not start from.
+    WrongStatus(OrderStatus),
+}
+
+/// Inserts a new `PENDING` order (version 1) with its lines.
+pub async fn insert(tx: &mut PgConnection, id: Uuid, request: &CreateOrder) -> sqlx::Result<Order> {
+    let row = sqlx::query!(
+        r#"
+        insert into orders (id, event_id, customer_email, status)
+        values ($1, $2, $3, 'PENDING')
+        returning version, created_at, updated_at
+        "#,
+        id,
+        request.event_id,
+        request.customer_email.as_str(),
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+
+    let seats = request.seats.seats();
+    let seat_ids: Vec<String> = seats
+        .iter()
+        .map(|s| s.seat_id.as_str().to_owned())
+        .collect();
+    let hold_tokens: Vec<Uuid> = seats.iter().map(|s| s.hold_token).collect();
+    // One statement for all lines: `unnest` zips the arrays into rows.
+    sqlx::query!(
+        r#"
+        insert into order_lines (order_id, seat_id, hold_token, position)
+        select $1, seat_id, hold_token, position::integer
+        from unnest($2::text[], $3::uuid[]) with ordinality as l(seat_id, hold_token, position)
+        "#,
+        id,
+        &seat_ids,
+        &hold_tokens,
+    )
+    .execute(&mut *tx)
+    .await?;
+
+    Ok(Order {
+        id,
+        event_id: request.event_id,
+        customer_email: request.customer_email.as_str().to_owned(),
+        status: OrderStatus::Pending,
+        version: row.version,
+        seats: seats
+            .iter()
+            .map(|s| OrderSeat {
+                seat_id: s.seat_id.as_str().to_owned(),
+                hold_token: s.hold_token,
+            })
+            .collect(),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}
+
+/// Applies `transition` to order `id` if, and only if, the order is in the
+/// status the transition starts from.
+///
+/// The check and the change are one conditional `UPDATE`: of two concurrent
+/// transitions on one order, the second waits for the first's row lock,
+/// then finds the status changed and updates nothing.
+pub async fn transition(
+    tx: &mut PgConnection,
+    id: Uuid,
+    transition: Transition,
+) -> sqlx::Result<Result<Order, Refusal>> {
+    let updated = sqlx::query!(
+        r#"
+        update orders
+        set status = $2, version = version + 1, updated_at = now()
+        where id = $1 and status = $3
+        returning id
+        "#,
+        id,
+        transition.to().as_str(),
+        transition.from().as_str(),
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+
+    if updated.is_some() {
+        let order = find(tx, id).await?.ok_or(sqlx::Error::RowNotFound)?;
+        return Ok(Ok(order));
+    }
+    let current = sqlx::query_scalar!("select status from orders where id = $1", id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(Err(match current {
+        None => Refusal::NotFound,
+        Some(status) => Refusal::WrongStatus(parse_status(&status)?),
+    }))
+}
+
+/// Loads order `id` with its seats.
+pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Order>> {
+    let Some(row) = sqlx::query!(
+        r#"
+        select id, event_id, customer_email, status, version, created_at, updated_at
+        from orders
+        where id = $1
+        "#,
+        id,
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let seats = sqlx::query_as!(
+        OrderSeat,
+        "select seat_id, hold_token from order_lines where order_id = $1 order by position",
+        id,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(Order {
+        id: row.id,
+        event_id: row.event_id,
+        customer_email: row.customer_email,
+        status: parse_status(&row.status)?,
+        version: row.version,
+        seats,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }))
+}
+
+fn parse_status(value: &str) -> sqlx::Result<OrderStatus> {
+    // The check constraint `orders_status_check` makes this unreachable
+    // unless the schema and the code disagree.
+    value
+        .parse()
+        .map_err(|e: String| sqlx::Error::Decode(e.into()))
+}

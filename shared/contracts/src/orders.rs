@@ -1,0 +1,104 @@
+//! Events of the `order` aggregate, produced by the orders service.
+//!
+//! State changes: `PENDING → PAID → CONFIRMED`, `PENDING → CANCELLED`,
+//! `PAID → REFUNDED`. Each change commits with exactly one of these events.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Event;
+
+/// One seat of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderSeat {
+    /// The seat's label within its concert, e.g. `A-12`.
+    pub seat_id: String,
+    /// The hold the customer had on the seat when ordering.
+    pub hold_token: Uuid,
+}
+
+/// A customer created an order for seats they hold. Status `PENDING`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderCreated {
+    /// The order.
+    pub order_id: Uuid,
+    /// The concert (domain event) the seats belong to.
+    pub event_id: Uuid,
+    /// Where confirmations go.
+    pub customer_email: String,
+    /// The seats, in the order the customer listed them.
+    pub seats: Vec<OrderSeat>,
+}
+
+impl Event for OrderCreated {
+    const EVENT_TYPE: &'static str = "OrderCreated";
+    const SCHEMA_VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "order";
+    const SUBJECT: &'static str = "orders.events.order_created";
+}
+
+/// The customer paid. Status `PAID`: inventory now confirms the seats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderPaid {
+    /// The order.
+    pub order_id: Uuid,
+    /// The concert.
+    pub event_id: Uuid,
+    /// Where confirmations go.
+    pub customer_email: String,
+    /// The seats paid for.
+    pub seats: Vec<OrderSeat>,
+    /// When the payment was accepted.
+    pub paid_at: DateTime<Utc>,
+}
+
+impl Event for OrderPaid {
+    const EVENT_TYPE: &'static str = "OrderPaid";
+    const SCHEMA_VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "order";
+    const SUBJECT: &'static str = "orders.events.order_paid";
+}
+
+/// The customer cancelled before paying. Status `CANCELLED`: holds may go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderCancelled {
+    /// The order.
+    pub order_id: Uuid,
+    /// The concert.
+    pub event_id: Uuid,
+    /// When it was cancelled.
+    pub cancelled_at: DateTime<Utc>,
+}
+
+impl Event for OrderCancelled {
+    const EVENT_TYPE: &'static str = "OrderCancelled";
+    const SCHEMA_VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "order";
+    const SUBJECT: &'static str = "orders.events.order_cancelled";
+}
+
+/// A paid order was refunded, e.g. because its seat could not be
+/// allocated. Status `REFUNDED`. This compensates for `OrderPaid`; it does
+/// not erase it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderRefunded {
+    /// The order.
+    pub order_id: Uuid,
+    /// The concert.
+    pub event_id: Uuid,
+    /// Where the refund notice goes.
+    pub customer_email: String,
+    /// Why the money went back, for humans.
+    pub reason: String,
+    /// When it was refunded.
+    pub refunded_at: DateTime<Utc>,
+}
+
+impl Event for OrderRefunded {
+    const EVENT_TYPE: &'static str = "OrderRefunded";
+    const SCHEMA_VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "order";
+    const SUBJECT: &'static str = "orders.events.order_refunded";
+}

@@ -1,0 +1,19 @@
+//! HTTP plumbing every service shares, so each service's `http` module is
+//! only about its own resources.
+//!
+//! - [`problem`]: RFC 9457 `application/problem+json` errors with a stable
+//!   `type` per error;
+//! - [`json`]: a strict JSON body extractor that names the offending field;
+//! - [`layers`]: tracing that continues the caller's trace, request
+//!   timeouts and panics answered as problems, never as hung connections;
+//! - [`health`]: `/healthz` and `/readyz`;
+//! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
+
+pub mod health;
+pub mod json;
+pub mod layers;
+pub mod problem;
+pub mod shutdown;
+
+pub use json::StrictJson;
+pub use problem::Problem;

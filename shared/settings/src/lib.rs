@@ -1,0 +1,277 @@
+//! Configuration from environment variables, validated once at start.
+//!
+//! Every service reads its settings through [`Env`] so that a bad value fails
+//! the start with an error that names the variable and says what was
+//! expected, instead of surfacing later as a confusing runtime failure.
+//! Defaults are the local-development values from `DESIGN.md` §8, so a
+//! service started with no environment at all talks to the servers on
+//! `127.0.0.1`.
+//!
+//! ```
+//! use std::time::Duration;
+//! let env = settings::Env::from_pairs([("PORT", "8080"), ("TIMEOUT", "3s")]);
+//! let port: u16 = env.parse_or("PORT", 1).unwrap();
+//! let timeout = env.duration_or("TIMEOUT", Duration::from_secs(10)).unwrap();
+//! assert_eq!((port, timeout), (8080, Duration::from_secs(3)));
+//! ```
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A configuration value that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The variable is set but its value does not parse.
+    #[error("environment variable {name}={value:?} is invalid: {reason}")]
+    Invalid {
+        /// The variable's name, e.g. `PORT`.
+        name: String,
+        /// The offending value as given (never a secret: see [`Env::secret`]).
+        value: String,
+        /// What was expected instead.
+        reason: String,
+    },
+    /// The variable is required and not set.
+    #[error("environment variable {name} must be set: {hint}")]
+    Missing {
+        /// The variable's name.
+        name: String,
+        /// What the variable is for.
+        hint: String,
+    },
+}
+
+/// A snapshot of the environment to read settings from.
+///
+/// Reading from a snapshot rather than `std::env` directly lets tests build
+/// a configuration without mutating the process environment, which is
+/// shared by every test thread.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// Takes a snapshot of the process environment.
+    pub fn from_process() -> Self {
+        Self {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    /// Builds an environment from explicit pairs (tests, examples).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// The raw value of `name`, if set and not empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// The value of `name` or `default` when unset.
+    pub fn string_or(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or(default).to_owned()
+    }
+
+    /// A required value; its absence is an error that carries `hint`.
+    pub fn required(&self, name: &str, hint: &str) -> Result<String, ConfigError> {
+        self.get(name)
+            .map(str::to_owned)
+            .ok_or_else(|| ConfigError::Missing {
+                name: name.to_owned(),
+                hint: hint.to_owned(),
+            })
+    }
+
+    /// A connection URL that may carry a password, e.g. `DATABASE_URL`.
+    pub fn url_or(&self, name: &str, default: &str) -> SecretUrl {
+        SecretUrl(self.string_or(name, default))
+    }
+
+    /// Parses `name` with [`FromStr`], or returns `default` when unset.
+    pub fn parse_or<T>(&self, name: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| ConfigError::Invalid {
+                    name: name.to_owned(),
+                    value: raw.to_owned(),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// Parses a duration such as `250ms`, `30s`, `5m`, `24h` or `7d`, or
+    /// returns `default` when unset.
+    pub fn duration_or(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => parse_duration(raw).map_err(|reason| ConfigError::Invalid {
+                name: name.to_owned(),
+                value: raw.to_owned(),
+                reason,
+            }),
+        }
+    }
+
+    /// A `true`/`false` (also `1`/`0`, `yes`/`no`) flag.
+    pub fn flag_or(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes" | "on") => Ok(true),
+            Some("false" | "0" | "no" | "off") => Ok(false),
+            Some(other) => Err(ConfigError::Invalid {
+                name: name.to_owned(),
+                value: other.to_owned(),
+                reason: "expected true or false".to_owned(),
+            }),
+        }
+    }
+}
+
+/// A URL whose password must never reach a log line.
+///
+/// `Debug` and `Display` print it with the password replaced by `***`;
+/// [`SecretUrl::expose`] gives the real value to the one place that connects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL with its password, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // scheme://user:password@host → scheme://user:***@host
+        let url = &self.0;
+        let redacted = url.find("://").and_then(|scheme_end| {
+            let rest = &url[scheme_end + 3..];
+            let at = rest.find('@')?;
+            let colon = rest[..at].find(':')?;
+            Some(format!(
+                "{}{}:***{}",
+                &url[..scheme_end + 3],
+                &rest[..colon],
+                &rest[at..]
+            ))
+        });
+        f.write_str(redacted.as_deref().unwrap_or(url))
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+/// Parses `<integer><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    const EXPECTED: &str = "expected a number with a unit: ms, s, m, h or d (e.g. 30s)";
+    let raw = raw.trim();
+    let split = raw
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| EXPECTED.to_owned())?;
+    let (number, unit) = raw.split_at(split);
+    let n: u64 = number.parse().map_err(|_| EXPECTED.to_owned())?;
+    let seconds = |factor: u64| Duration::from_secs(n.saturating_mul(factor));
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(seconds(1)),
+        "m" => Ok(seconds(60)),
+        "h" => Ok(seconds(3_600)),
+        "d" => Ok(seconds(86_400)),
+        _ => Err(EXPECTED.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_values_fall_back_to_defaults() {
+        let env = Env::from_pairs::<&str, &str>([]);
+        assert_eq!(env.parse_or("PORT", 8080_u16).unwrap(), 8080);
+        assert_eq!(env.string_or("HOST", "127.0.0.1"), "127.0.0.1");
+    }
+
+    #[test]
+    fn a_bad_number_names_the_variable() {
+        let env = Env::from_pairs([("PORT", "eighty")]);
+        let err = env.parse_or("PORT", 8080_u16).unwrap_err().to_string();
+        assert!(err.contains("PORT") && err.contains("eighty"), "{err}");
+    }
+
+    #[test]
+    fn durations_take_units() {
+        let env = Env::from_pairs([("A", "250ms"), ("B", "24h"), ("C", "10")]);
+        assert_eq!(
+            env.duration_or("A", Duration::ZERO).unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            env.duration_or("B", Duration::ZERO).unwrap(),
+            Duration::from_hours(24)
+        );
+        let err = env
+            .duration_or("C", Duration::ZERO)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("C=\"10\""), "{err}");
+    }
+
+    #[test]
+    fn missing_required_values_say_what_they_are_for() {
+        let env = Env::default();
+        let err = env
+            .required("DATABASE_URL", "the orders database")
+            .unwrap_err();
+        assert!(err.to_string().contains("DATABASE_URL"));
+    }
+
+    #[test]
+    fn urls_never_show_their_password() {
+        let url = SecretUrl::new("postgres://app:hunter2@db:5432/orders");
+        assert_eq!(url.to_string(), "postgres://app:***@db:5432/orders");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert_eq!(
+            SecretUrl::new("nats://127.0.0.1:4222").to_string(),
+            "nats://127.0.0.1:4222"
+        );
+    }
+
+    #[test]
+    fn flags_reject_anything_but_booleans() {
+        let env = Env::from_pairs([("X", "maybe"), ("Y", "YES")]);
+        assert!(env.flag_or("X", false).is_err());
+        assert!(env.flag_or("Y", false).unwrap());
+    }
+}
