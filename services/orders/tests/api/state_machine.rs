@@ -1,0 +1,161 @@
+//! The order state machine, enforced by conditional updates.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::task::JoinSet;
+
+use crate::helpers::{TestApp, new_key, order_body, problem};
+
+#[tokio::test]
+async fn creating_an_order_stores_it_pending_with_its_created_event() {
+    let app = TestApp::spawn().await;
+    let body = order_body();
+
+    let response = app.create_order(&body, &new_key()).await;
+
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(order["status"], "PENDING");
+    assert_eq!(order["version"], 1);
+    assert_eq!(order["seats"], body["seats"]);
+    let id = order["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(app.events_of(id).await, [("OrderCreated".to_owned(), 1)]);
+
+    let fetched: Value = app
+        .http
+        .get(format!("{}/orders/{id}", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fetched, order);
+}
+
+#[tokio::test]
+async fn paying_a_pending_order_makes_it_paid_and_emits_order_paid() {
+    let app = TestApp::spawn().await;
+    let id = app.created_order().await;
+
+    let response = app.command(id, "pay", &new_key()).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(order["status"], "PAID");
+    assert_eq!(order["version"], 2);
+    assert_eq!(
+        app.events_of(id).await,
+        [("OrderCreated".to_owned(), 1), ("OrderPaid".to_owned(), 2)]
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_pending_order_emits_order_cancelled() {
+    let app = TestApp::spawn().await;
+    let id = app.created_order().await;
+
+    let response = app.command(id, "cancel", &new_key()).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(app.status_of(id).await, "CANCELLED");
+    assert_eq!(
+        app.events_of(id).await,
+        [
+            ("OrderCreated".to_owned(), 1),
+            ("OrderCancelled".to_owned(), 2)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn paying_a_cancelled_order_is_a_conflict_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = app.created_order().await;
+    app.command(id, "cancel", &new_key()).await;
+
+    let response = app.command(id, "pay", &new_key()).await;
+
+    let body = problem(
+        response,
+        StatusCode::CONFLICT,
+        "/problems/invalid-transition",
+    )
+    .await;
+    assert!(body["detail"].as_str().unwrap().contains("CANCELLED"));
+    assert_eq!(app.status_of(id).await, "CANCELLED");
+    assert_eq!(app.events_of(id).await.len(), 2);
+}
+
+#[tokio::test]
+async fn cancelling_a_paid_order_is_a_conflict() {
+    let app = TestApp::spawn().await;
+    let id = app.created_order().await;
+    app.command(id, "pay", &new_key()).await;
+
+    let response = app.command(id, "cancel", &new_key()).await;
+
+    problem(
+        response,
+        StatusCode::CONFLICT,
+        "/problems/invalid-transition",
+    )
+    .await;
+    assert_eq!(app.status_of(id).await, "PAID");
+}
+
+#[tokio::test]
+async fn of_many_concurrent_pays_with_different_keys_exactly_one_wins() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let id = app.created_order().await;
+
+    let mut pays = JoinSet::new();
+    for _ in 0..10 {
+        let app = app.clone();
+        pays.spawn(async move { app.command(id, "pay", &new_key()).await.status() });
+    }
+    let statuses: Vec<StatusCode> = pays.join_all().await;
+
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count(),
+        9,
+        "{statuses:?}"
+    );
+    let paid_events = app
+        .events_of(id)
+        .await
+        .into_iter()
+        .filter(|(t, _)| t == "OrderPaid")
+        .count();
+    assert_eq!(paid_events, 1);
+}
+
+#[tokio::test]
+async fn an_unknown_order_is_not_found() {
+    let app = TestApp::spawn().await;
+    let id = uuid::Uuid::new_v4();
+
+    let get = app
+        .http
+        .get(format!("{}/orders/{id}", app.base))
+        .send()
+        .await
+        .unwrap();
+    problem(get, StatusCode::NOT_FOUND, "/problems/order-not-found").await;
+
+    let pay = app.command(id, "pay", &new_key()).await;
+    problem(pay, StatusCode::NOT_FOUND, "/problems/order-not-found").await;
+    assert_eq!(
+        app.count("idempotency_keys").await,
+        0,
+        "a failed request stores no key"
+    );
+}
