@@ -13,7 +13,9 @@ async fn the_readme_walkthrough_works_as_written() {
         ("HTTP_ADDR", "127.0.0.1:0"),
         ("DATABASE_URL", postgres.url()),
     ]);
-    let app = Application::build(Config::from_env(&env).unwrap()).await.unwrap();
+    let app = Application::build(Config::from_env(&env).unwrap())
+        .await
+        .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
@@ -79,7 +81,10 @@ async fn the_readme_walkthrough_works_as_written() {
         .await
         .unwrap();
     assert_eq!(rejected.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(rejected.json::<Value>().await.unwrap()["field"], "customer_email");
+    assert_eq!(
+        rejected.json::<Value>().await.unwrap()["field"],
+        "customer_email"
+    );
 
     let unkeyed = http
         .post(format!("{base}/orders"))

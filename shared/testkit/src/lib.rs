@@ -25,7 +25,10 @@ pub fn pinned_image(key: &str) -> (String, String) {
         .lines()
         .filter_map(|line| line.split_once('='))
         .find(|(k, _)| k.trim() == key)
-        .map_or_else(|| panic!("{key} is not pinned in .env"), |(_, v)| v.trim().to_owned());
+        .map_or_else(
+            || panic!("{key} is not pinned in .env"),
+            |(_, v)| v.trim().to_owned(),
+        );
     let (name, tag) = value
         .rsplit_once(':')
         .unwrap_or_else(|| panic!("{key}={value} in .env needs an explicit tag"));
