@@ -35,5 +35,11 @@ create table outbox (
 -- scan proportional to the backlog rather than to the table's history.
 create index outbox_unpublished_idx on outbox (id) where published_at is null;
 
+-- The relay's per-aggregate ordering check ("is an earlier version of this
+-- aggregate still unpublished?") is a probe into this partial index.
+create index outbox_unpublished_by_aggregate_idx
+    on outbox (aggregate_type, aggregate_id, aggregate_version)
+    where published_at is null;
+
 -- Published rows are deleted after a retention period, oldest first.
 create index outbox_published_at_idx on outbox (published_at) where published_at is not null;

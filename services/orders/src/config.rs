@@ -9,6 +9,7 @@
 //! | `DB_ACQUIRE_TIMEOUT` | `3s` | wait for a pooled connection before answering 503 |
 //! | `DB_CONNECT_DEADLINE` | `30s` | how long start-up retries connecting |
 //! | `IDEMPOTENCY_KEY_TTL` | `24h` | how long a key replays its response |
+//! | `OUTBOX_NOTIFY` | `true` | `NOTIFY` the relay on commit (see the `outbox` crate for the cost) |
 //! | `REQUEST_TIMEOUT` | `10s` | answer 503 after this long |
 //! | `BODY_LIMIT_BYTES` | `65536` | largest accepted request body |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
@@ -35,6 +36,8 @@ pub struct Config {
     pub db_connect_deadline: Duration,
     /// How long an idempotency key replays its stored response.
     pub idempotency_key_ttl: Duration,
+    /// Whether state changes `NOTIFY` listening relays.
+    pub outbox_notify: bool,
     /// Request timeout and body size limit.
     pub http: HttpLimits,
     /// Logging and tracing.
@@ -52,6 +55,7 @@ impl Config {
             db_connect_deadline: env.duration_or("DB_CONNECT_DEADLINE", Duration::from_secs(30))?,
             idempotency_key_ttl: env
                 .duration_or("IDEMPOTENCY_KEY_TTL", Duration::from_hours(24))?,
+            outbox_notify: env.flag_or("OUTBOX_NOTIFY", true)?,
             http: HttpLimits {
                 request_timeout: env.duration_or("REQUEST_TIMEOUT", Duration::from_secs(10))?,
                 body_limit: env.parse_or("BODY_LIMIT_BYTES", 64 * 1024)?,

@@ -77,6 +77,7 @@ impl Application {
         let state = AppState {
             db: db.clone(),
             idempotency_key_ttl: config.idempotency_key_ttl,
+            outbox: outbox::Writer::with_notify(config.outbox_notify),
         };
         Ok(Self {
             listener,

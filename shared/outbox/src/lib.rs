@@ -9,6 +9,13 @@
 //! The row also records the W3C trace context of the current span, so the
 //! relay that later publishes it can continue the request's trace across
 //! the asynchronous gap.
+//!
+//! With [`Writer::with_notify`], the transaction also sends
+//! `NOTIFY outbox`, which Postgres delivers at commit: a relay that
+//! `LISTEN`s wakes at once instead of at its next poll. The price is a
+//! global lock Postgres takes while committing a transaction that notified,
+//! which serialises such commits; the relay benchmark measures it
+//! (README, "Relay benchmark"). Without notify the relay polls.
 
 use contracts::{Envelope, Event};
 use sqlx::PgConnection;
@@ -37,10 +44,53 @@ pub enum OutboxError {
     },
 }
 
-/// Writes `envelope` to the outbox inside the caller's transaction.
-///
-/// Pass the transaction (`&mut *tx`), never a pool connection: an outbox row
-/// written outside the business transaction is no outbox at all.
+/// The `LISTEN`/`NOTIFY` channel the relay listens on.
+pub const NOTIFY_CHANNEL: &str = "outbox";
+
+/// Writes events into the outbox; cheap to clone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Writer {
+    notify: bool,
+}
+
+impl Writer {
+    /// A writer that leaves waking the relay to its polling.
+    pub fn new() -> Self {
+        Self { notify: false }
+    }
+
+    /// A writer that also notifies listening relays when the transaction
+    /// commits (see the module docs for the cost).
+    pub fn with_notify(notify: bool) -> Self {
+        Self { notify }
+    }
+
+    /// Writes `envelope` to the outbox inside the caller's transaction.
+    ///
+    /// Pass the transaction (`&mut *tx`), never a pool connection: an
+    /// outbox row written outside the business transaction is no outbox at
+    /// all.
+    pub async fn enqueue<T: Event>(
+        self,
+        tx: &mut PgConnection,
+        envelope: &Envelope<T>,
+    ) -> Result<(), OutboxError> {
+        enqueue(&mut *tx, envelope).await?;
+        if self.notify {
+            // Delivered at commit, and only once per transaction however
+            // many events it wrote (Postgres folds identical notifications).
+            sqlx::query!("select pg_notify('outbox', '')")
+                .execute(tx)
+                .await
+                .map_err(|source| OutboxError::Insert {
+                    event_type: T::EVENT_TYPE,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
 #[tracing::instrument(
     name = "outbox.enqueue",
     skip_all,
@@ -51,7 +101,7 @@ pub enum OutboxError {
         aggregate_version = envelope.aggregate_version,
     )
 )]
-pub async fn enqueue<T: Event>(
+async fn enqueue<T: Event>(
     tx: &mut PgConnection,
     envelope: &Envelope<T>,
 ) -> Result<(), OutboxError> {

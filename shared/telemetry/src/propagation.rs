@@ -59,6 +59,16 @@ impl TraceContext {
     }
 }
 
+/// Makes `parent` the parent of `span`, continuing a trace that crossed an
+/// asynchronous boundary (an outbox row, a NATS message). Without a
+/// `traceparent`, `span` keeps its own new trace.
+pub fn set_parent(span: &tracing::Span, parent: &TraceContext) {
+    if parent.traceparent.is_some() {
+        // Only fails if the span is disabled, in which case there is nothing to parent.
+        let _ = span.set_parent(parent.to_context());
+    }
+}
+
 /// The trace id of the current span as 32 hex digits, if it is sampled.
 pub fn current_trace_id() -> Option<String> {
     let cx = tracing::Span::current().context();

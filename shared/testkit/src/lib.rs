@@ -12,6 +12,9 @@
 //! - neither possible: the test **fails** and says what to set. A test that
 //!   silently passes without its server proves nothing.
 
+pub mod nats;
+
+pub use nats::{RestartableNats, TestNats};
 use testcontainers_modules::postgres::Postgres;
 use testcontainers_modules::testcontainers::runners::AsyncRunner as _;
 use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt as _};
@@ -149,6 +152,27 @@ fn with_database(url: &str, database: &str) -> String {
     match query {
         Some(q) => format!("{server}/{database}?{q}"),
         None => format!("{server}/{database}"),
+    }
+}
+
+/// Polls `check` every 50 ms until it returns true, failing the test with
+/// `what` if `within` passes first. Tests wait for asynchronous outcomes
+/// this way, never with fixed sleeps.
+pub async fn eventually<F, Fut>(within: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

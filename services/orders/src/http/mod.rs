@@ -34,6 +34,8 @@ pub struct AppState {
     pub db: PgPool,
     /// How long idempotency keys replay.
     pub idempotency_key_ttl: Duration,
+    /// Writes events into the outbox (and maybe notifies the relay).
+    pub outbox: outbox::Writer,
 }
 
 /// The complete router, with the standard middleware.

@@ -80,7 +80,7 @@ async fn create_order(
             };
             let envelope =
                 Envelope::new(PRODUCER, order.id, order.version, order.created_at, created);
-            outbox::enqueue(tx, &envelope).await?;
+            state.outbox.enqueue(tx, &envelope).await?;
             StoredResponse::new(StatusCode::CREATED, &order)
         },
     )
@@ -156,11 +156,13 @@ async fn change_status(
                         seats: order.event_seats(),
                         paid_at: at,
                     };
-                    outbox::enqueue(
-                        tx,
-                        &Envelope::new(PRODUCER, order_id, order.version, at, paid),
-                    )
-                    .await?;
+                    state
+                        .outbox
+                        .enqueue(
+                            tx,
+                            &Envelope::new(PRODUCER, order_id, order.version, at, paid),
+                        )
+                        .await?;
                 }
                 Transition::Cancel => {
                     let cancelled = OrderCancelled {
@@ -168,11 +170,13 @@ async fn change_status(
                         event_id: order.event_id,
                         cancelled_at: at,
                     };
-                    outbox::enqueue(
-                        tx,
-                        &Envelope::new(PRODUCER, order_id, order.version, at, cancelled),
-                    )
-                    .await?;
+                    state
+                        .outbox
+                        .enqueue(
+                            tx,
+                            &Envelope::new(PRODUCER, order_id, order.version, at, cancelled),
+                        )
+                        .await?;
                 }
             }
             StoredResponse::new(StatusCode::OK, &order)

@@ -1,0 +1,144 @@
+//! Relay configuration, from the environment.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `HTTP_ADDR` | `0.0.0.0:8084` | health and metrics |
+//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/orders` | the source database (its outbox table) |
+//! | `RELAY_SOURCE` | the database name | label in logs and metrics, e.g. `orders` |
+//! | `NATS_URL` | `nats://127.0.0.1:4222` | |
+//! | `NATS_PREFIX` | empty | prefix of stream and subject names |
+//! | `RELAY_BATCH_SIZE` | `256` | rows claimed per pass |
+//! | `RELAY_WAKEUP` | `listen` | `listen`: `LISTEN outbox` plus polling; `poll`: polling only |
+//! | `RELAY_POLL_INTERVAL` | `500ms` | pause when idle (the fallback when notifications are lost) |
+//! | `RELAY_PUBLISH_TIMEOUT` | `5s` | wait for a PubAck |
+//! | `RELAY_MAX_ATTEMPTS` | `10` | failures of one row before it is parked |
+//! | `RELAY_BACKOFF_MAX` | `10s` | cap of the backoff while NATS or Postgres is down |
+//! | `RELAY_DEDUP_WINDOW` | `10m` | JetStream duplicate window of the streams it provisions |
+//! | `RELAY_RETENTION` | `24h` | published rows are deleted after this |
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use messaging::Topology;
+use settings::{ConfigError, Env, SecretUrl};
+use telemetry::TelemetryConfig;
+
+/// How the relay learns that there is work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wakeup {
+    /// `LISTEN outbox`, with polling as the fallback.
+    Listen,
+    /// Polling only.
+    Poll,
+}
+
+/// Everything the relay needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Health and metrics address.
+    pub http_addr: SocketAddr,
+    /// The source database.
+    pub database_url: SecretUrl,
+    /// Name of the source in logs and metrics.
+    pub source: String,
+    /// NATS server.
+    pub nats_url: String,
+    /// Stream and subject names.
+    pub topology: Topology,
+    /// Rows per pass.
+    pub batch_size: i64,
+    /// How the relay wakes up.
+    pub wakeup: Wakeup,
+    /// Idle pause.
+    pub poll_interval: Duration,
+    /// PubAck timeout.
+    pub publish_timeout: Duration,
+    /// Failures before a row is parked.
+    pub max_attempts: i32,
+    /// Backoff cap while a dependency is down.
+    pub backoff_max: Duration,
+    /// Duplicate window of provisioned streams.
+    pub dedup_window: Duration,
+    /// How long published rows are kept.
+    pub retention: Duration,
+    /// Logging and tracing.
+    pub telemetry: TelemetryConfig,
+}
+
+impl Config {
+    /// Reads the configuration; a bad value is an error naming its variable.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let database_url = env.url_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orders");
+        let default_source = database_url
+            .expose()
+            .rsplit('/')
+            .next()
+            .and_then(|db| db.split('?').next())
+            .unwrap_or("outbox")
+            .to_owned();
+        let prefix = env.string_or("NATS_PREFIX", "");
+        let topology = Topology::new(&prefix).map_err(|reason| ConfigError::Invalid {
+            name: "NATS_PREFIX".into(),
+            value: prefix.clone(),
+            reason,
+        })?;
+        let wakeup = match env.string_or("RELAY_WAKEUP", "listen").as_str() {
+            "listen" => Wakeup::Listen,
+            "poll" => Wakeup::Poll,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "RELAY_WAKEUP".into(),
+                    value: other.into(),
+                    reason: "expected listen or poll".into(),
+                });
+            }
+        };
+        let batch_size: i64 = env.parse_or("RELAY_BATCH_SIZE", 256)?;
+        if !(1..=10_000).contains(&batch_size) {
+            return Err(ConfigError::Invalid {
+                name: "RELAY_BATCH_SIZE".into(),
+                value: batch_size.to_string(),
+                reason: "expected 1 to 10000".into(),
+            });
+        }
+        Ok(Self {
+            http_addr: env.parse_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8084)))?,
+            source: env.string_or("RELAY_SOURCE", &default_source),
+            database_url,
+            nats_url: env.string_or("NATS_URL", "nats://127.0.0.1:4222"),
+            topology,
+            batch_size,
+            wakeup,
+            poll_interval: env.duration_or("RELAY_POLL_INTERVAL", Duration::from_millis(500))?,
+            publish_timeout: env.duration_or("RELAY_PUBLISH_TIMEOUT", Duration::from_secs(5))?,
+            max_attempts: env.parse_or("RELAY_MAX_ATTEMPTS", 10)?,
+            backoff_max: env.duration_or("RELAY_BACKOFF_MAX", Duration::from_secs(10))?,
+            dedup_window: env.duration_or("RELAY_DEDUP_WINDOW", Duration::from_mins(10))?,
+            retention: env.duration_or("RELAY_RETENTION", Duration::from_hours(24))?,
+            telemetry: TelemetryConfig::from_env("relay", env)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_defaults_to_the_database_name() {
+        let env = Env::from_pairs([("DATABASE_URL", "postgres://u@h/inventory?sslmode=disable")]);
+        assert_eq!(Config::from_env(&env).unwrap().source, "inventory");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in [
+            ("RELAY_WAKEUP", "sometimes"),
+            ("RELAY_BATCH_SIZE", "0"),
+            ("NATS_PREFIX", "a.b"),
+        ] {
+            let err = Config::from_env(&Env::from_pairs([(name, value)])).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+}

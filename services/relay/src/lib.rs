@@ -1,0 +1,41 @@
+//! The outbox relay: moves committed outbox rows to NATS JetStream.
+//!
+//! A service commits its state change and the event describing it in one
+//! transaction (the `outbox` crate). The relay makes that event leave the
+//! service, with these guarantees:
+//!
+//! - **nothing lost**: a row is marked published only after JetStream's
+//!   PubAck; a crash, a broker outage or a database outage leaves it
+//!   unpublished, to be published on a later pass;
+//! - **no duplicates in the stream**: the `Nats-Msg-Id` header is the event
+//!   id, so a row republished after a crash between PubAck and marking is
+//!   recognised by JetStream as a duplicate within its window;
+//! - **order per aggregate**: a row is claimed only if no earlier version
+//!   of its aggregate is still unpublished, and claims lock rows
+//!   (`FOR UPDATE SKIP LOCKED`) until they are marked, so this holds with
+//!   any number of relay instances on one database;
+//! - **no skipped rows**: there is no "last id seen" cursor; every pass
+//!   looks at all unpublished rows, so a transaction that commits late with
+//!   a lower id is still published;
+//! - **poison rows parked**: a row that fails on its own (say it exceeds the
+//!   server's max payload) is retried `RELAY_MAX_ATTEMPTS` times, then
+//!   parked with its error; it holds back later events of its aggregate
+//!   only, and shows in `/metrics`.
+//!
+//! One binary serves any database with an outbox table (orders, inventory);
+//! one source per instance, as many instances as you like.
+//!
+//! Modules: [`config`], [`store`] (SQL), [`publisher`] (one batch),
+//! [`worker`] (the loop: wake-ups, backoff, retention), [`metrics`],
+//! [`http`] (health and metrics), [`startup`].
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod publisher;
+pub mod startup;
+pub mod store;
+pub mod worker;
+
+pub use config::Config;
+pub use startup::Application;

@@ -1,0 +1,241 @@
+//! One relay pass: claim rows, publish them, await the PubAcks, mark.
+//!
+//! The pass is one database transaction. The claimed rows stay locked
+//! while they are published, so no other relay instance can publish them
+//! (or a later version of the same aggregate) at the same time. All
+//! publishes of a pass are sent before any PubAck is awaited: the rows of a
+//! pass belong to different aggregates, so their relative order does not
+//! matter, and overlapping the round trips is what makes the relay fast.
+//!
+//! Failures are sorted into two kinds:
+//! - *transient*: NATS unreachable or slow, stream missing. Not the row's
+//!   fault: the row is left as it was and the worker backs off;
+//! - *the row's own*: e.g. larger than the server's max payload. Counted on
+//!   the row; at `max_attempts` it is parked.
+
+use std::future::IntoFuture as _;
+use std::sync::Arc;
+
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use messaging::{Topology, headers};
+use sqlx::PgPool;
+use telemetry::propagation::TraceContext;
+use tracing::{Instrument as _, Span};
+
+use crate::metrics::Metrics;
+use crate::store::{self, OutboxRow};
+
+/// Publishes outbox rows of one source database.
+#[derive(Clone)]
+pub struct Publisher {
+    db: PgPool,
+    nats: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    topology: Topology,
+    batch_size: i64,
+    max_attempts: i32,
+    metrics: Arc<Metrics>,
+}
+
+/// What a pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pass {
+    /// Rows claimed.
+    pub claimed: usize,
+    /// Rows published and marked.
+    pub published: usize,
+    /// Of those, how many JetStream had already (duplicates).
+    pub duplicates: usize,
+    /// Rows whose own failure was recorded.
+    pub failed: usize,
+    /// Rows parked in this pass.
+    pub parked: usize,
+    /// Set when NATS itself failed; the worker backs off.
+    pub transient_error: Option<String>,
+    /// Set when a stream was missing; the worker provisions again.
+    pub stream_missing: bool,
+}
+
+impl Publisher {
+    /// A publisher for the outbox in `db`.
+    pub fn new(
+        db: PgPool,
+        nats: async_nats::Client,
+        js: async_nats::jetstream::Context,
+        topology: Topology,
+        batch_size: i64,
+        max_attempts: i32,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            db,
+            nats,
+            js,
+            topology,
+            batch_size,
+            max_attempts,
+            metrics,
+        }
+    }
+
+    /// Rows claimed per pass.
+    pub fn batch_size(&self) -> i64 {
+        self.batch_size
+    }
+
+    /// The source database.
+    pub fn db(&self) -> &PgPool {
+        &self.db
+    }
+
+    /// Runs one pass; see the module docs. A database error aborts the pass
+    /// (nothing is marked, the rows will be published again, and JetStream
+    /// drops the duplicates).
+    pub async fn run_pass(&self) -> sqlx::Result<Pass> {
+        let mut tx = self.db.begin().await?;
+        let rows = store::claim(&mut tx, self.batch_size).await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(Pass::default());
+        }
+        self.metrics.batch();
+        let mut pass = Pass {
+            claimed: rows.len(),
+            ..Pass::default()
+        };
+
+        // Send everything first, then collect the acks.
+        let mut in_flight = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let span = publish_span(&self.topology, row);
+            let sent = self.publish(row, &span).instrument(span.clone()).await;
+            in_flight.push((row, span, sent));
+        }
+
+        let mut published = Vec::with_capacity(rows.len());
+        let mut failures = Vec::new();
+        for (row, span, sent) in in_flight {
+            let acked = match sent {
+                Ok(ack) => ack.into_future().instrument(span.clone()).await,
+                Err(e) => Err(e),
+            };
+            match acked {
+                Ok(ack) => {
+                    span.record("messaging.nats.stream.sequence", ack.sequence);
+                    span.record("duplicate", ack.duplicate);
+                    pass.duplicates += usize::from(ack.duplicate);
+                    published.push(row.id);
+                }
+                Err(e) => {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error", tracing::field::display(&e));
+                    if self.is_transient(&e) {
+                        pass.stream_missing |= e.kind() == PublishErrorKind::StreamNotFound;
+                        pass.transient_error = Some(e.to_string());
+                    } else {
+                        failures.push((row, e.to_string()));
+                    }
+                }
+            }
+        }
+
+        store::mark_published(&mut tx, &published).await?;
+        for (row, error) in &failures {
+            let parked = store::record_failure(&mut tx, row.id, error, self.max_attempts).await?;
+            if parked {
+                tracing::error!(
+                    event_id = %row.event_id,
+                    aggregate_id = %row.aggregate_id,
+                    error,
+                    "outbox row parked after {} attempts; later events of its aggregate wait for a human",
+                    self.max_attempts
+                );
+                pass.parked += 1;
+            }
+        }
+        tx.commit().await?;
+
+        pass.published = published.len();
+        pass.failed = failures.len();
+        self.metrics.published(published.len() as u64);
+        self.metrics.duplicates(pass.duplicates as u64);
+        self.metrics
+            .publish_errors((rows.len() - published.len()) as u64);
+        self.metrics.parked(pass.parked as u64);
+        Ok(pass)
+    }
+
+    /// Sends one row to JetStream and returns the future of its PubAck.
+    ///
+    /// Public so that tests can reproduce "published, then the relay died
+    /// before marking": publish, await the ack, never mark.
+    pub async fn publish(
+        &self,
+        row: &OutboxRow,
+        span: &Span,
+    ) -> Result<PublishAckFuture, PublishError> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(headers::MSG_ID, row.event_id.to_string().as_str());
+        headers.insert(headers::EVENT_TYPE, row.event_type.as_str());
+        headers.insert(
+            headers::SCHEMA_VERSION,
+            row.schema_version.to_string().as_str(),
+        );
+        headers.insert(headers::CONTENT_TYPE, "application/json");
+        // Consumers continue the trace from the publish span, not from the
+        // original request, so the tree reads request → publish → consume.
+        headers::insert_trace(&mut headers, &TraceContext::of(span));
+        let payload = serde_json::to_vec(&row.payload).unwrap_or_default();
+        self.js
+            .send_publish(
+                self.topology.subject(&row.subject),
+                PublishMessage::build()
+                    .payload(payload.into())
+                    .headers(headers),
+            )
+            .await
+    }
+
+    fn is_transient(&self, e: &PublishError) -> bool {
+        !messaging::is_connected(&self.nats)
+            || matches!(
+                e.kind(),
+                PublishErrorKind::TimedOut
+                    | PublishErrorKind::BrokenPipe
+                    | PublishErrorKind::StreamNotFound
+                    | PublishErrorKind::MaxAckPending
+            )
+    }
+}
+
+/// The span of one publish: a child of the span that wrote the row, so the
+/// trace of the request continues across the outbox (a child rather than a
+/// span link: each row is published once, and one tree from the HTTP
+/// request to every consumer is what a reader wants to see in Jaeger).
+pub fn publish_span(topology: &Topology, row: &OutboxRow) -> Span {
+    let subject = topology.subject(&row.subject);
+    let span = tracing::info_span!(
+        "outbox.publish",
+        otel.name = %format!("{subject} publish"),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "nats",
+        messaging.operation.type = "publish",
+        messaging.destination.name = %subject,
+        messaging.message.id = %row.event_id,
+        messaging.nats.stream.sequence = tracing::field::Empty,
+        event_id = %row.event_id,
+        event_type = %row.event_type,
+        aggregate_id = %row.aggregate_id,
+        aggregate_version = row.aggregate_version,
+        duplicate = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    let parent = TraceContext {
+        traceparent: row.traceparent.clone(),
+        tracestate: row.tracestate.clone(),
+    };
+    telemetry::propagation::set_parent(&span, &parent);
+    span
+}

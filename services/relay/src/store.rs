@@ -1,0 +1,160 @@
+//! SQL against the source database's outbox table.
+
+use std::time::Duration;
+
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// An unpublished outbox row, claimed (locked) by the current transaction.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// Row id (commit order is *not* id order).
+    pub id: i64,
+    /// The envelope's id: `Nats-Msg-Id`.
+    pub event_id: Uuid,
+    /// The envelope's type.
+    pub event_type: String,
+    /// The envelope's schema version.
+    pub schema_version: i32,
+    /// The aggregate.
+    pub aggregate_id: Uuid,
+    /// Its version.
+    pub aggregate_version: i64,
+    /// The subject, without the deployment prefix.
+    pub subject: String,
+    /// The envelope.
+    pub payload: serde_json::Value,
+    /// Trace context of the writing transaction.
+    pub traceparent: Option<String>,
+    /// Trace state of the writing transaction.
+    pub tracestate: Option<String>,
+}
+
+/// Claims up to `limit` publishable rows, locking them until the caller's
+/// transaction ends.
+///
+/// A row is publishable when it is neither published nor parked and no
+/// earlier version of its aggregate is unpublished. So a batch holds at most
+/// one row per aggregate, and a later version waits until the earlier one
+/// is marked, whichever relay instance holds it. Rows locked by another
+/// instance are skipped, not waited for.
+pub async fn claim(tx: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<OutboxRow>> {
+    sqlx::query_as!(
+        OutboxRow,
+        r#"
+        select o.id, o.event_id, o.event_type, o.schema_version, o.aggregate_id,
+               o.aggregate_version, o.subject, o.payload, o.traceparent, o.tracestate
+        from outbox o
+        where o.published_at is null
+          and o.parked_at is null
+          and not exists (
+              select 1 from outbox earlier
+              where earlier.aggregate_type = o.aggregate_type
+                and earlier.aggregate_id = o.aggregate_id
+                and earlier.aggregate_version < o.aggregate_version
+                and earlier.published_at is null
+          )
+        order by o.id
+        limit $1
+        for update of o skip locked
+        "#,
+        limit,
+    )
+    .fetch_all(tx)
+    .await
+}
+
+/// Marks rows as published; only ever called after their PubAck.
+pub async fn mark_published(tx: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        "update outbox set published_at = now(), attempts = attempts + 1 where id = any($1)",
+        ids,
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Records a failure of one row; parks it at `max_attempts`. Returns true
+/// if the row is now parked.
+pub async fn record_failure(
+    tx: &mut PgConnection,
+    id: i64,
+    error: &str,
+    max_attempts: i32,
+) -> sqlx::Result<bool> {
+    let parked = sqlx::query_scalar!(
+        r#"
+        update outbox
+        set attempts = attempts + 1,
+            last_error = $2,
+            parked_at = case when attempts + 1 >= $3 then now() end
+        where id = $1
+        returning parked_at is not null as "parked!"
+        "#,
+        id,
+        error,
+        max_attempts,
+    )
+    .fetch_one(tx)
+    .await?;
+    Ok(parked)
+}
+
+/// The state of the outbox, for `/metrics` and `ticketctl outbox status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Backlog {
+    /// Rows waiting to be published (not parked).
+    pub pending: i64,
+    /// Rows parked after too many failures.
+    pub parked: i64,
+    /// Age of the oldest pending row, in seconds (0 when none).
+    pub oldest_pending_secs: f64,
+}
+
+/// Measures the backlog.
+pub async fn backlog(pool: &PgPool) -> sqlx::Result<Backlog> {
+    let row = sqlx::query!(
+        r#"
+        select count(*) filter (where parked_at is null) as "pending!",
+               count(*) filter (where parked_at is not null) as "parked!",
+               coalesce(extract(epoch from now() - min(created_at) filter (where parked_at is null)), 0)::float8
+                   as "oldest_pending_secs!"
+        from outbox
+        where published_at is null
+        "#
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Backlog {
+        pending: row.pending,
+        parked: row.parked,
+        oldest_pending_secs: row.oldest_pending_secs,
+    })
+}
+
+/// Deletes up to `batch` rows published more than `retention` ago.
+///
+/// Small batches, oldest first: a big delete would hold locks and produce a
+/// burst of WAL and dead tuples at once.
+pub async fn delete_published(pool: &PgPool, retention: Duration, batch: i64) -> sqlx::Result<u64> {
+    let deleted = sqlx::query!(
+        r#"
+        delete from outbox
+        where id in (
+            select id from outbox
+            where published_at < now() - make_interval(secs => $1)
+            order by published_at
+            limit $2
+        )
+        "#,
+        retention.as_secs_f64(),
+        batch,
+    )
+    .execute(pool)
+    .await?;
+    Ok(deleted.rows_affected())
+}
