@@ -17,6 +17,8 @@ create table outbox (
     traceparent       text,
     tracestate        text,
     created_at        timestamptz not null default now(),
+    -- Set only when the relay keeps published rows for a retention period
+    -- (RELAY_RETENTION > 0); by default it deletes them once acked.
     published_at      timestamptz,
     attempts          integer     not null default 0,
     last_error        text,
@@ -40,6 +42,3 @@ create index outbox_unpublished_idx on outbox (id) where published_at is null;
 create index outbox_unpublished_by_aggregate_idx
     on outbox (aggregate_type, aggregate_id, aggregate_version)
     where published_at is null;
-
--- Published rows are deleted after a retention period, oldest first.
-create index outbox_published_at_idx on outbox (published_at) where published_at is not null;

@@ -8,13 +8,14 @@
 //! | `NATS_URL` | `nats://127.0.0.1:4222` | |
 //! | `NATS_PREFIX` | empty | prefix of stream and subject names |
 //! | `RELAY_BATCH_SIZE` | `256` | rows claimed per pass |
+//! | `RELAY_CONCURRENCY` | `2` | passes in flight per instance (one overlaps its database work with another's publishing) |
 //! | `RELAY_WAKEUP` | `listen` | `listen`: `LISTEN outbox` plus polling; `poll`: polling only |
 //! | `RELAY_POLL_INTERVAL` | `500ms` | pause when idle (the fallback when notifications are lost) |
 //! | `RELAY_PUBLISH_TIMEOUT` | `5s` | wait for a PubAck |
 //! | `RELAY_MAX_ATTEMPTS` | `10` | failures of one row before it is parked |
 //! | `RELAY_BACKOFF_MAX` | `10s` | cap of the backoff while NATS or Postgres is down |
 //! | `RELAY_DEDUP_WINDOW` | `10m` | JetStream duplicate window of the streams it provisions |
-//! | `RELAY_RETENTION` | `24h` | published rows are deleted after this |
+//! | `RELAY_RETENTION` | `0s` | `0s`: delete a row once acked; otherwise mark it and delete it this long after |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -47,6 +48,8 @@ pub struct Config {
     pub topology: Topology,
     /// Rows per pass.
     pub batch_size: i64,
+    /// Concurrent passes.
+    pub concurrency: usize,
     /// How the relay wakes up.
     pub wakeup: Wakeup,
     /// Idle pause.
@@ -59,13 +62,22 @@ pub struct Config {
     pub backoff_max: Duration,
     /// Duplicate window of provisioned streams.
     pub dedup_window: Duration,
-    /// How long published rows are kept.
+    /// How long published rows are kept; zero deletes them once acked.
     pub retention: Duration,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
 }
 
 impl Config {
+    /// What the relay does with a row JetStream acknowledged.
+    pub fn after_publish(&self) -> crate::store::AfterPublish {
+        if self.retention.is_zero() {
+            crate::store::AfterPublish::Delete
+        } else {
+            crate::store::AfterPublish::Mark
+        }
+    }
+
     /// Reads the configuration; a bad value is an error naming its variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let database_url = env.url_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orders");
@@ -108,13 +120,23 @@ impl Config {
             nats_url: env.string_or("NATS_URL", "nats://127.0.0.1:4222"),
             topology,
             batch_size,
+            concurrency: match env.parse_or("RELAY_CONCURRENCY", 2_usize)? {
+                n @ 1..=16 => n,
+                n => {
+                    return Err(ConfigError::Invalid {
+                        name: "RELAY_CONCURRENCY".into(),
+                        value: n.to_string(),
+                        reason: "expected 1 to 16".into(),
+                    });
+                }
+            },
             wakeup,
             poll_interval: env.duration_or("RELAY_POLL_INTERVAL", Duration::from_millis(500))?,
             publish_timeout: env.duration_or("RELAY_PUBLISH_TIMEOUT", Duration::from_secs(5))?,
             max_attempts: env.parse_or("RELAY_MAX_ATTEMPTS", 10)?,
             backoff_max: env.duration_or("RELAY_BACKOFF_MAX", Duration::from_secs(10))?,
             dedup_window: env.duration_or("RELAY_DEDUP_WINDOW", Duration::from_mins(10))?,
-            retention: env.duration_or("RELAY_RETENTION", Duration::from_hours(24))?,
+            retention: env.duration_or("RELAY_RETENTION", Duration::ZERO)?,
             telemetry: TelemetryConfig::from_env("relay", env)?,
         })
     }
@@ -136,6 +158,7 @@ mod tests {
             ("RELAY_WAKEUP", "sometimes"),
             ("RELAY_BATCH_SIZE", "0"),
             ("NATS_PREFIX", "a.b"),
+            ("RELAY_CONCURRENCY", "0"),
         ] {
             let err = Config::from_env(&Env::from_pairs([(name, value)])).unwrap_err();
             assert!(err.to_string().contains(name), "{err}");

@@ -4,9 +4,10 @@
 //! transaction (the `outbox` crate). The relay makes that event leave the
 //! service, with these guarantees:
 //!
-//! - **nothing lost**: a row is marked published only after JetStream's
-//!   PubAck; a crash, a broker outage or a database outage leaves it
-//!   unpublished, to be published on a later pass;
+//! - **nothing lost**: a row is deleted (or, with a retention period, marked
+//!   published) only after JetStream's PubAck, in the transaction that
+//!   claimed it; a crash, a broker outage or a database outage leaves it in
+//!   place, to be published on a later pass;
 //! - **no duplicates in the stream**: the `Nats-Msg-Id` header is the event
 //!   id, so a row republished after a crash between PubAck and marking is
 //!   recognised by JetStream as a duplicate within its window;

@@ -50,6 +50,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     worker: Worker,
+    concurrency: usize,
     db: sqlx::PgPool,
     retention: Duration,
     metrics: Arc<Metrics>,
@@ -64,8 +65,11 @@ impl Application {
                 source,
             }
         })?;
+        // Per concurrent pass: its transaction and its LISTEN connection;
+        // plus room for /readyz, /metrics and the retention sweeper.
+        let connections = u32::try_from(config.concurrency * 2 + 2).unwrap_or(34);
         let db = PgPoolOptions::new()
-            .max_connections(4)
+            .max_connections(connections)
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy_with(options);
         let nats =
@@ -73,7 +77,9 @@ impl Application {
         let js = async_nats::jetstream::context::ContextBuilder::new()
             .timeout(config.publish_timeout)
             // A pass sends a whole batch before awaiting acks; let it.
-            .max_ack_inflight(usize::try_from(config.batch_size).unwrap_or(256) * 2)
+            .max_ack_inflight(
+                usize::try_from(config.batch_size).unwrap_or(256) * config.concurrency * 2,
+            )
             .backpressure_on_inflight(true)
             .build(nats.clone());
         let metrics = Arc::new(Metrics::default());
@@ -85,6 +91,7 @@ impl Application {
             config.topology.clone(),
             config.batch_size,
             config.max_attempts,
+            config.after_publish(),
             metrics.clone(),
         );
         let worker = Worker {
@@ -120,6 +127,7 @@ impl Application {
             listener,
             router,
             worker,
+            concurrency: config.concurrency,
             db,
             retention: config.retention,
             metrics,
@@ -139,12 +147,21 @@ impl Application {
     /// Relays until `shutdown`; the pass in flight finishes first.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let tasks = TaskTracker::new();
-        tasks.spawn(self.worker.run(shutdown.clone()));
-        tasks.spawn(run_retention(
-            self.db.clone(),
-            self.retention,
-            shutdown.clone(),
-        ));
+        // Several passes in flight, like several instances in one process:
+        // the claim query's row locks keep them apart.
+        let worker = Arc::new(self.worker);
+        for _ in 0..self.concurrency {
+            let worker = worker.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { worker.run(shutdown).await });
+        }
+        if !self.retention.is_zero() {
+            tasks.spawn(run_retention(
+                self.db.clone(),
+                self.retention,
+                shutdown.clone(),
+            ));
+        }
         tracing::info!(
             port = self.listener.local_addr().map_or(0, |a| a.port()),
             "relay listening"

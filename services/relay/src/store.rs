@@ -22,8 +22,8 @@ pub struct OutboxRow {
     pub aggregate_version: i64,
     /// The subject, without the deployment prefix.
     pub subject: String,
-    /// The envelope.
-    pub payload: serde_json::Value,
+    /// The envelope, as JSON text (published as it is, never re-parsed).
+    pub payload: String,
     /// Trace context of the writing transaction.
     pub traceparent: Option<String>,
     /// Trace state of the writing transaction.
@@ -43,7 +43,7 @@ pub async fn claim(tx: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Outbox
         OutboxRow,
         r#"
         select o.id, o.event_id, o.event_type, o.schema_version, o.aggregate_id,
-               o.aggregate_version, o.subject, o.payload, o.traceparent, o.tracestate
+               o.aggregate_version, o.subject, o.payload::text as "payload!", o.traceparent, o.tracestate
         from outbox o
         where o.published_at is null
           and o.parked_at is null
@@ -64,17 +64,42 @@ pub async fn claim(tx: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Outbox
     .await
 }
 
-/// Marks rows as published; only ever called after their PubAck.
-pub async fn mark_published(tx: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
+/// What happens to a row once JetStream acknowledged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterPublish {
+    /// Delete it in the same transaction: the stream is the record of what
+    /// was published, and a delete costs a tenth of an update (measured:
+    /// README, "Relay benchmark").
+    Delete,
+    /// Set `published_at` and leave it for the retention sweeper, as an
+    /// audit trail in the source database.
+    Mark,
+}
+
+/// Finishes rows that were published; only ever called after their PubAck.
+pub async fn finish_published(
+    tx: &mut PgConnection,
+    ids: &[i64],
+    after: AfterPublish,
+) -> sqlx::Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    sqlx::query!(
-        "update outbox set published_at = now(), attempts = attempts + 1 where id = any($1)",
-        ids,
-    )
-    .execute(tx)
-    .await?;
+    match after {
+        AfterPublish::Delete => {
+            sqlx::query!("delete from outbox where id = any($1)", ids)
+                .execute(tx)
+                .await?;
+        }
+        AfterPublish::Mark => {
+            sqlx::query!(
+                "update outbox set published_at = now(), attempts = attempts + 1 where id = any($1)",
+                ids,
+            )
+            .execute(tx)
+            .await?;
+        }
+    }
     Ok(())
 }
 
@@ -139,7 +164,9 @@ pub async fn backlog(pool: &PgPool) -> sqlx::Result<Backlog> {
 /// Deletes up to `batch` rows published more than `retention` ago.
 ///
 /// Small batches, oldest first: a big delete would hold locks and produce a
-/// burst of WAL and dead tuples at once.
+/// burst of WAL and dead tuples at once. Rows are visited in id order (the
+/// primary key), which is close to publication order, so no index on
+/// `published_at` is needed, and none is paid for on every publish.
 pub async fn delete_published(pool: &PgPool, retention: Duration, batch: i64) -> sqlx::Result<u64> {
     let deleted = sqlx::query!(
         r#"
@@ -147,7 +174,7 @@ pub async fn delete_published(pool: &PgPool, retention: Duration, batch: i64) ->
         where id in (
             select id from outbox
             where published_at < now() - make_interval(secs => $1)
-            order by published_at
+            order by id
             limit $2
         )
         "#,

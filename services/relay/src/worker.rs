@@ -102,7 +102,7 @@ pub struct Worker {
 
 impl Worker {
     /// Runs until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(&self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_millis(100), self.backoff_max);
         let mut listener = None;
         let mut provisioned = false;

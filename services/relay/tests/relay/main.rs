@@ -11,5 +11,6 @@ mod harness;
 mod ordering;
 mod outages;
 mod poison;
+mod retention;
 
 pub(crate) use harness::*;

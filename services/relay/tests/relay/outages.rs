@@ -75,6 +75,7 @@ async fn a_relay_that_died_after_the_puback_but_before_marking_causes_no_duplica
         world.topology.clone(),
         10,
         3,
+        relay::store::AfterPublish::Delete,
         Arc::new(Metrics::default()),
     );
     let mut tx = world.db.begin().await.unwrap();

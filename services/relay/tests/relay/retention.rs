@@ -1,0 +1,64 @@
+//! What happens to a row after its PubAck: deleted at once by default, or
+//! kept as an audit trail for `RELAY_RETENTION` and swept in batches.
+
+use std::time::Duration;
+
+use testkit::TestNats;
+use uuid::Uuid;
+
+use crate::World;
+
+async fn rows(world: &World) -> (i64, i64) {
+    sqlx::query_as("select count(*), count(published_at) from outbox")
+        .fetch_one(&world.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn by_default_a_published_row_is_deleted_in_the_claiming_transaction() {
+    let nats = TestNats::start().await;
+    let world = World::new(nats.url(), nats.prefix()).await;
+    let relay = world.spawn_relay(&[]).await;
+
+    world.write_event(Uuid::new_v4(), 1).await;
+    world.drained(Duration::from_secs(10)).await;
+
+    assert_eq!(rows(&world).await, (0, 0));
+    assert_eq!(world.stream().await.len(), 1);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn with_a_retention_period_rows_are_marked_and_only_old_ones_swept() {
+    let nats = TestNats::start().await;
+    let world = World::new(nats.url(), nats.prefix()).await;
+    let relay = world.spawn_relay(&[("RELAY_RETENTION", "1h")]).await;
+    for _ in 0..5 {
+        world.write_event(Uuid::new_v4(), 1).await;
+    }
+    world.drained(Duration::from_secs(10)).await;
+    assert_eq!(rows(&world).await, (5, 5), "kept and marked");
+
+    sqlx::query(
+        "update outbox set published_at = now() - interval '2 hours' \
+         where id in (select id from outbox order by id limit 3)",
+    )
+    .execute(&world.db)
+    .await
+    .unwrap();
+    let swept = relay::store::delete_published(&world.db, Duration::from_hours(1), 2)
+        .await
+        .unwrap();
+    let swept_more = relay::store::delete_published(&world.db, Duration::from_hours(1), 2)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        (swept, swept_more),
+        (2, 1),
+        "small batches, only rows past the retention"
+    );
+    assert_eq!(rows(&world).await, (2, 2));
+    relay.stop().await;
+}

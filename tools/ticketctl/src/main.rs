@@ -1,0 +1,51 @@
+//! `ticketctl`: the command line for operating and measuring the system.
+//!
+//! ```text
+//! ticketctl bench relay [--events N] [--pays N] [--writers N] [--batch N]
+//! ```
+//!
+//! Benchmarks print figures measured in the same run against the raw limit
+//! of the server underneath (raw JetStream publish for the relay), and the
+//! ratio between them; they never assert timings.
+
+// A command-line tool reports on stdout.
+#![allow(clippy::print_stdout)]
+
+mod bench;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ticketctl",
+    version,
+    about = "Operate and measure the ticketing system"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure throughput against the raw limits of the servers.
+    Bench {
+        #[command(subcommand)]
+        what: bench::Bench,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench { what } => bench::run(what).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ticketctl: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
