@@ -1,7 +1,8 @@
 -- Transactional outbox: an event row commits in the same transaction as
 -- the state change it describes, so a fact never leaves without its change
 -- and a change never happens without its fact. The relay publishes rows to
--- JetStream and marks them; nothing else reads this table.
+-- JetStream and deletes them (or marks them, with a retention period);
+-- nothing else reads this table.
 create table outbox (
     id                bigint      generated always as identity,
     event_id          uuid        not null, -- envelope id = Nats-Msg-Id = consumer inbox key
@@ -25,6 +26,9 @@ create table outbox (
     published_at      timestamptz,
     attempts          integer     not null default 0,
     last_error        text,
+    -- After a failure of the row's own, the relay leaves it alone until
+    -- then (exponential backoff), instead of retrying it on every pass.
+    next_attempt_at   timestamptz,
     -- Set when the relay gives up on a row after its last attempt; a parked
     -- row holds back later events of its aggregate until a human acts.
     parked_at         timestamptz,

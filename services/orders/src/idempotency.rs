@@ -15,7 +15,9 @@
 //! the first one's uncommitted key row. When the first commits, the second
 //! finds the row and **replays** its response; when the first rolls back
 //! (an error), the second runs as if it were first. So there is never a
-//! second write and never a 409 for a well-behaved retry.
+//! second write. The wait is bounded (2 s `lock_timeout`): a request still
+//! waiting then gets 409 `/problems/idempotency-key-in-progress` with
+//! `Retry-After`, so a retry storm cannot hold every pooled connection.
 //!
 //! Errors are not stored: a request that failed changed nothing, and
 //! retrying it with the same key runs it again. Keys expire after
@@ -131,9 +133,13 @@ impl IntoResponse for StoredResponse {
     }
 }
 
+/// What claiming a key found.
 enum Claim {
+    /// The key is new (or expired) and now ours until commit: do the work.
     Fresh,
+    /// The key's request committed before: answer with its response.
     Replay(StoredResponse),
+    /// The key was used for a different request.
     Mismatch,
 }
 
@@ -157,6 +163,12 @@ where
     F: AsyncFnOnce(&mut PgConnection) -> Result<StoredResponse, ApiError>,
 {
     let mut tx = pool.begin().await?;
+    // A request waiting on a same-key request holds a pooled connection;
+    // bound the wait so a retry storm on one slow request cannot drain the
+    // pool. Past it the client gets 409 in-progress with Retry-After.
+    sqlx::query!("set local lock_timeout = '2s'")
+        .execute(&mut *tx)
+        .await?;
     match claim(&mut tx, key, fingerprint, ttl).await? {
         Claim::Replay(response) => {
             tracing::Span::current().record("replayed", true);

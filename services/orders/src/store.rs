@@ -1,8 +1,9 @@
 //! SQL for the `orders` and `order_lines` tables.
 //!
 //! Every function takes the connection of a transaction the caller owns:
-//! the transaction boundary stays visible in one place (the handler), and
-//! the order row, its outbox event and its idempotency key commit together.
+//! the transaction boundary stays visible in one place
+//! ([`crate::idempotency::execute`]), and the order row, its outbox event
+//! and its idempotency key commit together.
 
 use sqlx::PgConnection;
 use uuid::Uuid;

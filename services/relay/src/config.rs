@@ -42,8 +42,8 @@ pub struct Config {
     pub database_url: SecretUrl,
     /// Name of the source in logs and metrics.
     pub source: String,
-    /// NATS server.
-    pub nats_url: String,
+    /// NATS server (may carry credentials).
+    pub nats_url: SecretUrl,
     /// Stream and subject names.
     pub topology: Topology,
     /// Rows per pass.
@@ -117,7 +117,7 @@ impl Config {
             http_addr: env.parse_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8084)))?,
             source: env.string_or("RELAY_SOURCE", &default_source),
             database_url,
-            nats_url: env.string_or("NATS_URL", "nats://127.0.0.1:4222"),
+            nats_url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
             topology,
             batch_size,
             concurrency: match env.parse_or("RELAY_CONCURRENCY", 2_usize)? {

@@ -21,7 +21,8 @@
 //! - **poison rows parked**: a row that fails on its own (say it exceeds the
 //!   server's max payload) is retried `RELAY_MAX_ATTEMPTS` times, then
 //!   parked with its error; it holds back later events of its aggregate
-//!   only, and shows in `/metrics`.
+//!   only, shows in `/metrics` and `ticketctl outbox status`, and goes back
+//!   in line with `ticketctl outbox unpark <event-id>`.
 //!
 //! One binary serves any database with an outbox table (orders, inventory);
 //! one source per instance, as many instances as you like.

@@ -20,7 +20,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Rows published and marked.
+    /// Rows published and finished (deleted or marked).
     pub fn published(&self, n: u64) {
         self.published.fetch_add(n, Ordering::Relaxed);
     }
@@ -68,7 +68,7 @@ impl Metrics {
         metric(
             "relay_published_total",
             "counter",
-            "Events published to JetStream and marked.",
+            "Events published to JetStream and finished in the outbox.",
             s.published.to_string(),
         );
         metric(

@@ -33,11 +33,21 @@ pub struct Publisher {
     db: PgPool,
     nats: async_nats::Client,
     js: async_nats::jetstream::Context,
-    topology: Topology,
-    batch_size: i64,
-    max_attempts: i32,
-    after_publish: AfterPublish,
+    settings: PublisherSettings,
     metrics: Arc<Metrics>,
+}
+
+/// How a [`Publisher`] behaves (from [`crate::Config`]).
+#[derive(Debug, Clone)]
+pub struct PublisherSettings {
+    /// Stream and subject names.
+    pub topology: Topology,
+    /// Rows claimed per pass.
+    pub batch_size: i64,
+    /// Failures of a row's own before it is parked.
+    pub max_attempts: i32,
+    /// Delete or mark a row once acked.
+    pub after_publish: AfterPublish,
 }
 
 /// What a pass did.
@@ -45,7 +55,7 @@ pub struct Publisher {
 pub struct Pass {
     /// Rows claimed.
     pub claimed: usize,
-    /// Rows published and marked.
+    /// Rows published and finished (deleted or marked).
     pub published: usize,
     /// Of those, how many JetStream had already (duplicates).
     pub duplicates: usize,
@@ -53,6 +63,8 @@ pub struct Pass {
     pub failed: usize,
     /// Rows parked in this pass.
     pub parked: usize,
+    /// Failed sends and acks, whatever the cause.
+    pub errors: usize,
     /// Set when NATS itself failed; the worker backs off.
     pub transient_error: Option<String>,
     /// Set when a stream was missing; the worker provisions again.
@@ -61,32 +73,25 @@ pub struct Pass {
 
 impl Publisher {
     /// A publisher for the outbox in `db`.
-    #[allow(clippy::too_many_arguments)] // plain wiring, called from startup and tests
     pub fn new(
         db: PgPool,
         nats: async_nats::Client,
         js: async_nats::jetstream::Context,
-        topology: Topology,
-        batch_size: i64,
-        max_attempts: i32,
-        after_publish: AfterPublish,
+        settings: PublisherSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             db,
             nats,
             js,
-            topology,
-            batch_size,
-            max_attempts,
-            after_publish,
+            settings,
             metrics,
         }
     }
 
     /// Rows claimed per pass.
     pub fn batch_size(&self) -> i64 {
-        self.batch_size
+        self.settings.batch_size
     }
 
     /// The source database.
@@ -95,9 +100,21 @@ impl Publisher {
     }
 
     /// Runs one pass; see the module docs. A database error aborts the pass
-    /// (nothing is marked, the rows will be published again, and JetStream
-    /// drops the duplicates).
+    /// (nothing is finished, the rows will be published again, and
+    /// JetStream drops the duplicates).
+    ///
+    /// A pass takes at most about `2 × RELAY_PUBLISH_TIMEOUT` beyond its
+    /// database work, whatever NATS does: it does not start while the
+    /// client is disconnected, it stops sending at the first failed send,
+    /// and all acks are awaited together, each bounded by the timeout.
     pub async fn run_pass(&self) -> sqlx::Result<Pass> {
+        if !messaging::is_connected(&self.nats) {
+            // Claiming now would only hold row locks while sends queue up.
+            return Ok(Pass {
+                transient_error: Some("NATS is not connected".to_owned()),
+                ..Pass::default()
+            });
+        }
         let mut tx = self.db.begin().await?;
         // Losing this transaction's commit in a crash only means its rows
         // are published again, which JetStream deduplicates; so it need not
@@ -105,7 +122,7 @@ impl Publisher {
         sqlx::query!("set local synchronous_commit = off")
             .execute(&mut *tx)
             .await?;
-        let rows = store::claim(&mut tx, self.batch_size).await?;
+        let rows = store::claim(&mut tx, self.settings.batch_size).await?;
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Pass::default());
@@ -116,22 +133,33 @@ impl Publisher {
             ..Pass::default()
         };
 
-        // Send everything first, then collect the acks.
-        let mut in_flight = Vec::with_capacity(rows.len());
+        let mut sent = Vec::with_capacity(rows.len());
+        let mut acks = Vec::with_capacity(rows.len());
+        let mut failures = Vec::new();
         for row in &rows {
-            let span = publish_span(&self.topology, row);
-            let sent = self.publish(row, &span).instrument(span.clone()).await;
-            in_flight.push((row, span, sent));
+            let span = publish_span(&self.settings.topology, row);
+            match self.publish(row, &span).instrument(span.clone()).await {
+                Ok(ack) => {
+                    acks.push(ack.into_future().instrument(span.clone()));
+                    sent.push((row, span));
+                }
+                Err(e) => {
+                    let transient = self.classify(&mut pass, &span, &e);
+                    if transient {
+                        // NATS is gone: the rest of the batch waits for the next pass.
+                        break;
+                    }
+                    failures.push((row, e.to_string()));
+                }
+            }
         }
+        // All acks at once: each is bounded by the publish timeout, so the
+        // whole batch is too.
+        let acked = futures::future::join_all(acks).await;
 
         let mut published = Vec::with_capacity(rows.len());
-        let mut failures = Vec::new();
-        for (row, span, sent) in in_flight {
-            let acked = match sent {
-                Ok(ack) => ack.into_future().instrument(span.clone()).await,
-                Err(e) => Err(e),
-            };
-            match acked {
+        for ((row, span), result) in sent.into_iter().zip(acked) {
+            match result {
                 Ok(ack) => {
                     span.record("messaging.nats.stream.sequence", ack.sequence);
                     span.record("duplicate", ack.duplicate);
@@ -139,28 +167,24 @@ impl Publisher {
                     published.push(row.id);
                 }
                 Err(e) => {
-                    span.record("otel.status_code", "ERROR");
-                    span.record("error", tracing::field::display(&e));
-                    if self.is_transient(&e) {
-                        pass.stream_missing |= e.kind() == PublishErrorKind::StreamNotFound;
-                        pass.transient_error = Some(e.to_string());
-                    } else {
+                    if !self.classify(&mut pass, &span, &e) {
                         failures.push((row, e.to_string()));
                     }
                 }
             }
         }
 
-        store::finish_published(&mut tx, &published, self.after_publish).await?;
+        store::finish_published(&mut tx, &published, self.settings.after_publish).await?;
         for (row, error) in &failures {
-            let parked = store::record_failure(&mut tx, row.id, error, self.max_attempts).await?;
+            let parked =
+                store::record_failure(&mut tx, row.id, error, self.settings.max_attempts).await?;
             if parked {
                 tracing::error!(
                     event_id = %row.event_id,
                     aggregate_id = %row.aggregate_id,
-                    error,
-                    "outbox row parked after {} attempts; later events of its aggregate wait for a human",
-                    self.max_attempts
+                    error = %error,
+                    "outbox row parked after {} attempts; later events of its aggregate wait until `ticketctl outbox unpark`",
+                    self.settings.max_attempts
                 );
                 pass.parked += 1;
             }
@@ -171,8 +195,7 @@ impl Publisher {
         pass.failed = failures.len();
         self.metrics.published(published.len() as u64);
         self.metrics.duplicates(pass.duplicates as u64);
-        self.metrics
-            .publish_errors((rows.len() - published.len()) as u64);
+        self.metrics.publish_errors(pass.errors as u64);
         self.metrics.parked(pass.parked as u64);
         Ok(pass)
     }
@@ -199,7 +222,7 @@ impl Publisher {
         headers::insert_trace(&mut headers, &TraceContext::of(span));
         self.js
             .send_publish(
-                self.topology.subject(&row.subject),
+                self.settings.topology.subject(&row.subject),
                 PublishMessage::build()
                     .payload(row.payload.clone().into())
                     .headers(headers),
@@ -207,15 +230,25 @@ impl Publisher {
             .await
     }
 
-    fn is_transient(&self, e: &PublishError) -> bool {
-        !messaging::is_connected(&self.nats)
-            || matches!(
-                e.kind(),
-                PublishErrorKind::TimedOut
-                    | PublishErrorKind::BrokenPipe
-                    | PublishErrorKind::StreamNotFound
-                    | PublishErrorKind::MaxAckPending
-            )
+    /// Records a publish error on `span` and `pass`; true if it is NATS's
+    /// fault (transient), false if it is the row's own.
+    ///
+    /// Only an oversized message is the row's fault: it will fail the same
+    /// way however often it is retried. Everything else (timeouts, a broken
+    /// connection, a missing stream, and JetStream errors such as a full
+    /// store, which async-nats reports as `Other`) would fail every row
+    /// alike, so it must not count against, let alone park, any of them.
+    fn classify(&self, pass: &mut Pass, span: &Span, e: &PublishError) -> bool {
+        span.record("otel.status_code", "ERROR");
+        span.record("error", tracing::field::display(e));
+        pass.errors += 1;
+        let row_fault =
+            e.kind() == PublishErrorKind::MaxPayloadExceeded && messaging::is_connected(&self.nats);
+        if !row_fault {
+            pass.stream_missing |= e.kind() == PublishErrorKind::StreamNotFound;
+            pass.transient_error = Some(e.to_string());
+        }
+        !row_fault
     }
 }
 

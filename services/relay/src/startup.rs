@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::Config;
 use crate::http::{HttpState, router};
 use crate::metrics::Metrics;
-use crate::publisher::Publisher;
+use crate::publisher::{Publisher, PublisherSettings};
 use crate::worker::{Worker, WorkerHealth, run_retention};
 
 /// Why the relay could not start.
@@ -88,10 +88,12 @@ impl Application {
             db.clone(),
             nats.clone(),
             js.clone(),
-            config.topology.clone(),
-            config.batch_size,
-            config.max_attempts,
-            config.after_publish(),
+            PublisherSettings {
+                topology: config.topology.clone(),
+                batch_size: config.batch_size,
+                max_attempts: config.max_attempts,
+                after_publish: config.after_publish(),
+            },
             metrics.clone(),
         );
         let worker = Worker {

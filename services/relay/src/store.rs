@@ -1,4 +1,13 @@
 //! SQL against the source database's outbox table.
+//!
+//! A row's life: written by a service in its business transaction;
+//! [`claim`]ed (locked) by one relay pass when no earlier version of its
+//! aggregate is waiting; then, in the same transaction, either
+//! [`finish_published`] after its PubAck, or [`record_failure`] when it
+//! failed on its own (backed off, and parked after the last attempt). A
+//! parked row stays until an operator [`unpark`]s it (`ticketctl outbox
+//! unpark`). [`delete_published`] sweeps marked rows when a retention
+//! period is configured.
 
 use std::time::Duration;
 
@@ -47,6 +56,7 @@ pub async fn claim(tx: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Outbox
         from outbox o
         where o.published_at is null
           and o.parked_at is null
+          and (o.next_attempt_at is null or o.next_attempt_at <= now())
           and not exists (
               select 1 from outbox earlier
               where earlier.aggregate_type = o.aggregate_type
@@ -103,7 +113,8 @@ pub async fn finish_published(
     Ok(())
 }
 
-/// Records a failure of one row; parks it at `max_attempts`. Returns true
+/// Records a failure of the row's own; parks it at `max_attempts`, else
+/// holds it back for `2^attempts` seconds (at most 5 minutes). Returns true
 /// if the row is now parked.
 pub async fn record_failure(
     tx: &mut PgConnection,
@@ -116,6 +127,7 @@ pub async fn record_failure(
         update outbox
         set attempts = attempts + 1,
             last_error = $2,
+            next_attempt_at = now() + make_interval(secs => least(power(2, attempts + 1), 300)),
             parked_at = case when attempts + 1 >= $3 then now() end
         where id = $1
         returning parked_at is not null as "parked!"
@@ -138,6 +150,57 @@ pub struct Backlog {
     pub parked: i64,
     /// Age of the oldest pending row, in seconds (0 when none).
     pub oldest_pending_secs: f64,
+}
+
+/// Makes a parked row publishable again (after its cause was fixed, e.g.
+/// the server's max payload raised). Returns whether a parked row with
+/// that event id existed.
+pub async fn unpark(pool: &PgPool, event_id: Uuid) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        r#"
+        update outbox
+        set parked_at = null, attempts = 0, next_attempt_at = null
+        where event_id = $1 and parked_at is not null
+        "#,
+        event_id,
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A parked row, for `ticketctl outbox status`.
+#[derive(Debug, Clone)]
+pub struct ParkedRow {
+    /// The event.
+    pub event_id: Uuid,
+    /// Its type.
+    pub event_type: String,
+    /// The aggregate it holds back.
+    pub aggregate_id: Uuid,
+    /// The aggregate version.
+    pub aggregate_version: i64,
+    /// Failures so far.
+    pub attempts: i32,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+/// The parked rows, oldest first.
+pub async fn parked(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<ParkedRow>> {
+    sqlx::query_as!(
+        ParkedRow,
+        r#"
+        select event_id, event_type, aggregate_id, aggregate_version, attempts, last_error
+        from outbox
+        where parked_at is not null
+        order by parked_at
+        limit $1
+        "#,
+        limit,
+    )
+    .fetch_all(pool)
+    .await
 }
 
 /// Measures the backlog.

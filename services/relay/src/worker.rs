@@ -25,11 +25,22 @@ use crate::config::Wakeup;
 use crate::publisher::Publisher;
 
 /// What `/readyz` reports besides the live checks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WorkerHealth {
     provisioned: AtomicBool,
     nats_ok: AtomicBool,
     postgres_ok: AtomicBool,
+}
+
+impl Default for WorkerHealth {
+    /// Not provisioned yet; no evidence against NATS or Postgres yet.
+    fn default() -> Self {
+        Self {
+            provisioned: AtomicBool::new(false),
+            nats_ok: AtomicBool::new(true),
+            postgres_ok: AtomicBool::new(true),
+        }
+    }
 }
 
 impl WorkerHealth {
@@ -110,6 +121,7 @@ impl Worker {
             if !provisioned {
                 match messaging::provision(&self.js, &self.topology, self.dedup_window).await {
                     Ok(()) => {
+                        self.health.nats_ok.store(true, Ordering::Relaxed);
                         provisioned = true;
                         self.health.provisioned.store(true, Ordering::Relaxed);
                     }
@@ -137,11 +149,16 @@ impl Worker {
                         pause(backoff.next_delay(), &shutdown).await;
                         continue;
                     }
-                    self.health.nats_ok.store(true, Ordering::Relaxed);
-                    backoff.reset();
-                    if pass.published > 0 {
+                    // A pass that published proves NATS works; an empty one
+                    // proves only that the client is connected (a failing
+                    // backlog would not leave the pass empty).
+                    if pass.published > 0 || pass.claimed == 0 {
+                        self.health.nats_ok.store(true, Ordering::Relaxed);
+                    }
+                    if pass.claimed > 0 {
                         tracing::debug!(?pass, "pass");
                     }
+                    backoff.reset();
                     if i64::try_from(pass.claimed).unwrap_or(i64::MAX) < self.publisher.batch_size()
                     {
                         self.wait_for_work(&mut listener, &shutdown).await;

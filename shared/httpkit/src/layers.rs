@@ -6,8 +6,10 @@
 //!    test's or another service's, includes ours);
 //! 2. panics become a 500 problem instead of a dropped connection;
 //! 3. a request timeout: a request that runs too long is answered 503 with
-//!    `Retry-After` and its handler future is dropped, which rolls back any
-//!    open transaction;
+//!    `Retry-After` and its handler future is dropped, which rolls back an
+//!    open transaction. If the timeout strikes while the commit is on its
+//!    way, the change may have happened: the answer says the outcome is
+//!    unknown, and a retry with the same `Idempotency-Key` tells which;
 //! 4. the body size limit, enforced by [`crate::StrictJson`].
 
 use std::any::Any;
@@ -85,7 +87,7 @@ async fn timeout_response(error: BoxError) -> Response {
             "timeout",
             "The request took too long",
         )
-        .detail("nothing was changed; retry shortly")
+        .detail("the outcome is unknown; retry with the same Idempotency-Key to learn it")
         .retry_after(1)
         .into_response()
     } else {

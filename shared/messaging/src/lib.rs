@@ -20,7 +20,7 @@ pub enum MessagingError {
     /// The URL could not be used.
     #[error("cannot connect to NATS at {url}")]
     Connect {
-        /// The server URL.
+        /// The server URL, credentials redacted.
         url: String,
         /// Why.
         #[source]
@@ -43,7 +43,10 @@ pub enum MessagingError {
 /// is down, rather than crash-loop, so the initial connection is retried in
 /// the background too; the client buffers nothing unboundedly: publishes
 /// made while disconnected time out and are retried by the caller.
-pub async fn connect(url: &str, client_name: &str) -> Result<async_nats::Client, MessagingError> {
+pub async fn connect(
+    url: &settings::SecretUrl,
+    client_name: &str,
+) -> Result<async_nats::Client, MessagingError> {
     async_nats::ConnectOptions::new()
         .name(client_name)
         .retry_on_initial_connect()
@@ -55,10 +58,10 @@ pub async fn connect(url: &str, client_name: &str) -> Result<async_nats::Client,
                 other => tracing::debug!(event = %other, "nats event"),
             }
         })
-        .connect(url)
+        .connect(url.expose())
         .await
         .map_err(|source| MessagingError::Connect {
-            url: url.to_owned(),
+            url: url.to_string(),
             source,
         })
 }
@@ -74,8 +77,13 @@ pub fn is_connected(client: &async_nats::Client) -> bool {
     client.connection_state() == async_nats::connection::State::Connected
 }
 
-/// Creates each stream of `topology`, or updates its configuration if it
-/// exists, so every start converges on the same topology.
+/// Creates each stream of `topology` that is missing, and brings the
+/// fields this code owns (subjects, duplicate window, max age) up to date on
+/// those that exist, so every start converges on the same topology.
+///
+/// Other settings an operator tuned (replicas, byte or message limits,
+/// compression) are left alone. Retention and storage cannot be changed on
+/// a live stream; a mismatch there is reported, not "fixed".
 ///
 /// `duplicate_window` must cover the publisher's retry horizon: a message
 /// republished after the window is stored twice (consumers are idempotent
@@ -86,26 +94,53 @@ pub async fn provision(
     duplicate_window: Duration,
 ) -> Result<(), MessagingError> {
     for kind in StreamKind::ALL {
-        let config = topology.stream_config(kind, duplicate_window);
-        let name = config.name.clone();
+        let desired = topology.stream_config(kind, duplicate_window);
+        let name = desired.name.clone();
         let failed = |reason: String| MessagingError::Provision {
             stream: name.clone(),
             reason,
         };
-        match js.get_stream(&config.name).await {
-            Ok(_) => {
-                js.update_stream(&config)
+        match js.get_stream(&desired.name).await {
+            Ok(mut stream) => {
+                let current = stream
+                    .info()
                     .await
-                    .map_err(|e| failed(e.to_string()))?;
+                    .map_err(|e| failed(e.to_string()))?
+                    .config
+                    .clone();
+                if current.retention != desired.retention || current.storage != desired.storage {
+                    return Err(failed(format!(
+                        "exists with retention {:?} and storage {:?}, expected {:?} and {:?}; \
+                         recreate it to change them",
+                        current.retention, current.storage, desired.retention, desired.storage
+                    )));
+                }
+                let owned_differ = current.subjects != desired.subjects
+                    || current.duplicate_window != desired.duplicate_window
+                    || current.max_age != desired.max_age;
+                if owned_differ {
+                    let patched = async_nats::jetstream::stream::Config {
+                        subjects: desired.subjects.clone(),
+                        duplicate_window: desired.duplicate_window,
+                        max_age: desired.max_age,
+                        ..current
+                    };
+                    js.update_stream(&patched)
+                        .await
+                        .map_err(|e| failed(e.to_string()))?;
+                }
             }
             Err(e) if is_stream_not_found(&e) => {
-                js.create_stream(config.clone())
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
+                if let Err(e) = js.create_stream(desired.clone()).await {
+                    // Another instance may have created it since we looked.
+                    if js.get_stream(&desired.name).await.is_err() {
+                        return Err(failed(e.to_string()));
+                    }
+                }
             }
             Err(e) => return Err(failed(e.to_string())),
         }
-        tracing::debug!(stream = %config.name, "stream provisioned");
+        tracing::debug!(stream = %desired.name, "stream provisioned");
     }
     Ok(())
 }

@@ -168,22 +168,47 @@ impl SecretUrl {
 }
 
 impl std::fmt::Display for SecretUrl {
+    /// The URL with its password (`user:password@`) and any secret-looking
+    /// query parameter (`password=`, `token=`, `secret=`…) replaced by `***`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // scheme://user:password@host → scheme://user:***@host
         let url = &self.0;
-        let redacted = url.find("://").and_then(|scheme_end| {
-            let rest = &url[scheme_end + 3..];
-            let at = rest.find('@')?;
-            let colon = rest[..at].find(':')?;
-            Some(format!(
-                "{}{}:***{}",
-                &url[..scheme_end + 3],
-                &rest[..colon],
-                &rest[at..]
-            ))
-        });
-        f.write_str(redacted.as_deref().unwrap_or(url))
+        let (base, query) = url
+            .split_once('?')
+            .map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
+        let base = base
+            .find("://")
+            .and_then(|scheme_end| {
+                let rest = &base[scheme_end + 3..];
+                let at = rest.find('@')?;
+                let colon = rest[..at].find(':')?;
+                Some(format!(
+                    "{}{}:***{}",
+                    &base[..scheme_end + 3],
+                    &rest[..colon],
+                    &rest[at..]
+                ))
+            })
+            .unwrap_or_else(|| base.to_owned());
+        f.write_str(&base)?;
+        if let Some(query) = query {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            write!(f, "?{}", params.join("&"))?;
+        }
+        Ok(())
     }
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "secret", "token", "key"]
+        .iter()
+        .any(|s| key.contains(s))
 }
 
 impl std::fmt::Debug for SecretUrl {

@@ -210,10 +210,12 @@ async fn relay_publish(
         scratch.pool.clone(),
         nats.clone(),
         js.clone(),
-        topology.clone(),
-        i64::try_from(args.batch)?,
-        10,
-        after,
+        relay::publisher::PublisherSettings {
+            topology: topology.clone(),
+            batch_size: i64::try_from(args.batch)?,
+            max_attempts: 10,
+            after_publish: after,
+        },
         Arc::default(),
     );
     let started = Instant::now();

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! ticketctl bench relay [--events N] [--pays N] [--writers N] [--batch N]
+//! ticketctl outbox status                 # DATABASE_URL: the service database
+//! ticketctl outbox unpark <event-id>
 //! ```
 //!
 //! Benchmarks print figures measured in the same run against the raw limit
@@ -12,6 +14,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod outbox;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +36,11 @@ enum Command {
         #[command(subcommand)]
         what: bench::Bench,
     },
+    /// Inspect a service's outbox and unpark rows.
+    Outbox {
+        #[command(subcommand)]
+        command: outbox::Outbox,
+    },
 }
 
 #[tokio::main]
@@ -40,6 +48,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench { what } => bench::run(what).await,
+        Command::Outbox { command } => outbox::run(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -24,6 +24,10 @@ pub enum ApiError {
     /// different request.
     #[error("Idempotency-Key reused for a different request")]
     IdempotencyKeyReused,
+    /// 409 `/problems/idempotency-key-in-progress`, with `Retry-After`: a
+    /// request with this key is still running after the wait limit.
+    #[error("a request with this Idempotency-Key is still in progress")]
+    IdempotencyKeyInProgress,
     /// 400 `/problems/invalid-field`: a path parameter is malformed.
     #[error("invalid path parameter {field}: {reason}")]
     InvalidPath {
@@ -56,6 +60,17 @@ pub enum ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if let Some(code) = e
+            .as_database_error()
+            .and_then(sqlx::error::DatabaseError::code)
+        {
+            if code == "55P03" {
+                return Self::IdempotencyKeyInProgress;
+            }
+            if postgres_unavailable(&code) {
+                return Self::DatabaseUnavailable(e);
+            }
+        }
         match e {
             // The pool could not get a connection: Postgres is down or
             // saturated. Either way the client should retry, not give up.
@@ -65,6 +80,19 @@ impl From<sqlx::Error> for ApiError {
             other => Self::Internal(other.into()),
         }
     }
+}
+
+/// SQLSTATEs that mean "Postgres cannot serve this right now; retry",
+/// rather than a bug: a restart or failover (57P01-57P03), lost or refused
+/// connections (class 08), too many connections (53300), a statement
+/// cancelled by a timeout (57014), and serialization failures or deadlocks
+/// (40001, 40P01), whose whole transaction is safe to retry.
+fn postgres_unavailable(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "57014" | "40001" | "40P01"
+        )
 }
 
 impl From<outbox::OutboxError> for ApiError {
@@ -100,6 +128,14 @@ impl IntoResponse for ApiError {
             .detail(
                 "this key was already used with a different method, path or body; use a new key",
             ),
+            Self::IdempotencyKeyInProgress => Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency-key-in-progress",
+                "A request with this Idempotency-Key is in progress",
+            )
+            .field("Idempotency-Key")
+            .detail("retry with the same key shortly to get its response")
+            .retry_after(1),
             Self::InvalidPath { field, reason } => {
                 Problem::invalid_field(field, reason.clone()).status(StatusCode::BAD_REQUEST)
             }
@@ -120,5 +156,20 @@ impl IntoResponse for ApiError {
             Self::Internal(e) => Problem::internal(&**e),
         };
         problem.into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::postgres_unavailable;
+
+    #[test]
+    fn restarts_and_lost_connections_are_unavailability_not_bugs() {
+        for code in ["57P01", "08006", "08001", "53300", "40001", "40P01"] {
+            assert!(postgres_unavailable(code), "{code}");
+        }
+        for code in ["23505", "42P01", "22P02"] {
+            assert!(!postgres_unavailable(code), "{code}");
+        }
     }
 }

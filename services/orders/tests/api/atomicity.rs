@@ -9,7 +9,7 @@
 use reqwest::StatusCode;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, new_key, order_body, problem};
+use crate::test_app::{TestApp, new_key, order_body, problem};
 
 /// Makes every insert into `table` fail, as a crash or a constraint would.
 async fn fail_inserts_into(app: &TestApp, table: &str) {

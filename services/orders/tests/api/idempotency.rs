@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use crate::helpers::{TestApp, new_key, order_body, problem};
+use crate::test_app::{TestApp, new_key, order_body, problem, slow_down};
 
 #[tokio::test]
 async fn retrying_a_create_with_the_same_key_replays_the_response_without_writing_again() {
@@ -52,9 +52,9 @@ async fn reusing_a_key_for_a_different_request_is_refused_and_changes_nothing() 
     let key = new_key();
     app.create_order(&order_body(), &key).await;
 
-    let other_body = app.create_order(&order_body(), &key).await;
+    let different_body = app.create_order(&order_body(), &key).await;
     let body = problem(
-        other_body,
+        different_body,
         StatusCode::UNPROCESSABLE_ENTITY,
         "/problems/idempotency-key-reused",
     )
@@ -76,10 +76,13 @@ async fn reusing_a_key_for_a_different_request_is_refused_and_changes_nothing() 
 #[tokio::test]
 async fn concurrent_requests_with_one_key_write_once_and_all_get_the_same_answer() {
     let app = std::sync::Arc::new(TestApp::spawn().await);
+    // The first request holds its key for half a second: all the others
+    // arrive while it is uncommitted, so a check-then-insert would fail here.
+    slow_down(&app, "insert", "orders", 0.5).await;
     let (body, key) = (order_body(), new_key());
 
     let mut requests = JoinSet::new();
-    for _ in 0..20 {
+    for _ in 0..8 {
         let (app, body, key) = (app.clone(), body.clone(), key.clone());
         requests.spawn(async move {
             let response = app.create_order(&body, &key).await;
@@ -157,4 +160,58 @@ async fn a_post_without_a_key_is_rejected_and_changes_nothing() {
     )
     .await;
     assert_eq!(app.count("orders").await, 0);
+}
+
+#[tokio::test]
+async fn when_the_first_of_two_same_key_requests_fails_the_waiting_one_runs() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    // The first order insert waits, then fails; later ones succeed.
+    sqlx::raw_sql(
+        r"
+        create sequence attempts;
+        create function fail_first() returns trigger language plpgsql as $$
+        begin
+            if nextval('attempts') = 1 then
+                perform pg_sleep(0.5);
+                raise exception 'injected failure';
+            end if;
+            return new;
+        end $$;
+        create trigger fail_first before insert on orders
+            for each row execute function fail_first();
+        ",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let (body, key) = (order_body(), new_key());
+
+    let first = {
+        let (app, body, key) = (app.clone(), body.clone(), key.clone());
+        tokio::spawn(async move { app.create_order(&body, &key).await.status() })
+    };
+    testkit::eventually(
+        std::time::Duration::from_secs(5),
+        "the first request holds the key",
+        || async {
+            sqlx::query_scalar::<_, i64>(
+                "select count(*) from pg_stat_activity where wait_event = 'PgSleep'",
+            )
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+                > 0
+        },
+    )
+    .await;
+    let second = app.create_order(&body, &key).await.status();
+
+    assert_eq!(first.await.unwrap(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        second,
+        StatusCode::CREATED,
+        "the waiting request ran after the first rolled back"
+    );
+    assert_eq!(app.count("orders").await, 1);
+    assert_eq!(app.count("outbox").await, 1);
 }

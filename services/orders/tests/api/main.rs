@@ -8,8 +8,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod atomicity;
-mod helpers;
 mod idempotency;
 mod state_machine;
+mod test_app;
 mod tracing_context;
 mod validation;

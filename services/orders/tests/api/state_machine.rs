@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use crate::helpers::{TestApp, new_key, order_body, problem};
+use crate::test_app::{TestApp, new_key, order_body, problem, slow_down};
 
 #[tokio::test]
 async fn creating_an_order_stores_it_pending_with_its_created_event() {
@@ -108,6 +108,10 @@ async fn cancelling_a_paid_order_is_a_conflict() {
 async fn of_many_concurrent_pays_with_different_keys_exactly_one_wins() {
     let app = std::sync::Arc::new(TestApp::spawn().await);
     let id = app.created_order().await;
+    // The winning update holds the row for half a second, so the others
+    // provably run while it is uncommitted (a read-then-write would let
+    // several of them see PENDING).
+    slow_down(&app, "update", "orders", 0.5).await;
 
     let mut pays = JoinSet::new();
     for _ in 0..10 {

@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{TestApp, new_key, order_body};
+use crate::test_app::{TestApp, new_key, order_body};
 
 #[tokio::test]
 async fn the_outbox_row_carries_the_trace_of_the_request() {

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, new_key, order_body, problem};
+use crate::test_app::{TestApp, new_key, order_body, problem};
 
 /// Sends `body` as a create request and asserts the problem and that no
 /// table was written.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use testkit::TestNats;
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::{World, assert_once_each_in_order};
@@ -87,13 +88,17 @@ async fn the_publish_continues_the_trace_stored_in_the_row() {
     let world = World::new(nats.url(), nats.prefix()).await;
     let relay = world.spawn_relay(&[]).await;
 
-    let written = {
-        let span = tracing::info_span!("request");
-        let _entered = span.enter();
-        let aggregate = Uuid::new_v4();
-        world.write_event(aggregate, 1).await;
-        telemetry::propagation::TraceContext::of(&span)
-    };
+    let span = tracing::info_span!("request");
+    world
+        .write_event(Uuid::new_v4(), 1)
+        .instrument(span.clone())
+        .await;
+    let written = telemetry::propagation::TraceContext::of(&span);
+    let stored_span_id: String =
+        sqlx::query_scalar("select split_part(traceparent, '-', 3) from outbox")
+            .fetch_one(&world.db)
+            .await
+            .unwrap();
     world.drained(Duration::from_secs(10)).await;
 
     let stored = world.stream().await;
@@ -101,10 +106,15 @@ async fn the_publish_continues_the_trace_stored_in_the_row() {
         .traceparent
         .as_deref()
         .expect("traceparent header");
+    let parts: Vec<&str> = carried.split('-').collect();
     assert_eq!(
-        carried.split('-').nth(1),
+        Some(parts[1]),
         written.trace_id(),
         "one trace from the write to the message"
+    );
+    assert_ne!(
+        parts[2], stored_span_id,
+        "the message carries the publish span, a child of the writer's span"
     );
     relay.stop().await;
 }

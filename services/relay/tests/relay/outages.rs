@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use relay::metrics::Metrics;
-use relay::publisher::{Publisher, publish_span};
+use relay::publisher::{Publisher, PublisherSettings, publish_span};
 use testkit::{RestartableNats, TestNats};
 use uuid::Uuid;
 
@@ -72,10 +72,12 @@ async fn a_relay_that_died_after_the_puback_but_before_marking_causes_no_duplica
         world.db.clone(),
         client,
         js,
-        world.topology.clone(),
-        10,
-        3,
-        relay::store::AfterPublish::Delete,
+        PublisherSettings {
+            topology: world.topology.clone(),
+            batch_size: 10,
+            max_attempts: 3,
+            after_publish: relay::store::AfterPublish::Delete,
+        },
         Arc::new(Metrics::default()),
     );
     let mut tx = world.db.begin().await.unwrap();

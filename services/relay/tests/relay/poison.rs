@@ -70,6 +70,11 @@ async fn a_row_larger_than_the_server_allows_is_parked_without_blocking_other_ag
             .all(|s| s.aggregate_id != poisoned),
         "version 2 of the poisoned aggregate must wait behind the parked version 1"
     );
+    let parked_event: uuid::Uuid =
+        sqlx::query_scalar("select event_id from outbox where parked_at is not null")
+            .fetch_one(&world.db)
+            .await
+            .unwrap();
     let (_, metrics) = relay.get("/metrics").await;
     assert!(
         metrics.contains("relay_parked_rows{source=\"test\"} 1"),
@@ -79,5 +84,21 @@ async fn a_row_larger_than_the_server_allows_is_parked_without_blocking_other_ag
         metrics.contains("relay_backlog{source=\"test\"} 1"),
         "{metrics}"
     );
+
+    // An operator fixes the cause and puts the row back in line.
     relay.stop().await;
+    assert!(relay::store::unpark(&world.db, parked_event).await.unwrap());
+    assert!(
+        !relay::store::unpark(&world.db, parked_event).await.unwrap(),
+        "no longer parked"
+    );
+    let back_in_line: bool = sqlx::query_scalar(
+        "select parked_at is null and attempts = 0 and next_attempt_at is null \
+         from outbox where event_id = $1",
+    )
+    .bind(parked_event)
+    .fetch_one(&world.db)
+    .await
+    .unwrap();
+    assert!(back_in_line);
 }

@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use crate::World;
 
-async fn rows(world: &World) -> (i64, i64) {
+/// `(rows in the outbox, rows marked published)`.
+async fn rows_and_marked(world: &World) -> (i64, i64) {
     sqlx::query_as("select count(*), count(published_at) from outbox")
         .fetch_one(&world.db)
         .await
@@ -24,7 +25,7 @@ async fn by_default_a_published_row_is_deleted_in_the_claiming_transaction() {
     world.write_event(Uuid::new_v4(), 1).await;
     world.drained(Duration::from_secs(10)).await;
 
-    assert_eq!(rows(&world).await, (0, 0));
+    assert_eq!(rows_and_marked(&world).await, (0, 0));
     assert_eq!(world.stream().await.len(), 1);
     relay.stop().await;
 }
@@ -38,7 +39,7 @@ async fn with_a_retention_period_rows_are_marked_and_only_old_ones_swept() {
         world.write_event(Uuid::new_v4(), 1).await;
     }
     world.drained(Duration::from_secs(10)).await;
-    assert_eq!(rows(&world).await, (5, 5), "kept and marked");
+    assert_eq!(rows_and_marked(&world).await, (5, 5), "kept and marked");
 
     sqlx::query(
         "update outbox set published_at = now() - interval '2 hours' \
@@ -59,6 +60,6 @@ async fn with_a_retention_period_rows_are_marked_and_only_old_ones_swept() {
         (2, 1),
         "small batches, only rows past the retention"
     );
-    assert_eq!(rows(&world).await, (2, 2));
+    assert_eq!(rows_and_marked(&world).await, (2, 2));
     relay.stop().await;
 }

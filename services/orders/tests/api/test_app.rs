@@ -1,4 +1,5 @@
-//! Spawning the service for a test, and reading its database.
+//! A running orders service for one test, and what the test reads back
+//! from its database.
 
 use orders::{Application, Config};
 use reqwest::{Response, StatusCode};
@@ -15,7 +16,9 @@ pub(crate) struct TestApp {
     pub(crate) db: PgPool,
     pub(crate) http: reqwest::Client,
     shutdown: CancellationToken,
-    // Declared last: the database is dropped after the service stopped.
+    // The database outlives the service's tasks only loosely (dropping
+    // cancels them without waiting); the drop uses `with (force)`, which
+    // disconnects whatever is still connected.
     _postgres: TestPostgres,
 }
 
@@ -136,4 +139,23 @@ pub(crate) async fn problem(response: Response, status: StatusCode, kind: &str) 
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["type"], kind, "{body}");
     body
+}
+
+/// Makes every `op` (`insert` or `update`) on `table` sleep `seconds` first,
+/// so that concurrent requests provably overlap instead of hopefully.
+pub(crate) async fn slow_down(app: &TestApp, op: &str, table: &str, seconds: f64) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        r"
+        create function slow_down() returns trigger language plpgsql as $$
+        begin
+            perform pg_sleep({seconds});
+            return new;
+        end $$;
+        create trigger slow_down before {op} on {table}
+            for each row execute function slow_down();
+        "
+    )))
+    .execute(&app.db)
+    .await
+    .unwrap();
 }

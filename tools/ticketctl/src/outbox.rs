@@ -1,0 +1,82 @@
+//! `ticketctl outbox status | unpark <event-id>`: look into a service's
+//! outbox and put a parked row back in line once its cause is fixed.
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use uuid::Uuid;
+
+/// Outbox commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Outbox {
+    /// Backlog, age of the oldest waiting row, and the parked rows.
+    Status(Target),
+    /// Make a parked row publishable again.
+    Unpark {
+        /// The parked row's event id.
+        event_id: Uuid,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which outbox.
+#[derive(Debug, Args)]
+pub(crate) struct Target {
+    /// The service database that holds the outbox (orders, inventory).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/orders"
+    )]
+    database_url: String,
+}
+
+impl Target {
+    async fn connect(&self) -> anyhow::Result<PgPool> {
+        let url = settings::SecretUrl::new(&self.database_url);
+        PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(3))
+            .connect(url.expose())
+            .await
+            .with_context(|| format!("cannot reach Postgres at {url}"))
+    }
+}
+
+/// Runs an outbox command.
+pub(crate) async fn run(command: Outbox) -> anyhow::Result<()> {
+    match command {
+        Outbox::Status(target) => {
+            let db = target.connect().await?;
+            let backlog = relay::store::backlog(&db).await?;
+            println!("waiting to be published: {}", backlog.pending);
+            println!(
+                "oldest waiting row:      {:.1} s",
+                backlog.oldest_pending_secs
+            );
+            println!("parked:                  {}", backlog.parked);
+            for row in relay::store::parked(&db, 50).await? {
+                println!(
+                    "  {} {} order {} v{} after {} attempts: {}",
+                    row.event_id,
+                    row.event_type,
+                    row.aggregate_id,
+                    row.aggregate_version,
+                    row.attempts,
+                    row.last_error.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+        Outbox::Unpark { event_id, target } => {
+            let db = target.connect().await?;
+            if relay::store::unpark(&db, event_id).await? {
+                println!("{event_id} is back in line; a relay publishes it on its next pass");
+            } else {
+                anyhow::bail!("no parked outbox row has event id {event_id}");
+            }
+        }
+    }
+    Ok(())
+}
