@@ -36,7 +36,8 @@ impl StreamKind {
         Self::DeadLetters,
     ];
 
-    fn base_name(self) -> &'static str {
+    /// The stream name without prefix, e.g. `ORDER_EVENTS`.
+    pub fn base_name(self) -> &'static str {
         match self {
             Self::OrderEvents => "ORDER_EVENTS",
             Self::InventoryEvents => "INVENTORY_EVENTS",

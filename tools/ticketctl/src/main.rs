@@ -4,6 +4,8 @@
 //! ticketctl bench relay [--events N] [--pays N] [--writers N] [--batch N]
 //! ticketctl outbox status                 # DATABASE_URL: the service database
 //! ticketctl outbox unpark <event-id>
+//! ticketctl consumers lag                 # NATS_URL, NATS_PREFIX
+//! ticketctl dlq list | show <seq> | redrive <seq> | purge
 //! ```
 //!
 //! Benchmarks print figures measured in the same run against the raw limit
@@ -14,6 +16,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod messaging_cmds;
 mod outbox;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +44,22 @@ enum Command {
         #[command(subcommand)]
         command: outbox::Outbox,
     },
+    /// Durable consumers.
+    Consumers {
+        #[command(subcommand)]
+        command: Consumers,
+    },
+    /// Dead letters: list, show, redrive, purge.
+    Dlq {
+        #[command(subcommand)]
+        command: messaging_cmds::Dlq,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Consumers {
+    /// Pending, in-flight and redelivered messages per consumer.
+    Lag(messaging_cmds::Nats),
 }
 
 #[tokio::main]
@@ -49,6 +68,10 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Bench { what } => bench::run(what).await,
         Command::Outbox { command } => outbox::run(command).await,
+        Command::Consumers {
+            command: Consumers::Lag(nats),
+        } => messaging_cmds::lag(nats).await,
+        Command::Dlq { command } => messaging_cmds::dlq(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

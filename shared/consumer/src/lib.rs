@@ -1,0 +1,32 @@
+//! The consumer runtime every reacting service uses (DESIGN §4).
+//!
+//! A [`Consumer`] reads one stream through a durable pull consumer and
+//! hands each event to a [`Handler`] inside a Postgres transaction. Around
+//! the handler it enforces what makes a consumer safe to run against an
+//! at-least-once broker:
+//!
+//! - **idempotency (inbox)**: a `(consumer, event_id)` row is inserted in
+//!   the same transaction as the effect; if it is already there, the event
+//!   was applied before, and it is acked and skipped;
+//! - **order per aggregate**: the last applied `aggregate_version` is kept
+//!   per aggregate; an older or equal version is skipped, a version beyond
+//!   the next one is nak'ed with a delay until the gap fills, so an event is
+//!   never applied out of order;
+//! - **ack after commit**: the ack is sent only once the transaction has
+//!   committed; a crash in between means a redelivery, which the inbox
+//!   absorbs;
+//! - **retries, then dead letters**: a transient failure (the database is
+//!   down) is nak'ed with a growing delay; a permanent one (undecodable
+//!   payload, unknown schema version, a handler that says "poison"), or a
+//!   transient one on the last allowed delivery, is copied to the
+//!   `DEAD_LETTERS` stream with its error and terminated, while other
+//!   messages keep flowing. [`dlq`] lists, shows, redrives and purges them.
+//!
+//! Modules: [`runtime`] (the loop and the decision per message), [`dlq`],
+//! [`store`] (inbox and positions SQL).
+
+pub mod dlq;
+pub mod runtime;
+pub mod store;
+
+pub use runtime::{Consumer, ConsumerSpec, Decision, Delivery, Handler, HandlerError, Outcome};

@@ -1,0 +1,407 @@
+//! The consumer runtime against a real Postgres and a real JetStream:
+//! duplicates, crashes between commit and ack, out-of-order delivery,
+//! transient failures, poison messages, dead letters and redrive.
+
+// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use consumer::dlq;
+use consumer::runtime::ConsumerMetrics;
+use consumer::{Consumer, ConsumerSpec, Decision, Delivery, Handler, HandlerError, Outcome};
+use contracts::{Envelope, MessageId};
+use futures::StreamExt as _;
+use messaging::{StreamKind, Topology};
+use sqlx::{PgConnection, PgPool};
+use testkit::{TestNats, TestPostgres, eventually};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/orders");
+
+/// Records every applied event in `effects`. `data.poison` events are
+/// poison until a row exists in `fixed`; `data.fail_times = n` events fail
+/// transiently on their first n deliveries.
+struct RecordingHandler;
+
+impl Handler for RecordingHandler {
+    async fn handle(&self, tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+        let data = &delivery.envelope.data;
+        if data["poison"] == true {
+            let fixed: bool = sqlx::query_scalar("select exists(select 1 from fixed)")
+                .fetch_one(&mut *tx)
+                .await?;
+            if !fixed {
+                return Err(HandlerError::Poison(
+                    "this event cannot be applied yet".into(),
+                ));
+            }
+        }
+        if data["fail_times"]
+            .as_i64()
+            .is_some_and(|n| delivery.delivered <= n)
+        {
+            return Err(HandlerError::Transient("the database blinked".into()));
+        }
+        sqlx::query("insert into effects (event_id, aggregate_id, version) values ($1, $2, $3)")
+            .bind(delivery.envelope.event_id.0)
+            .bind(delivery.envelope.aggregate_id)
+            .bind(delivery.envelope.aggregate_version)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+}
+
+struct World {
+    db: PgPool,
+    js: async_nats::jetstream::Context,
+    topology: Topology,
+    _postgres: TestPostgres,
+    _nats: TestNats,
+}
+
+impl World {
+    async fn new() -> Self {
+        let postgres = TestPostgres::start().await;
+        let db = PgPool::connect(postgres.url()).await.unwrap();
+        MIGRATOR.run(&db).await.unwrap();
+        sqlx::raw_sql(
+            "create table effects (seq bigserial primary key, event_id uuid not null, \
+             aggregate_id uuid not null, version bigint not null); \
+             create table fixed (ok boolean);",
+        )
+        .execute(&db)
+        .await
+        .unwrap();
+        let nats = TestNats::start().await;
+        let js = async_nats::jetstream::new(nats.client().await);
+        let topology = Topology::new(nats.prefix()).unwrap();
+        messaging::provision(&js, &topology, Duration::from_mins(2))
+            .await
+            .unwrap();
+        Self {
+            db,
+            js,
+            topology,
+            _postgres: postgres,
+            _nats: nats,
+        }
+    }
+
+    fn spec() -> ConsumerSpec {
+        ConsumerSpec {
+            ack_wait: Duration::from_secs(1),
+            max_deliver: 4,
+            retry_delays: vec![Duration::from_millis(100)],
+            gap_delay: Duration::from_millis(100),
+            ..ConsumerSpec::new("recorder", StreamKind::OrderEvents)
+        }
+    }
+
+    fn consumer(&self, spec: ConsumerSpec) -> Consumer<RecordingHandler> {
+        Consumer::new(
+            spec,
+            self.db.clone(),
+            self.js.clone(),
+            self.topology.clone(),
+            RecordingHandler,
+        )
+    }
+
+    /// Runs a consumer in the background until the returned token is cancelled.
+    fn run(&self, spec: ConsumerSpec) -> (CancellationToken, Arc<ConsumerMetrics>) {
+        let consumer = self.consumer(spec);
+        let shutdown = CancellationToken::new();
+        let metrics = consumer.metrics();
+        let token = shutdown.clone();
+        tokio::spawn(async move { consumer.run(token).await });
+        (shutdown, metrics)
+    }
+
+    /// An envelope for `aggregate` at `version` with `data`.
+    fn envelope(
+        aggregate: Uuid,
+        version: i64,
+        data: serde_json::Value,
+    ) -> Envelope<serde_json::Value> {
+        Envelope {
+            event_id: MessageId::new(),
+            event_type: "TestHappened".into(),
+            schema_version: 1,
+            aggregate_type: "order".into(),
+            aggregate_id: aggregate,
+            aggregate_version: version,
+            occurred_at: chrono::Utc::now(),
+            producer: "test".into(),
+            data,
+        }
+    }
+
+    /// Publishes raw bytes with its own `Nats-Msg-Id`.
+    async fn publish_bytes(&self, payload: Vec<u8>, msg_id: &str) {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(messaging::headers::MSG_ID, msg_id);
+        self.js
+            .send_publish(
+                self.topology.subject("orders.events.test_happened"),
+                async_nats::jetstream::message::PublishMessage::build()
+                    .payload(payload.into())
+                    .headers(headers),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    async fn publish(&self, envelope: &Envelope<serde_json::Value>) {
+        self.publish_bytes(
+            serde_json::to_vec(envelope).unwrap(),
+            &envelope.event_id.to_string(),
+        )
+        .await;
+    }
+
+    /// `(aggregate, version)` of every effect, in the order applied.
+    async fn effects(&self) -> Vec<(Uuid, i64)> {
+        sqlx::query_as("select aggregate_id, version from effects order by seq")
+            .fetch_all(&self.db)
+            .await
+            .unwrap()
+    }
+
+    async fn dead_letters(&self) -> Vec<dlq::DeadLetter> {
+        dlq::list(&self.js, &self.topology).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn an_event_delivered_twice_has_one_effect() {
+    let world = World::new().await;
+    let event = World::envelope(Uuid::new_v4(), 1, serde_json::json!({}));
+    // The second copy has another message id, as a republish after the
+    // stream's duplicate window would: JetStream stores both.
+    world.publish(&event).await;
+    world
+        .publish_bytes(serde_json::to_vec(&event).unwrap(), "republished-later")
+        .await;
+
+    let (shutdown, metrics) = world.run(World::spec());
+    eventually(
+        Duration::from_secs(10),
+        "both copies are settled",
+        || async {
+            let counts = metrics.snapshot();
+            counts.applied + counts.duplicates + counts.stale == 2
+        },
+    )
+    .await;
+
+    assert_eq!(world.effects().await.len(), 1);
+    let counts = metrics.snapshot();
+    assert_eq!(
+        (counts.duplicates, counts.stale),
+        (1, 0),
+        "the inbox, not only the position, recognised the copy"
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_consumer_killed_after_its_commit_but_before_the_ack_applies_the_event_once() {
+    let world = World::new().await;
+    world
+        .publish(&World::envelope(Uuid::new_v4(), 1, serde_json::json!({})))
+        .await;
+    let dying = world.consumer(World::spec());
+
+    // The first instance commits the effect and dies before acking.
+    let pull = dying.ensure().await.unwrap();
+    let mut batch = pull.fetch().max_messages(1).messages().await.unwrap();
+    let message = batch.next().await.unwrap().unwrap();
+    assert_eq!(
+        dying.decide(&message).await,
+        Decision::Ack(Outcome::Applied)
+    );
+    drop(message);
+
+    // JetStream redelivers after ack_wait (1 s) to the next instance.
+    let (shutdown, metrics) = world.run(World::spec());
+    eventually(
+        Duration::from_secs(10),
+        "the redelivery is settled",
+        || async { metrics.snapshot().duplicates == 1 },
+    )
+    .await;
+
+    assert_eq!(
+        world.effects().await.len(),
+        1,
+        "one effect despite two deliveries"
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn events_of_one_aggregate_published_out_of_order_are_applied_in_order() {
+    let world = World::new().await;
+    let aggregate = Uuid::new_v4();
+    for version in [2, 3, 1] {
+        world
+            .publish(&World::envelope(aggregate, version, serde_json::json!({})))
+            .await;
+    }
+
+    let (shutdown, _) = world.run(World::spec());
+    eventually(Duration::from_secs(10), "all three are applied", || async {
+        world.effects().await.len() == 3
+    })
+    .await;
+
+    let versions: Vec<i64> = world.effects().await.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(versions, [1, 2, 3]);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_until_it_succeeds() {
+    let world = World::new().await;
+    world
+        .publish(&World::envelope(
+            Uuid::new_v4(),
+            1,
+            serde_json::json!({ "fail_times": 2 }),
+        ))
+        .await;
+
+    let (shutdown, metrics) = world.run(World::spec());
+    eventually(Duration::from_secs(10), "the event is applied", || async {
+        world.effects().await.len() == 1
+    })
+    .await;
+
+    let counts = metrics.snapshot();
+    assert_eq!(
+        (counts.applied, counts.retried, counts.dead_lettered),
+        (1, 2, 0)
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_failure_on_the_last_allowed_delivery_is_dead_lettered() {
+    let world = World::new().await;
+    world
+        .publish(&World::envelope(
+            Uuid::new_v4(),
+            1,
+            serde_json::json!({ "fail_times": 99 }),
+        ))
+        .await;
+
+    let (shutdown, _) = world.run(World::spec());
+    eventually(
+        Duration::from_secs(10),
+        "the event is dead-lettered",
+        || async { world.dead_letters().await.len() == 1 },
+    )
+    .await;
+
+    let letter = &world.dead_letters().await[0];
+    assert!(
+        letter.error.contains("gave up after 4 deliveries"),
+        "{letter:?}"
+    );
+    assert_eq!(letter.delivery_count, "4");
+    assert!(world.effects().await.is_empty());
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_while_others_flow_and_applies_once_after_redrive() {
+    let world = World::new().await;
+    let (poisoned, healthy) = (Uuid::new_v4(), Uuid::new_v4());
+    let poison = World::envelope(poisoned, 1, serde_json::json!({ "poison": true }));
+    world.publish(&poison).await;
+    for version in 1..=3 {
+        world
+            .publish(&World::envelope(healthy, version, serde_json::json!({})))
+            .await;
+    }
+
+    let (shutdown, _) = world.run(World::spec());
+    eventually(
+        Duration::from_secs(10),
+        "the poison is dead-lettered and the rest applied",
+        || async { world.dead_letters().await.len() == 1 && world.effects().await.len() == 3 },
+    )
+    .await;
+    let letter = world.dead_letters().await.remove(0);
+    assert_eq!(letter.consumer, "recorder");
+    assert_eq!(letter.event_id, poison.event_id.to_string());
+    assert!(letter.error.contains("cannot be applied"), "{letter:?}");
+    assert!(
+        letter
+            .original_subject
+            .ends_with("orders.events.test_happened")
+    );
+
+    // Fix the cause, then redrive.
+    sqlx::query("insert into fixed values (true)")
+        .execute(&world.db)
+        .await
+        .unwrap();
+    dlq::redrive(&world.js, &world.topology, letter.sequence)
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the redriven event is applied",
+        || async { world.effects().await.iter().any(|(a, _)| *a == poisoned) },
+    )
+    .await;
+
+    assert!(
+        world.dead_letters().await.is_empty(),
+        "redrive removes the dead letter"
+    );
+    assert!(matches!(
+        dlq::redrive(&world.js, &world.topology, letter.sequence).await,
+        Err(dlq::DlqError::NotFound(_))
+    ));
+    let applied_poison = world
+        .effects()
+        .await
+        .iter()
+        .filter(|(a, _)| *a == poisoned)
+        .count();
+    assert_eq!(applied_poison, 1);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn an_undecodable_message_is_dead_lettered_at_once() {
+    let world = World::new().await;
+    world
+        .publish_bytes(b"not an envelope".to_vec(), "garbage-1")
+        .await;
+
+    let (shutdown, metrics) = world.run(World::spec());
+    eventually(
+        Duration::from_secs(10),
+        "the message is dead-lettered",
+        || async { world.dead_letters().await.len() == 1 },
+    )
+    .await;
+
+    assert!(world.dead_letters().await[0].error.contains("undecodable"));
+    assert_eq!(
+        metrics.snapshot().retried,
+        0,
+        "not retried: it can never succeed"
+    );
+    shutdown.cancel();
+}
