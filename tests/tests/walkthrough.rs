@@ -12,6 +12,7 @@ async fn the_readme_walkthrough_works_as_written() {
     let env = settings::Env::from_pairs([
         ("HTTP_ADDR", "127.0.0.1:0"),
         ("DATABASE_URL", postgres.url()),
+        ("CONSUME_INVENTORY_EVENTS", "false"),
     ]);
     let app = Application::build(Config::from_env(&env).unwrap())
         .await

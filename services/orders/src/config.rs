@@ -12,6 +12,9 @@
 //! | `OUTBOX_NOTIFY` | `true` | `NOTIFY` the relay on commit (see the `outbox` crate for the cost) |
 //! | `REQUEST_TIMEOUT` | `10s` | answer 503 after this long |
 //! | `BODY_LIMIT_BYTES` | `65536` | largest accepted request body |
+//! | `NATS_URL` | `nats://127.0.0.1:4222` | for inventory's events |
+//! | `NATS_PREFIX` | empty | prefix of stream, subject and consumer names |
+//! | `CONSUME_INVENTORY_EVENTS` | `true` | run the reaction to inventory's answers |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
 use std::net::SocketAddr;
@@ -40,6 +43,12 @@ pub struct Config {
     pub outbox_notify: bool,
     /// Request timeout and body size limit.
     pub http: HttpLimits,
+    /// NATS, for consuming inventory's events.
+    pub nats_url: SecretUrl,
+    /// Stream, subject and consumer names.
+    pub topology: messaging::Topology,
+    /// Whether to consume inventory's events (off for API-only tests).
+    pub consume_inventory_events: bool,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
 }
@@ -60,6 +69,16 @@ impl Config {
                 request_timeout: env.duration_or("REQUEST_TIMEOUT", Duration::from_secs(10))?,
                 body_limit: env.parse_or("BODY_LIMIT_BYTES", 64 * 1024)?,
             },
+            nats_url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
+            topology: {
+                let prefix = env.string_or("NATS_PREFIX", "");
+                messaging::Topology::new(&prefix).map_err(|reason| ConfigError::Invalid {
+                    name: "NATS_PREFIX".into(),
+                    value: prefix.clone(),
+                    reason,
+                })?
+            },
+            consume_inventory_events: env.flag_or("CONSUME_INVENTORY_EVENTS", true)?,
             telemetry: TelemetryConfig::from_env("orders", env)?,
         })
     }

@@ -197,19 +197,27 @@ impl FromStr for OrderStatus {
     }
 }
 
-/// A state change a client can ask for.
+/// A state change: asked for by a client (pay, cancel) or caused by
+/// inventory's answer to a payment (confirm, refund).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
     /// `PENDING → PAID`.
     Pay,
     /// `PENDING → CANCELLED`.
     Cancel,
+    /// `PAID → CONFIRMED`: inventory sold the seats.
+    Confirm,
+    /// `PAID → REFUNDED`: inventory could not; the payment is compensated.
+    Refund,
 }
 
 impl Transition {
     /// The only status this transition starts from.
     pub fn from(self) -> OrderStatus {
-        OrderStatus::Pending
+        match self {
+            Self::Pay | Self::Cancel => OrderStatus::Pending,
+            Self::Confirm | Self::Refund => OrderStatus::Paid,
+        }
     }
 
     /// The status it ends in.
@@ -217,6 +225,8 @@ impl Transition {
         match self {
             Self::Pay => OrderStatus::Paid,
             Self::Cancel => OrderStatus::Cancelled,
+            Self::Confirm => OrderStatus::Confirmed,
+            Self::Refund => OrderStatus::Refunded,
         }
     }
 
@@ -225,6 +235,8 @@ impl Transition {
         match self {
             Self::Pay => "pay",
             Self::Cancel => "cancel",
+            Self::Confirm => "confirm",
+            Self::Refund => "refund",
         }
     }
 }

@@ -11,14 +11,18 @@
 //! and commits all of them or none. The relay publishes the outbox later;
 //! this service never talks to the broker on a request path.
 //!
+//! It also consumes inventory's answer to each payment ([`reactions`]):
+//! `PAID → CONFIRMED`, or `PAID → REFUNDED` as compensation.
+//!
 //! Layout: [`config`] (environment), [`startup`] (build and run),
 //! [`domain`] (validated types and the state machine), [`store`] (SQL),
-//! [`idempotency`] (keys), [`http`] (routes and errors).
+//! [`idempotency`] (keys), [`http`] (routes and errors), [`reactions`].
 
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod idempotency;
+pub mod reactions;
 pub mod startup;
 pub mod store;
 

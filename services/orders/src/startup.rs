@@ -7,38 +7,27 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions as _, PgPool};
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use consumer::{Consumer, ConsumerSpec};
+use messaging::StreamKind;
+
 use crate::Config;
 use crate::http::{AppState, router};
+use crate::reactions::InventoryReactions;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    /// `DATABASE_URL` is not a Postgres URL.
-    #[error("DATABASE_URL {url} is not a valid Postgres URL")]
-    InvalidDatabaseUrl {
-        /// The URL, password redacted.
-        url: String,
-        /// Why.
-        #[source]
-        source: sqlx::Error,
-    },
-    /// Postgres did not accept a connection before the deadline.
-    #[error("cannot connect to postgres at {url} within {deadline:?}")]
-    Postgres {
-        /// The URL, password redacted.
-        url: String,
-        /// How long we tried.
-        deadline: Duration,
-        /// The last error.
-        #[source]
-        source: sqlx::Error,
-    },
+    /// Postgres is unreachable or the URL is wrong.
+    #[error(transparent)]
+    Postgres(#[from] pgkit::ConnectError),
+    /// `NATS_URL` is unusable.
+    #[error(transparent)]
+    Nats(#[from] messaging::MessagingError),
     /// A migration failed.
     #[error("cannot migrate the orders database")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -58,12 +47,21 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     db: PgPool,
+    reactions: Option<Consumer<InventoryReactions>>,
 }
 
 impl Application {
     /// Connects, migrates and binds; see the module docs.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let db = connect(&config).await?;
+        let db = pgkit::connect(
+            &config.database_url,
+            pgkit::PoolSettings {
+                max_connections: config.db_max_connections,
+                acquire_timeout: config.db_acquire_timeout,
+                connect_deadline: config.db_connect_deadline,
+            },
+        )
+        .await?;
         crate::MIGRATOR
             .run(&db)
             .await
@@ -74,6 +72,21 @@ impl Application {
                 addr: config.http_addr,
                 source,
             })?;
+        let reactions = if config.consume_inventory_events {
+            let nats = messaging::connect(&config.nats_url, "orders").await?;
+            let js = async_nats::jetstream::new(nats);
+            Some(Consumer::new(
+                ConsumerSpec::new(crate::reactions::CONSUMER, StreamKind::InventoryEvents),
+                db.clone(),
+                js,
+                config.topology.clone(),
+                InventoryReactions {
+                    outbox: outbox::Writer::with_notify(config.outbox_notify),
+                },
+            ))
+        } else {
+            None
+        };
         let state = AppState {
             db: db.clone(),
             idempotency_key_ttl: config.idempotency_key_ttl,
@@ -83,6 +96,7 @@ impl Application {
             listener,
             router: router(state, config.http),
             db,
+            reactions,
         })
     }
 
@@ -105,7 +119,15 @@ impl Application {
             Duration::from_mins(1),
             shutdown.clone(),
         ));
-        tracing::info!(port = self.port(), "orders listening");
+        if let Some(reactions) = self.reactions {
+            let shutdown = shutdown.clone();
+            // Finishes the message in hand when `shutdown` is cancelled.
+            tasks.spawn(async move { reactions.run(shutdown).await });
+        }
+        tracing::info!(
+            port = self.listener.local_addr().map_or(0, |a| a.port()),
+            "orders listening"
+        );
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await;
@@ -116,75 +138,4 @@ impl Application {
         tracing::info!("orders stopped");
         served
     }
-}
-
-/// Connects to the orders database, creating it if it does not exist, and
-/// retries with backoff until `db_connect_deadline` (Postgres may still be
-/// starting, e.g. under `docker compose up`).
-async fn connect(config: &Config) -> Result<PgPool, StartupError> {
-    let url = config.database_url.to_string();
-    let options: PgConnectOptions = config.database_url.expose().parse().map_err(|source| {
-        StartupError::InvalidDatabaseUrl {
-            url: url.clone(),
-            source,
-        }
-    })?;
-    let options =
-        options.log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
-    let deadline = tokio::time::Instant::now() + config.db_connect_deadline;
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let attempt = async {
-            ensure_database(&options).await?;
-            PgPoolOptions::new()
-                .max_connections(config.db_max_connections)
-                .acquire_timeout(config.db_acquire_timeout)
-                .connect_with(options.clone())
-                .await
-        };
-        match attempt.await {
-            Ok(pool) => return Ok(pool),
-            Err(source) if tokio::time::Instant::now() + delay > deadline => {
-                return Err(StartupError::Postgres {
-                    url,
-                    deadline: config.db_connect_deadline,
-                    source,
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?delay, "postgres not reachable yet");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-        }
-    }
-}
-
-/// Creates the service's database on first start, so a fresh Postgres
-/// needs no manual step. Uses the server's `postgres` database to do it.
-async fn ensure_database(options: &PgConnectOptions) -> sqlx::Result<()> {
-    let Some(name) = options.get_database().map(str::to_owned) else {
-        return Ok(());
-    };
-    let mut admin = options.clone().database("postgres").connect().await?;
-    let exists: bool = sqlx::query_scalar!(
-        r#"select exists(select 1 from pg_database where datname = $1) as "exists!""#,
-        name
-    )
-    .fetch_one(&mut admin)
-    .await?;
-    if !exists {
-        // Identifiers cannot be bound as parameters; quote it ourselves.
-        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        match sqlx::query(sqlx::AssertSqlSafe(format!("create database {quoted}")))
-            .execute(&mut admin)
-            .await
-        {
-            Ok(_) => tracing::info!(database = name, "created database"),
-            // Another instance created it between our check and our create.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

@@ -16,6 +16,7 @@
 
 pub mod compat;
 mod envelope;
+pub mod inventory;
 pub mod orders;
 
 pub use envelope::{Envelope, Event, MessageId};
@@ -26,7 +27,10 @@ pub fn registry() -> Vec<SchemaEntry> {
         SchemaEntry::of::<orders::OrderCreated>(),
         SchemaEntry::of::<orders::OrderPaid>(),
         SchemaEntry::of::<orders::OrderCancelled>(),
+        SchemaEntry::of::<orders::OrderConfirmed>(),
         SchemaEntry::of::<orders::OrderRefunded>(),
+        SchemaEntry::of::<inventory::SeatsConfirmed>(),
+        SchemaEntry::of::<inventory::SeatAllocationRejected>(),
     ]
 }
 

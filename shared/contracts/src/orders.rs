@@ -79,6 +79,28 @@ impl Event for OrderCancelled {
     const SUBJECT: &'static str = "orders.events.order_cancelled";
 }
 
+/// Inventory sold every seat of the paid order to it. Status `CONFIRMED`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderConfirmed {
+    /// The order.
+    pub order_id: Uuid,
+    /// The concert.
+    pub event_id: Uuid,
+    /// Where the confirmation goes.
+    pub customer_email: String,
+    /// The seats, now sold.
+    pub seats: Vec<OrderSeat>,
+    /// When it was confirmed.
+    pub confirmed_at: DateTime<Utc>,
+}
+
+impl Event for OrderConfirmed {
+    const EVENT_TYPE: &'static str = "OrderConfirmed";
+    const SCHEMA_VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "order";
+    const SUBJECT: &'static str = "orders.events.order_confirmed";
+}
+
 /// A paid order was refunded, e.g. because its seat could not be
 /// allocated. Status `REFUNDED`. This compensates for `OrderPaid`; it does
 /// not erase it.

@@ -264,6 +264,7 @@ async fn pay_path(args: &RelayArgs, notify: bool) -> anyhow::Result<f64> {
         ("DB_MAX_CONNECTIONS", args.writers.to_string()),
         ("OUTBOX_NOTIFY", notify.to_string()),
         ("RUST_LOG", "warn".to_owned()),
+        ("CONSUME_INVENTORY_EVENTS", "false".to_owned()),
     ]);
     let app = orders::Application::build(orders::Config::from_env(&env)?).await?;
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -164,6 +164,12 @@ async fn change_status(
                         )
                         .await?;
                 }
+                // No route asks for these; inventory's answers do (`reactions`).
+                Transition::Confirm | Transition::Refund => {
+                    return Err(ApiError::Internal(
+                        format!("{} is not a client command", transition.verb()).into(),
+                    ));
+                }
                 Transition::Cancel => {
                     let cancelled = OrderCancelled {
                         order_id,

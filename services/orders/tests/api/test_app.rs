@@ -33,6 +33,7 @@ impl TestApp {
         let mut vars = vec![
             ("HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             ("DATABASE_URL".to_owned(), postgres.url().to_owned()),
+            ("CONSUME_INVENTORY_EVENTS".to_owned(), "false".to_owned()),
         ];
         vars.extend(
             extra

@@ -1,0 +1,157 @@
+//! Building and running the inventory service: connect (creating the
+//! database on first start), migrate, bind, then consume `ORDER_EVENTS` and
+//! serve health until shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use consumer::{Consumer, ConsumerSpec};
+use httpkit::health::{Readiness, healthz};
+use messaging::StreamKind;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Config;
+use crate::allocation::{CONSUMER, SeatAllocation};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Postgres is unreachable or the URL is wrong.
+    #[error(transparent)]
+    Postgres(#[from] pgkit::ConnectError),
+    /// `NATS_URL` is unusable.
+    #[error(transparent)]
+    Nats(#[from] messaging::MessagingError),
+    /// A migration failed.
+    #[error("cannot migrate the inventory database")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The listen address is taken.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A built service, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    db: PgPool,
+    consumer: Consumer<SeatAllocation>,
+}
+
+#[derive(Clone)]
+struct HealthState {
+    db: PgPool,
+    nats: async_nats::Client,
+}
+
+impl Application {
+    /// Connects, migrates and binds.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let db = pgkit::connect(&config.database_url, config.pool).await?;
+        crate::MIGRATOR
+            .run(&db)
+            .await
+            .map_err(StartupError::Migrate)?;
+        let nats = messaging::connect(&config.nats_url, "inventory").await?;
+        let consumer = Consumer::new(
+            ConsumerSpec::new(CONSUMER, StreamKind::OrderEvents),
+            db.clone(),
+            async_nats::jetstream::new(nats.clone()),
+            config.topology.clone(),
+            SeatAllocation {
+                outbox: outbox::Writer::with_notify(config.outbox_notify),
+            },
+        );
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: config.http_addr,
+                source,
+            })?;
+        let router = Router::new()
+            .route("/readyz", get(readyz))
+            .with_state(Arc::new(HealthState {
+                db: db.clone(),
+                nats,
+            }))
+            .route("/healthz", get(healthz));
+        let router = httpkit::layers::standard(
+            router,
+            httpkit::layers::HttpLimits {
+                request_timeout: Duration::from_secs(10),
+                body_limit: 64 * 1024,
+            },
+        );
+        Ok(Self {
+            listener,
+            router,
+            db,
+            consumer,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |a| a.port())
+    }
+
+    /// The connection pool, for tests that seed or inspect seats.
+    pub fn db(&self) -> &PgPool {
+        &self.db
+    }
+
+    /// Consumes and serves until `shutdown`; the message in hand finishes.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let tasks = TaskTracker::new();
+        let consumer = self.consumer;
+        let token = shutdown.clone();
+        tasks.spawn(async move { consumer.run(token).await });
+        tracing::info!(
+            port = self.listener.local_addr().map_or(0, |a| a.port()),
+            "inventory listening"
+        );
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await;
+        shutdown.cancel();
+        tasks.close();
+        tasks.wait().await;
+        self.db.close().await;
+        tracing::info!("inventory stopped");
+        served
+    }
+}
+
+/// `GET /readyz`: Postgres answers and the NATS client is connected.
+async fn readyz(State(state): State<Arc<HealthState>>) -> Readiness {
+    let ping = tokio::time::timeout(
+        Duration::from_secs(1),
+        sqlx::query_scalar!(r#"select 1 as "one!""#).fetch_one(&state.db),
+    )
+    .await;
+    let postgres = match ping {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 1s".to_owned()),
+    };
+    let nats = if messaging::is_connected(&state.nats) {
+        Ok(())
+    } else {
+        Err("not connected".to_owned())
+    };
+    Readiness::new()
+        .check("postgres", postgres)
+        .check("nats", nats)
+}

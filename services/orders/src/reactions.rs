@@ -1,0 +1,115 @@
+//! Orders reacting to inventory's answer to a payment (the saga's second
+//! half).
+//!
+//! - `SeatsConfirmed` → `PAID → CONFIRMED` and `OrderConfirmed`;
+//! - `SeatAllocationRejected` → `PAID → REFUNDED` and `OrderRefunded`:
+//!   compensation. `OrderPaid` was a fact and stays one; the refund is a
+//!   new fact that answers it.
+//!
+//! Each runs in the consumer runtime's transaction, so the status change,
+//! its outbox event, the inbox row and the consumer position commit
+//! together.
+
+use consumer::{Delivery, Handler, HandlerError};
+use contracts::inventory::{SeatAllocationRejected, SeatsConfirmed};
+use contracts::orders::{OrderConfirmed, OrderRefunded};
+use contracts::{Envelope, Event};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{Order, Transition};
+use crate::store::{self, Refusal};
+
+/// The durable consumer name (and inbox key) of this reaction.
+pub const CONSUMER: &str = "orders";
+
+/// Applies inventory events to orders.
+#[derive(Debug, Clone, Copy)]
+pub struct InventoryReactions {
+    /// Writes the resulting events.
+    pub outbox: outbox::Writer,
+}
+
+impl Handler for InventoryReactions {
+    async fn handle(&self, tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+        let envelope = &delivery.envelope;
+        match (envelope.event_type.as_str(), envelope.schema_version) {
+            (SeatsConfirmed::EVENT_TYPE, 1) => {
+                let confirmed: SeatsConfirmed = decode(delivery)?;
+                let order = transition(tx, confirmed.order_id, Transition::Confirm).await?;
+                let event = OrderConfirmed {
+                    order_id: order.id,
+                    event_id: order.event_id,
+                    customer_email: order.customer_email.clone(),
+                    seats: order.event_seats(),
+                    confirmed_at: order.updated_at,
+                };
+                self.write(tx, &order, event).await
+            }
+            (SeatAllocationRejected::EVENT_TYPE, 1) => {
+                let rejected: SeatAllocationRejected = decode(delivery)?;
+                let order = transition(tx, rejected.order_id, Transition::Refund).await?;
+                let event = OrderRefunded {
+                    order_id: order.id,
+                    event_id: order.event_id,
+                    customer_email: order.customer_email.clone(),
+                    reason: rejected.reason,
+                    refunded_at: order.updated_at,
+                };
+                self.write(tx, &order, event).await
+            }
+            (SeatsConfirmed::EVENT_TYPE | SeatAllocationRejected::EVENT_TYPE, version) => {
+                Err(HandlerError::Poison(format!(
+                    "unknown schema_version {version} of {}",
+                    envelope.event_type
+                )))
+            }
+            // Other inventory facts are not the orders service's business.
+            _ => Ok(()),
+        }
+    }
+}
+
+impl InventoryReactions {
+    async fn write<T: Event>(
+        &self,
+        tx: &mut PgConnection,
+        order: &Order,
+        event: T,
+    ) -> Result<(), HandlerError> {
+        let envelope = Envelope::new("orders", order.id, order.version, order.updated_at, event);
+        self.outbox
+            .enqueue(tx, &envelope)
+            .await
+            .map_err(|e| HandlerError::Transient(e.into()))
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(delivery: &Delivery) -> Result<T, HandlerError> {
+    serde_json::from_value(delivery.envelope.data.clone()).map_err(|e| {
+        HandlerError::Poison(format!(
+            "invalid {} data: {e}",
+            delivery.envelope.event_type
+        ))
+    })
+}
+
+/// A transition the saga requires; an order that is not `PAID` (or does
+/// not exist) means the two services disagree, which a human must look at:
+/// the message is poison.
+async fn transition(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    transition: Transition,
+) -> Result<Order, HandlerError> {
+    match store::transition(tx, order_id, transition).await? {
+        Ok(order) => Ok(order),
+        Err(Refusal::NotFound) => Err(HandlerError::Poison(format!(
+            "order {order_id} does not exist"
+        ))),
+        Err(Refusal::WrongStatus(status)) => Err(HandlerError::Poison(format!(
+            "cannot {} order {order_id}: it is {status}",
+            transition.verb()
+        ))),
+    }
+}

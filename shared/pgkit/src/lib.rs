@@ -1,0 +1,116 @@
+//! Connecting a service to its own Postgres database.
+//!
+//! [`connect`] retries with backoff until a deadline (under
+//! `docker compose up`, Postgres may still be starting), creates the
+//! service's database on first start (so a fresh server needs no manual
+//! step), and fails with an error that names Postgres and the URL, password
+//! redacted.
+
+use std::time::Duration;
+
+use settings::SecretUrl;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions as _, PgPool};
+
+/// Pool settings from a service's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before giving up (503).
+    pub acquire_timeout: Duration,
+    /// How long start-up keeps retrying the first connection.
+    pub connect_deadline: Duration,
+}
+
+/// The database could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL is not a Postgres URL.
+    #[error("{url} is not a valid Postgres URL")]
+    InvalidUrl {
+        /// The URL, password redacted.
+        url: String,
+        /// The parser's complaint.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Postgres did not accept a connection before the deadline.
+    #[error("cannot connect to postgres at {url} within {deadline:?}")]
+    Unreachable {
+        /// The URL, password redacted.
+        url: String,
+        /// How long it was tried.
+        deadline: Duration,
+        /// The last error.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// Connects to `url`, creating its database if missing; see the module docs.
+pub async fn connect(url: &SecretUrl, settings: PoolSettings) -> Result<PgPool, ConnectError> {
+    let options: PgConnectOptions =
+        url.expose()
+            .parse()
+            .map_err(|source| ConnectError::InvalidUrl {
+                url: url.to_string(),
+                source,
+            })?;
+    let deadline = tokio::time::Instant::now() + settings.connect_deadline;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            ensure_database(&options).await?;
+            PgPoolOptions::new()
+                .max_connections(settings.max_connections)
+                .acquire_timeout(settings.acquire_timeout)
+                .connect_with(options.clone())
+                .await
+        };
+        match attempt.await {
+            Ok(pool) => return Ok(pool),
+            Err(source) if tokio::time::Instant::now() + delay > deadline => {
+                return Err(ConnectError::Unreachable {
+                    url: url.to_string(),
+                    deadline: settings.connect_deadline,
+                    source,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "postgres not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Creates the database named in `options` if it does not exist, through
+/// the server's `postgres` database.
+async fn ensure_database(options: &PgConnectOptions) -> sqlx::Result<()> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut admin = options.clone().database("postgres").connect().await?;
+    let exists: bool = sqlx::query_scalar!(
+        r#"select exists(select 1 from pg_database where datname = $1) as "exists!""#,
+        name
+    )
+    .fetch_one(&mut admin)
+    .await?;
+    if !exists {
+        // Identifiers cannot be bound as parameters; quote it ourselves.
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        match sqlx::query(sqlx::AssertSqlSafe(format!("create database {quoted}")))
+            .execute(&mut admin)
+            .await
+        {
+            Ok(_) => tracing::info!(database = name, "created database"),
+            // Another instance created it between our check and our create.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! The payment saga across services: orders → relay → inventory → relay →
+//! orders, on real Postgres and NATS, every service in this process.
+//!
+//! Invariants checked: no seat is sold twice; every paid order ends
+//! CONFIRMED or REFUNDED; a refund is a new fact (`OrderRefunded`), not an
+//! undone payment.
+
+// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use testkit::{TestNats, TestPostgres, eventually};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Orders, inventory and a relay for each, sharing one NATS topology.
+struct System {
+    orders_base: String,
+    orders_db: PgPool,
+    inventory_db: PgPool,
+    concert: Uuid,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    _databases: (TestPostgres, TestPostgres),
+    _nats: TestNats,
+}
+
+impl System {
+    async fn start() -> Self {
+        let nats = TestNats::start().await;
+        let (orders_pg, inventory_pg) = (TestPostgres::start().await, TestPostgres::start().await);
+        let shutdown = CancellationToken::new();
+        // Streams first, so consumers need not wait for a relay to create them.
+        let js = async_nats::jetstream::new(nats.client().await);
+        let topology = messaging::Topology::new(nats.prefix()).unwrap();
+        messaging::provision(&js, &topology, Duration::from_mins(10))
+            .await
+            .unwrap();
+
+        let common = |db: &str| {
+            vec![
+                ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+                ("DATABASE_URL", db.to_owned()),
+                ("NATS_URL", nats.url().to_owned()),
+                ("NATS_PREFIX", nats.prefix().to_owned()),
+            ]
+        };
+        let env = |vars: Vec<(&str, String)>| settings::Env::from_pairs(vars);
+
+        let orders = orders::Application::build(
+            orders::Config::from_env(&env(common(orders_pg.url()))).unwrap(),
+        )
+        .await
+        .unwrap();
+        let orders_base = format!("http://127.0.0.1:{}", orders.port());
+        let orders_db = orders.db().clone();
+        tokio::spawn(orders.run_until_stopped(shutdown.clone()));
+
+        let inventory = inventory::Application::build(
+            inventory::Config::from_env(&env(common(inventory_pg.url()))).unwrap(),
+        )
+        .await
+        .unwrap();
+        let inventory_db = inventory.db().clone();
+        tokio::spawn(inventory.run_until_stopped(shutdown.clone()));
+
+        for db in [orders_pg.url(), inventory_pg.url()] {
+            let mut vars = common(db);
+            // Keep published rows so the test can read which events were written.
+            vars.extend([
+                ("RELAY_RETENTION", "1h".to_owned()),
+                ("RELAY_POLL_INTERVAL", "50ms".to_owned()),
+            ]);
+            let relay = relay::Application::build(relay::Config::from_env(&env(vars)).unwrap())
+                .await
+                .unwrap();
+            tokio::spawn(relay.run_until_stopped(shutdown.clone()));
+        }
+
+        let concert = Uuid::new_v4();
+        sqlx::query(
+            "insert into events (id, name, venue, starts_at, sale_opens_at) \
+             values ($1, 'Night Shift', 'Hall 1', now() + interval '30 days', now())",
+        )
+        .bind(concert)
+        .execute(&inventory_db)
+        .await
+        .unwrap();
+        sqlx::query(
+            "insert into seats (event_id, seat_id, price_cents) \
+             select $1, s, 4500 from unnest(array['A-1', 'A-2', 'B-1']) s",
+        )
+        .bind(concert)
+        .execute(&inventory_db)
+        .await
+        .unwrap();
+
+        Self {
+            orders_base,
+            orders_db,
+            inventory_db,
+            concert,
+            http: reqwest::Client::new(),
+            shutdown,
+            _databases: (orders_pg, inventory_pg),
+            _nats: nats,
+        }
+    }
+
+    /// Creates and pays an order for `seats`; returns its id.
+    async fn paid_order(&self, seats: &[&str]) -> Uuid {
+        let body = json!({
+            "event_id": self.concert,
+            "seats": seats.iter().map(|s| json!({ "seat_id": s, "hold_token": Uuid::new_v4() })).collect::<Vec<_>>(),
+            "customer_email": "ada@example.com",
+        });
+        let created = self
+            .http
+            .post(format!("{}/orders", self.orders_base))
+            .header("idempotency-key", Uuid::new_v4().to_string())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let id: Uuid = created.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let paid = self
+            .http
+            .post(format!("{}/orders/{id}/pay", self.orders_base))
+            .header("idempotency-key", Uuid::new_v4().to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(paid.status(), StatusCode::OK);
+        id
+    }
+
+    async fn status(&self, order: Uuid) -> String {
+        sqlx::query_scalar("select status from orders where id = $1")
+            .bind(order)
+            .fetch_one(&self.orders_db)
+            .await
+            .unwrap()
+    }
+
+    async fn settled(&self, order: Uuid) -> String {
+        eventually(
+            Duration::from_secs(30),
+            "the paid order is settled",
+            || async { matches!(self.status(order).await.as_str(), "CONFIRMED" | "REFUNDED") },
+        )
+        .await;
+        self.status(order).await
+    }
+
+    async fn owner_of(&self, seat: &str) -> Option<Uuid> {
+        sqlx::query_scalar("select order_id from seats where event_id = $1 and seat_id = $2")
+            .bind(self.concert)
+            .bind(seat)
+            .fetch_one(&self.inventory_db)
+            .await
+            .unwrap()
+    }
+
+    async fn order_events(&self, order: Uuid) -> Vec<String> {
+        sqlx::query_scalar(
+            "select event_type from outbox where aggregate_id = $1 order by aggregate_version",
+        )
+        .bind(order)
+        .fetch_all(&self.orders_db)
+        .await
+        .unwrap()
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[tokio::test]
+async fn a_paid_order_is_confirmed_when_its_seats_are_free() {
+    let system = System::start().await;
+
+    let order = system.paid_order(&["A-1", "A-2"]).await;
+
+    assert_eq!(system.settled(order).await, "CONFIRMED");
+    assert_eq!(system.owner_of("A-1").await, Some(order));
+    assert_eq!(system.owner_of("A-2").await, Some(order));
+    assert_eq!(
+        system.order_events(order).await,
+        ["OrderCreated", "OrderPaid", "OrderConfirmed"]
+    );
+}
+
+#[tokio::test]
+async fn two_paid_orders_for_one_seat_end_one_confirmed_and_one_refunded() {
+    let system = System::start().await;
+
+    let first = system.paid_order(&["B-1"]).await;
+    let second = system.paid_order(&["B-1", "A-1"]).await;
+    let outcomes = [system.settled(first).await, system.settled(second).await];
+
+    let winner = if outcomes[0] == "CONFIRMED" {
+        first
+    } else {
+        second
+    };
+    let loser = if winner == first { second } else { first };
+    let mut sorted = outcomes.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["CONFIRMED", "REFUNDED"],
+        "exactly one order gets the seat"
+    );
+    assert_eq!(
+        system.owner_of("B-1").await,
+        Some(winner),
+        "the seat is sold once"
+    );
+    assert_eq!(
+        system.order_events(loser).await,
+        ["OrderCreated", "OrderPaid", "OrderRefunded"],
+        "the payment stays a fact; the refund is a new one"
+    );
+    if loser == second {
+        assert_eq!(system.owner_of("A-1").await, None, "all seats or none");
+    }
+}
