@@ -11,8 +11,9 @@ COPY . .
 # .cargo/config.toml) means no database is needed to compile.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin orders --bin relay --bin ticketctl \
- && mkdir -p /out && cp target/release/orders target/release/relay target/release/ticketctl /out/
+    cargo build --release --locked --bin orders --bin inventory --bin relay --bin ticketctl \
+ && mkdir -p /out \
+ && cp target/release/orders target/release/inventory target/release/relay target/release/ticketctl /out/
 
 FROM ${RUNTIME_IMAGE}
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
