@@ -26,5 +26,8 @@ create table consumer_positions (
 );
 
 -- The inbox only needs to outlive redeliveries and the stream's retention
--- (7 days); a sweeper deletes older rows oldest first using this index.
+-- (7 days). A sweeper that deletes older rows, oldest first, will use this
+-- index; until it exists the inbox grows with the traffic. Sweeping is safe
+-- for versioned events: consumer_positions turns a swept redelivery into
+-- a stale one.
 create index inbox_processed_at_idx on inbox (processed_at);

@@ -17,7 +17,10 @@
 //! `Nats-Msg-Id` (the old one would be dropped as a duplicate within the
 //! stream's window) and removes the dead letter. Every consumer of that
 //! stream receives it again; those that had applied it already find it in
-//! their inbox and skip it, so only the one that failed acts on it.
+//! their inbox and skip it, so only the one that failed acts on it. The
+//! log then holds the fact twice under two message ids: anything that
+//! replays the stream must deduplicate by the envelope's `event_id`, as
+//! the inbox does.
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::message::{Message, PublishMessage};
@@ -106,11 +109,14 @@ pub async fn dead_letter(
             }
         }
     }
-    let event_id = header(message.headers.as_ref(), headers::MSG_ID);
-    // One dead letter per consumer and event, even if dead-lettering is retried.
+    // One dead letter per consumer and stored message, even if
+    // dead-lettering is retried, and whether or not it had a message id.
+    let position = info.as_ref().map_or_else(String::new, |i| {
+        format!("{}-{}", i.stream, i.stream_sequence)
+    });
     dead.insert(
         headers::MSG_ID,
-        format!("dlq-{}-{event_id}", spec.name).as_str(),
+        format!("dlq-{}-{position}", spec.name).as_str(),
     );
     dead.insert(ERROR, one_line(error).as_str());
     dead.insert(CONSUMER, spec.name.as_str());
@@ -151,9 +157,11 @@ pub async fn list(
         return Ok(letters);
     }
     for sequence in state.first_sequence..=state.last_sequence {
-        // Gaps are redriven or purged letters.
-        if let Ok(letter) = show(js, topology, sequence).await {
-            letters.push(letter);
+        match show(js, topology, sequence).await {
+            Ok(letter) => letters.push(letter),
+            // A gap: a letter that was redriven or deleted.
+            Err(DlqError::NotFound(_)) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(letters)
@@ -172,7 +180,7 @@ pub async fn show(
     let raw = stream
         .get_raw_message(sequence)
         .await
-        .map_err(|_| DlqError::NotFound(sequence))?;
+        .map_err(|e| not_found_or(e, sequence))?;
     let h = Some(&raw.headers);
     Ok(DeadLetter {
         sequence,
@@ -205,7 +213,7 @@ pub async fn redrive(
     let raw = stream
         .get_raw_message(sequence)
         .await
-        .map_err(|_| DlqError::NotFound(sequence))?;
+        .map_err(|e| not_found_or(e, sequence))?;
     let original_subject = header(Some(&raw.headers), ORIGINAL_SUBJECT);
     if original_subject.is_empty() {
         return Err(DlqError::NoOriginalSubject(sequence));
@@ -255,6 +263,14 @@ pub async fn purge(
         .map_err(async_nats::Error::from)?;
     let purged = stream.purge().await.map_err(async_nats::Error::from)?;
     Ok(purged.purged)
+}
+
+fn not_found_or(e: async_nats::jetstream::stream::RawMessageError, sequence: u64) -> DlqError {
+    if e.kind() == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound {
+        DlqError::NotFound(sequence)
+    } else {
+        DlqError::Nats(e.into())
+    }
 }
 
 fn envelope_event_id(payload: &[u8]) -> String {

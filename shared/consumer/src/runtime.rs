@@ -35,6 +35,10 @@ pub struct ConsumerSpec {
     /// must exceed the handler's slowest run.
     pub ack_wait: Duration,
     /// Deliveries before a message that keeps failing is dead-lettered.
+    /// Counted and enforced here, not by JetStream: the server-side limit
+    /// is unlimited, because a server that stops redelivering on its own
+    /// drops the message without a dead letter (say, when dead-lettering
+    /// itself failed on the last attempt).
     pub max_deliver: i64,
     /// Nak delay after the first, second, … failed delivery (the last one
     /// repeats). JetStream's own `backoff` only applies to ack timeouts, not
@@ -43,11 +47,19 @@ pub struct ConsumerSpec {
     /// Nak delay for an event that arrived before the previous version of
     /// its aggregate.
     pub gap_delay: Duration,
+    /// How long an event may wait for the previous version of its
+    /// aggregate before it is dead-lettered. Waiting does not count against
+    /// `max_deliver`: the earlier version may be on its own retries.
+    pub gap_timeout: Duration,
+    /// Messages pulled at a time; keep `batch × slowest handler` well under
+    /// `ack_wait`, or buffered messages expire before they are looked at.
+    pub batch: usize,
 }
 
 impl ConsumerSpec {
     /// A spec with defaults: 30 s ack wait, 5 deliveries, retries after 1,
-    /// 5 and 30 s, gaps retried after 500 ms.
+    /// 5 and 30 s, gaps retried every 500 ms for up to 10 minutes, 16
+    /// messages pulled at a time.
     pub fn new(name: &str, stream: StreamKind) -> Self {
         Self {
             name: name.to_owned(),
@@ -60,6 +72,8 @@ impl ConsumerSpec {
                 Duration::from_secs(30),
             ],
             gap_delay: Duration::from_millis(500),
+            gap_timeout: Duration::from_mins(10),
+            batch: 16,
         }
     }
 
@@ -130,6 +144,13 @@ pub enum Decision {
         /// Why, for the log.
         reason: String,
     },
+    /// The database is unreachable: deliver again after `delay`, and pause.
+    Defer {
+        /// How long JetStream waits before redelivering.
+        delay: Duration,
+        /// What failed.
+        reason: String,
+    },
     /// Never: copy to the dead letters and terminate.
     DeadLetter {
         /// The error stored with the dead letter.
@@ -148,6 +169,10 @@ pub enum Outcome {
     Stale,
     /// To be delivered again.
     Retried,
+    /// To be delivered again because the database is unreachable: not the
+    /// message's fault, so it never counts towards a dead letter, and the
+    /// consumer pauses before pulling more.
+    Deferred,
     /// Copied to the dead letters and terminated.
     DeadLettered,
 }
@@ -171,7 +196,7 @@ pub struct Counts {
     pub duplicates: u64,
     /// Skipped because their aggregate was already past them.
     pub stale: u64,
-    /// Nak'ed for a later delivery.
+    /// Nak'ed for a later delivery (including while the database was down).
     pub retried: u64,
     /// Sent to the dead letters.
     pub dead_lettered: u64,
@@ -183,7 +208,7 @@ impl ConsumerMetrics {
             Outcome::Applied => &self.applied,
             Outcome::Duplicate => &self.duplicates,
             Outcome::Stale => &self.stale,
-            Outcome::Retried => &self.retried,
+            Outcome::Retried | Outcome::Deferred => &self.retried,
             Outcome::DeadLettered => &self.dead_lettered,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -198,6 +223,22 @@ impl ConsumerMetrics {
             retried: self.retried.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Whether `error` means "Postgres cannot answer right now" rather than
+/// "this message failed": pool timeouts, I/O errors, lost or refused
+/// connections (SQLSTATE class 08), server shutdown (57P01-57P03).
+fn database_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let Some(e) = error.downcast_ref::<sqlx::Error>() else {
+        return false;
+    };
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
     }
 }
 
@@ -256,7 +297,9 @@ impl<H: Handler> Consumer<H> {
                     ack_policy: AckPolicy::Explicit,
                     deliver_policy: DeliverPolicy::All,
                     ack_wait: self.spec.ack_wait,
-                    max_deliver: self.spec.max_deliver,
+                    // Unlimited: the runtime decides when to give up (see
+                    // `ConsumerSpec::max_deliver`).
+                    max_deliver: -1,
                     // Bounds the work in hand, and so the redeliveries after a crash.
                     max_ack_pending: 256,
                     ..pull::Config::default()
@@ -272,7 +315,12 @@ impl<H: Handler> Consumer<H> {
         let mut pause = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             let messages = match self.ensure().await {
-                Ok(consumer) => consumer.messages().await.map_err(async_nats::Error::from),
+                Ok(consumer) => consumer
+                    .stream()
+                    .max_messages_per_batch(self.spec.batch)
+                    .messages()
+                    .await
+                    .map_err(async_nats::Error::from),
                 Err(e) => Err(e),
             };
             let mut messages = match messages {
@@ -295,7 +343,14 @@ impl<H: Handler> Consumer<H> {
                 };
                 match next {
                     Some(Ok(message)) => {
-                        self.process(&message).await;
+                        if self.process(&message).await == Outcome::Deferred {
+                            // Pulling more now would only spend their ack_wait
+                            // on a database that cannot answer.
+                            tokio::select! {
+                                () = tokio::time::sleep(self.spec.retry_delay(1)) => {}
+                                () = shutdown.cancelled() => return,
+                            }
+                        }
                     }
                     Some(Err(e)) => {
                         tracing::warn!(consumer = %self.spec.name, error = %e, "message stream failed; reconnecting");
@@ -340,17 +395,36 @@ impl<H: Handler> Consumer<H> {
         };
         match self.apply(&delivery).await {
             Ok(Step::Done(outcome)) => Decision::Ack(outcome),
-            Ok(Step::Gap { expected }) => self.retry_or_give_up(
-                delivered,
-                self.spec.gap_delay,
-                format!(
+            Ok(Step::Gap { expected }) => {
+                let reason = format!(
                     "version {} arrived before version {expected} of {} {}",
                     delivery.envelope.aggregate_version,
                     delivery.envelope.aggregate_type,
                     delivery.envelope.aggregate_id
-                ),
-            ),
+                );
+                let age = message.info().ok().map_or(Duration::ZERO, |i| {
+                    let published = i.published.unix_timestamp();
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                    Duration::from_secs(u64::try_from(now - published).unwrap_or(0))
+                });
+                if age > self.spec.gap_timeout {
+                    Decision::DeadLetter {
+                        error: format!("waited {age:?} for the gap to fill: {reason}"),
+                    }
+                } else {
+                    Decision::Nak {
+                        delay: self.spec.gap_delay,
+                        reason,
+                    }
+                }
+            }
             Err(HandlerError::Poison(reason)) => Decision::DeadLetter { error: reason },
+            Err(HandlerError::Transient(e)) if database_unavailable(&*e) => Decision::Defer {
+                delay: self.spec.retry_delay(delivered),
+                reason: e.to_string(),
+            },
             Err(HandlerError::Transient(e)) => {
                 self.retry_or_give_up(delivered, self.spec.retry_delay(delivered), e.to_string())
             }
@@ -417,6 +491,11 @@ impl<H: Handler> Consumer<H> {
                 tracing::info!(reason, ?delay, "delivery postponed");
                 self.nak(message, delay).await;
                 Outcome::Retried
+            }
+            Decision::Defer { delay, reason } => {
+                tracing::warn!(reason, ?delay, "database unavailable; delivery postponed");
+                self.nak(message, delay).await;
+                Outcome::Deferred
             }
             Decision::DeadLetter { error } => {
                 let delivered = message.info().map_or(1, |i| i.delivered);

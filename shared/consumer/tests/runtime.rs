@@ -97,6 +97,7 @@ impl World {
             max_deliver: 4,
             retry_delays: vec![Duration::from_millis(100)],
             gap_delay: Duration::from_millis(100),
+            gap_timeout: Duration::from_secs(30),
             ..ConsumerSpec::new("recorder", StreamKind::OrderEvents)
         }
     }
@@ -403,5 +404,113 @@ async fn an_undecodable_message_is_dead_lettered_at_once() {
         0,
         "not retried: it can never succeed"
     );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_later_version_waits_for_an_earlier_one_on_its_retries_instead_of_being_dead_lettered() {
+    let world = World::new().await;
+    let aggregate = Uuid::new_v4();
+    // Version 1 fails three times before it succeeds; version 2 keeps
+    // arriving first meanwhile, far more often than max_deliver (4).
+    world
+        .publish(&World::envelope(
+            aggregate,
+            1,
+            serde_json::json!({ "fail_times": 3 }),
+        ))
+        .await;
+    world
+        .publish(&World::envelope(aggregate, 2, serde_json::json!({})))
+        .await;
+    let spec = ConsumerSpec {
+        retry_delays: vec![Duration::from_millis(300), Duration::from_millis(600)],
+        gap_delay: Duration::from_millis(50),
+        ..World::spec()
+    };
+
+    let (shutdown, _) = world.run(spec);
+    eventually(
+        Duration::from_secs(15),
+        "both versions are applied",
+        || async { world.effects().await.len() == 2 },
+    )
+    .await;
+
+    assert!(world.dead_letters().await.is_empty());
+    let versions: Vec<i64> = world.effects().await.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(versions, [1, 2]);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn every_bad_message_gets_its_own_dead_letter_even_without_a_message_id() {
+    let world = World::new().await;
+    for payload in [b"first".to_vec(), b"second".to_vec()] {
+        world
+            .js
+            .publish(
+                world.topology.subject("orders.events.test_happened"),
+                payload.into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    let (shutdown, _) = world.run(World::spec());
+    eventually(
+        Duration::from_secs(10),
+        "both are dead-lettered",
+        || async { world.dead_letters().await.len() == 2 },
+    )
+    .await;
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn an_unreachable_database_defers_messages_without_dead_lettering_them() {
+    let world = World::new().await;
+    world
+        .publish(&World::envelope(Uuid::new_v4(), 1, serde_json::json!({})))
+        .await;
+    // A pool that points at a port where nothing listens: every attempt is
+    // an "unavailable" error, never the message's fault.
+    let dead_pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(200))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/nowhere")
+        .unwrap();
+    let consumer = Consumer::new(
+        World::spec(),
+        dead_pool,
+        world.js.clone(),
+        world.topology.clone(),
+        RecordingHandler,
+    );
+    let metrics = consumer.metrics();
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move { consumer.run(token).await });
+
+    // Well past max_deliver (4) attempts.
+    eventually(Duration::from_secs(20), "six deferrals", || async {
+        metrics.snapshot().retried >= 6
+    })
+    .await;
+    shutdown.cancel();
+
+    assert!(
+        world.dead_letters().await.is_empty(),
+        "an outage is not poison"
+    );
+    // Back with a working database, the same durable applies it.
+    let (shutdown, _) = world.run(World::spec());
+    eventually(
+        Duration::from_secs(15),
+        "the event is applied after the outage",
+        || async { world.effects().await.len() == 1 },
+    )
+    .await;
     shutdown.cancel();
 }
