@@ -1,5 +1,6 @@
 //! The payment saga across services: orders → relay → inventory → relay →
-//! orders, on real Postgres and NATS, every service in this process.
+//! orders, and reporting projecting it, on real Postgres and NATS, every
+//! service in this process.
 //!
 //! Invariants checked: no seat is sold twice; every paid order ends
 //! CONFIRMED or REFUNDED; a refund is a new fact (`OrderRefunded`), not an
@@ -22,17 +23,23 @@ struct System {
     orders_base: String,
     orders_db: PgPool,
     inventory_db: PgPool,
+    reports_base: String,
+    rebuild: (PgPool, async_nats::jetstream::Context, messaging::Topology),
     concert: Uuid,
     http: reqwest::Client,
     shutdown: CancellationToken,
-    _databases: (TestPostgres, TestPostgres),
+    _databases: (TestPostgres, TestPostgres, TestPostgres),
     _nats: TestNats,
 }
 
 impl System {
     async fn start() -> Self {
         let nats = TestNats::start().await;
-        let (orders_pg, inventory_pg) = (TestPostgres::start().await, TestPostgres::start().await);
+        let (orders_pg, inventory_pg, reporting_pg) = (
+            TestPostgres::start().await,
+            TestPostgres::start().await,
+            TestPostgres::start().await,
+        );
         let shutdown = CancellationToken::new();
         // Streams first, so consumers need not wait for a relay to create them.
         let js = async_nats::jetstream::new(nats.client().await);
@@ -67,6 +74,15 @@ impl System {
         .unwrap();
         let inventory_db = inventory.db().clone();
         tokio::spawn(inventory.run_until_stopped(shutdown.clone()));
+
+        let reporting = reporting::Application::build(
+            reporting::Config::from_env(&env(common(reporting_pg.url()))).unwrap(),
+        )
+        .await
+        .unwrap();
+        let reports_base = format!("http://127.0.0.1:{}", reporting.port());
+        let rebuild = reporting.rebuild_handles();
+        tokio::spawn(reporting.run_until_stopped(shutdown.clone()));
 
         for db in [orders_pg.url(), inventory_pg.url()] {
             let mut vars = common(db);
@@ -103,10 +119,12 @@ impl System {
             orders_base,
             orders_db,
             inventory_db,
+            reports_base,
+            rebuild,
             concert,
             http: reqwest::Client::new(),
             shutdown,
-            _databases: (orders_pg, inventory_pg),
+            _databases: (orders_pg, inventory_pg, reporting_pg),
             _nats: nats,
         }
     }
@@ -181,6 +199,22 @@ impl System {
     }
 }
 
+impl System {
+    /// The concert's report, or `None` before its first sale.
+    async fn report(&self) -> Option<Value> {
+        let response = self
+            .http
+            .get(format!(
+                "{}/reports/events/{}",
+                self.reports_base, self.concert
+            ))
+            .send()
+            .await
+            .unwrap();
+        (response.status() == StatusCode::OK).then_some(response.json().await.unwrap())
+    }
+}
+
 impl Drop for System {
     fn drop(&mut self) {
         self.shutdown.cancel();
@@ -227,5 +261,53 @@ async fn two_paid_orders_for_one_seat_end_one_confirmed_and_one_refunded() {
         system.order_events(second).await,
         ["OrderCreated", "OrderPaid", "OrderRefunded"],
         "the payment stays a fact; the refund is a new one"
+    );
+}
+
+#[tokio::test]
+async fn reporting_follows_the_orders_and_a_rebuild_from_the_log_reproduces_it() {
+    let system = System::start().await;
+    let confirmed = system.paid_order(&["A-1", "A-2"]).await;
+    assert_eq!(system.settled(confirmed).await, "CONFIRMED");
+    let refunded = system.paid_order(&["A-1"]).await;
+    assert_eq!(system.settled(refunded).await, "REFUNDED");
+
+    // Live totals: two tickets at 45.00, one refund.
+    eventually(
+        Duration::from_secs(20),
+        "the report shows both outcomes",
+        || async {
+            system
+                .report()
+                .await
+                .is_some_and(|r| r["tickets_sold"] == 2 && r["refunds"] == 1)
+        },
+    )
+    .await;
+    let live = system.report().await.unwrap();
+    assert_eq!(live["revenue_cents"], 9_000);
+
+    let (db, js, topology) = &system.rebuild;
+    let mut progress = Vec::new();
+    let report =
+        reporting::rebuild::rebuild(db, js, topology, |done, total| progress.push((done, total)))
+            .await
+            .unwrap();
+
+    let rebuilt = system.report().await.unwrap();
+    assert_eq!(rebuilt["generation"], report.generation);
+    assert_ne!(
+        rebuilt["generation"], live["generation"],
+        "a new generation answers"
+    );
+    for field in ["tickets_sold", "revenue_cents", "refunds"] {
+        assert_eq!(
+            rebuilt[field], live[field],
+            "{field}: rebuilt from the log = live"
+        );
+    }
+    assert!(
+        progress.last().is_some_and(|(done, total)| done == total),
+        "progress reached the end"
     );
 }

@@ -43,14 +43,14 @@ impl SeatAllocation {
         let mut attempt = tx.begin().await?;
         // The decision. A seat sold to this same order already counts (a
         // re-run after the inbox was swept must not reject its own seats).
-        let sold: Vec<String> = sqlx::query_scalar!(
+        let sold = sqlx::query!(
             r#"
             update seats
             set status = 'SOLD', order_id = $1, sold_at = coalesce(sold_at, now())
             where event_id = $2
               and seat_id = any($3)
               and (status = 'AVAILABLE' or order_id = $1)
-            returning seat_id
+            returning seat_id, price_cents
             "#,
             paid.order_id,
             paid.event_id,
@@ -59,6 +59,8 @@ impl SeatAllocation {
         .fetch_all(&mut *attempt)
         .await?;
 
+        let amount_cents: i64 = sold.iter().map(|s| i64::from(s.price_cents)).sum();
+        let sold: Vec<String> = sold.into_iter().map(|s| s.seat_id).collect();
         if sold.len() == wanted.len() {
             sqlx::query!(
                 "update events set version = version + 1, updated_at = now() where id = $1",
@@ -71,6 +73,7 @@ impl SeatAllocation {
                 order_id: paid.order_id,
                 event_id: paid.event_id,
                 seat_ids: wanted,
+                amount_cents,
             };
             self.answer(tx, paid, confirmed).await
         } else {

@@ -42,6 +42,7 @@ impl Handler for InventoryReactions {
                     event_id: order.event_id,
                     customer_email: order.customer_email.clone(),
                     seats: order.event_seats(),
+                    amount_cents: confirmed.amount_cents,
                     confirmed_at: order.updated_at,
                 };
                 self.write(tx, &order, event).await

@@ -16,6 +16,8 @@ pub struct SeatsConfirmed {
     pub event_id: Uuid,
     /// The seats sold.
     pub seat_ids: Vec<String>,
+    /// What the seats cost together, in cents: inventory owns the prices.
+    pub amount_cents: i64,
 }
 
 impl Event for SeatsConfirmed {

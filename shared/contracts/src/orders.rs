@@ -90,6 +90,8 @@ pub struct OrderConfirmed {
     pub customer_email: String,
     /// The seats, now sold.
     pub seats: Vec<OrderSeat>,
+    /// What the seats cost, in cents (from inventory's confirmation).
+    pub amount_cents: i64,
     /// When it was confirmed.
     pub confirmed_at: DateTime<Utc>,
 }

@@ -6,6 +6,7 @@
 //! ticketctl outbox unpark <event-id>
 //! ticketctl consumers lag                 # NATS_URL, NATS_PREFIX
 //! ticketctl dlq list | show <seq> | redrive <seq> | purge
+//! ticketctl reporting rebuild             # DATABASE_URL: the reporting database
 //! ```
 //!
 //! Benchmarks print figures measured in the same run against the raw limit
@@ -18,6 +19,7 @@
 mod bench;
 mod messaging_cmds;
 mod outbox;
+mod reporting_cmds;
 
 use clap::{Parser, Subcommand};
 
@@ -54,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         command: messaging_cmds::Dlq,
     },
+    /// The reporting read model.
+    Reporting {
+        #[command(subcommand)]
+        command: reporting_cmds::Reporting,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +79,7 @@ async fn main() -> std::process::ExitCode {
             command: Consumers::Lag(nats),
         } => messaging_cmds::lag(nats).await,
         Command::Dlq { command } => messaging_cmds::dlq(command).await,
+        Command::Reporting { command } => reporting_cmds::run(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

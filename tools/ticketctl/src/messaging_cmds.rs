@@ -19,7 +19,9 @@ pub(crate) struct Nats {
 }
 
 impl Nats {
-    async fn connect(&self) -> anyhow::Result<(async_nats::jetstream::Context, Topology)> {
+    pub(crate) async fn connect(
+        &self,
+    ) -> anyhow::Result<(async_nats::jetstream::Context, Topology)> {
         let url = settings::SecretUrl::new(&self.nats_url);
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(std::time::Duration::from_secs(3))

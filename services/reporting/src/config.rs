@@ -1,0 +1,59 @@
+//! Configuration of the reporting service, from the environment.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `HTTP_ADDR` | `0.0.0.0:8083` | the reports API |
+//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/reporting` | created if missing |
+//! | `NATS_URL` | `nats://127.0.0.1:4222` | |
+//! | `NATS_PREFIX` | empty | prefix of stream, subject and consumer names |
+//! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use settings::{ConfigError, Env, SecretUrl};
+use telemetry::TelemetryConfig;
+
+/// Everything the reporting service needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen; port 0 picks a free port (tests).
+    pub http_addr: SocketAddr,
+    /// The reporting database.
+    pub database_url: SecretUrl,
+    /// Pool settings.
+    pub pool: pgkit::PoolSettings,
+    /// NATS.
+    pub nats_url: SecretUrl,
+    /// Stream, subject and consumer names.
+    pub topology: messaging::Topology,
+    /// Logging and tracing.
+    pub telemetry: TelemetryConfig,
+}
+
+impl Config {
+    /// Reads the configuration; a bad value is an error naming its variable.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let prefix = env.string_or("NATS_PREFIX", "");
+        Ok(Self {
+            http_addr: env.parse_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8083)))?,
+            database_url: env.url_or(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/reporting",
+            ),
+            pool: pgkit::PoolSettings {
+                max_connections: env.parse_or("DB_MAX_CONNECTIONS", 10)?,
+                acquire_timeout: env.duration_or("DB_ACQUIRE_TIMEOUT", Duration::from_secs(3))?,
+                connect_deadline: env
+                    .duration_or("DB_CONNECT_DEADLINE", Duration::from_secs(30))?,
+            },
+            nats_url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
+            topology: messaging::Topology::new(&prefix).map_err(|reason| ConfigError::Invalid {
+                name: "NATS_PREFIX".into(),
+                value: prefix.clone(),
+                reason,
+            })?,
+            telemetry: TelemetryConfig::from_env("reporting", env)?,
+        })
+    }
+}

@@ -1,0 +1,115 @@
+//! The reports API (port 8083).
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /reports/events/{id}` | tickets sold, revenue and refunds of a concert |
+//! | `GET /healthz`, `GET /readyz` | liveness, readiness (Postgres, NATS) |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use http::StatusCode;
+use httpkit::Problem;
+use httpkit::health::{Readiness, healthz};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The reporting database.
+    pub db: PgPool,
+    /// NATS, for readiness.
+    pub nats: async_nats::Client,
+}
+
+/// A concert's sales.
+#[derive(Debug, Serialize)]
+pub struct SalesReport {
+    /// The concert.
+    pub event_id: Uuid,
+    /// Seats of confirmed orders.
+    pub tickets_sold: i64,
+    /// What they cost together, in cents.
+    pub revenue_cents: i64,
+    /// Paid orders refunded because their seats were gone.
+    pub refunds: i64,
+    /// The read-model generation answering (changes with each rebuild).
+    pub generation: i32,
+}
+
+/// The router.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/reports/events/{id}", get(report))
+        .route("/readyz", get(readyz))
+        .with_state(Arc::new(state))
+        .route("/healthz", get(healthz))
+}
+
+async fn report(
+    State(state): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+) -> Result<Json<SalesReport>, Problem> {
+    let event_id = Uuid::parse_str(&id).map_err(|e| {
+        Problem::invalid_field("id", format!("{id:?} is not a UUID: {e}"))
+            .status(StatusCode::BAD_REQUEST)
+    })?;
+    let row = sqlx::query!(
+        r#"
+        select s.tickets_sold, s.revenue_cents, s.refunds, p.active_generation
+        from projection_state p
+        join sales s on s.generation = p.active_generation
+        where s.event_id = $1
+        "#,
+        event_id,
+    )
+    .fetch_optional(&state.db)
+    .await
+    .map_err(|e| {
+        tracing::warn!(error = %e, "reading the report failed");
+        Problem::dependency_unavailable("postgres")
+    })?
+    .ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "report-not-found",
+            "No sales for this event",
+        )
+        .detail(format!(
+            "no confirmed or refunded order for event {event_id} yet"
+        ))
+    })?;
+    Ok(Json(SalesReport {
+        event_id,
+        tickets_sold: row.tickets_sold,
+        revenue_cents: row.revenue_cents,
+        refunds: row.refunds,
+        generation: row.active_generation,
+    }))
+}
+
+async fn readyz(State(state): State<Arc<HttpState>>) -> Readiness {
+    let ping = tokio::time::timeout(
+        Duration::from_secs(1),
+        sqlx::query_scalar!(r#"select 1 as "one!""#).fetch_one(&state.db),
+    )
+    .await;
+    let postgres = match ping {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 1s".to_owned()),
+    };
+    let nats = if messaging::is_connected(&state.nats) {
+        Ok(())
+    } else {
+        Err("not connected".to_owned())
+    };
+    Readiness::new()
+        .check("postgres", postgres)
+        .check("nats", nats)
+}

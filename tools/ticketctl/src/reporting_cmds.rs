@@ -1,0 +1,56 @@
+//! `ticketctl reporting rebuild`: replay `ORDER_EVENTS` into a fresh read
+//! model and swap it in, with a progress bar.
+
+use std::io::Write as _;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+/// Reporting commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Reporting {
+    /// Rebuild the sales read model from the start of the stream.
+    Rebuild(RebuildArgs),
+}
+
+/// Where the reporting database and NATS are.
+#[derive(Debug, Args)]
+pub(crate) struct RebuildArgs {
+    /// The reporting database.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/reporting"
+    )]
+    database_url: String,
+    #[command(flatten)]
+    nats: crate::messaging_cmds::Nats,
+}
+
+/// Runs a reporting command.
+pub(crate) async fn run(command: Reporting) -> anyhow::Result<()> {
+    let Reporting::Rebuild(args) = command;
+    let url = settings::SecretUrl::new(&args.database_url);
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect(url.expose())
+        .await
+        .with_context(|| format!("cannot reach Postgres at {url}"))?;
+    let (js, topology) = args.nats.connect().await?;
+    let report = reporting::rebuild::rebuild(&db, &js, &topology, |done, total| {
+        const WIDTH: u64 = 30;
+        let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+        let bar: String = (0..WIDTH)
+            .map(|i| if i < filled { '#' } else { '.' })
+            .collect();
+        print!("\r[{bar}] {done}/{total}");
+        let _ = std::io::stdout().flush();
+    })
+    .await?;
+    println!(
+        "\ngeneration {} is active: {} messages replayed, {} more caught up after the swap",
+        report.generation, report.replayed, report.caught_up
+    );
+    Ok(())
+}
