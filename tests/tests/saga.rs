@@ -310,4 +310,23 @@ async fn reporting_follows_the_orders_and_a_rebuild_from_the_log_reproduces_it()
         progress.last().is_some_and(|(done, total)| done == total),
         "progress reached the end"
     );
+
+    // The backlog is visible: every event applied, nothing pending.
+    let metrics = system
+        .http
+        .get(format!("{}/metrics", system.reports_base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("consumer_pending{consumer=\"reporting\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("consumer_dead_lettered_total{consumer=\"reporting\"} 0"),
+        "{metrics}"
+    );
 }

@@ -11,6 +11,9 @@
 //! Whatever caches or holds said, this update decides who gets a seat: no
 //! seat is ever sold twice.
 //!
+//! HTTP (port 8081, for now): `/healthz`, `/readyz`, and `/metrics` with
+//! the consumer's counts and lag.
+//!
 //! Layout: [`config`], [`allocation`] (the handler), [`startup`].
 
 pub mod allocation;

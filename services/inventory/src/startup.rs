@@ -50,10 +50,12 @@ pub struct Application {
     consumer: Consumer<SeatAllocation>,
 }
 
-#[derive(Clone)]
 struct HealthState {
     db: PgPool,
     nats: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    topology: messaging::Topology,
+    consumer: Arc<consumer::runtime::ConsumerMetrics>,
 }
 
 impl Application {
@@ -82,9 +84,13 @@ impl Application {
             })?;
         let router = Router::new()
             .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
             .with_state(Arc::new(HealthState {
                 db: db.clone(),
+                js: async_nats::jetstream::new(nats.clone()),
                 nats,
+                topology: config.topology.clone(),
+                consumer: consumer.metrics(),
             }))
             .route("/healthz", get(healthz));
         let router = httpkit::layers::standard(
@@ -132,6 +138,26 @@ impl Application {
         tracing::info!("inventory stopped");
         served
     }
+}
+
+/// `GET /metrics`: the consumer's counts and lag (Prometheus text).
+async fn metrics(State(state): State<Arc<HealthState>>) -> impl axum::response::IntoResponse {
+    // Lag comes from the server; without NATS the counts are still worth showing.
+    let lag = consumer::lag(
+        &state.js,
+        &state.topology,
+        StreamKind::OrderEvents,
+        CONSUMER,
+    )
+    .await
+    .ok();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        consumer::render_metrics(CONSUMER, state.consumer.snapshot(), lag),
+    )
 }
 
 /// `GET /readyz`: Postgres answers and the NATS client is connected.

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /reports/events/{id}` | tickets sold, revenue and refunds of a concert |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness (Postgres, NATS) |
+//! | `GET /metrics` | the projection consumer's counts and lag |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,12 +20,17 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 /// What the handlers share.
-#[derive(Clone)]
 pub struct HttpState {
     /// The reporting database.
     pub db: PgPool,
     /// NATS, for readiness.
     pub nats: async_nats::Client,
+    /// JetStream, for the consumer's lag.
+    pub js: async_nats::jetstream::Context,
+    /// Stream and consumer names.
+    pub topology: messaging::Topology,
+    /// The live projection's counts.
+    pub consumer: Arc<consumer::runtime::ConsumerMetrics>,
 }
 
 /// A concert's sales.
@@ -47,6 +53,7 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/reports/events/{id}", get(report))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(Arc::new(state))
         .route("/healthz", get(healthz))
 }
@@ -91,6 +98,22 @@ async fn report(
         refunds: row.refunds,
         generation: row.active_generation,
     }))
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> impl axum::response::IntoResponse {
+    // Lag comes from the server; without NATS the counts are still worth showing.
+    let lag = consumer::lag(
+        &state.js,
+        &state.topology,
+        messaging::StreamKind::OrderEvents,
+        crate::projection::CONSUMER,
+    )
+    .await
+    .ok();
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        consumer::render_metrics(crate::projection::CONSUMER, state.consumer.snapshot(), lag),
+    )
 }
 
 async fn readyz(State(state): State<Arc<HttpState>>) -> Readiness {

@@ -75,6 +75,9 @@ impl Application {
             router(HttpState {
                 db: db.clone(),
                 nats,
+                js: js.clone(),
+                topology: config.topology.clone(),
+                consumer: consumer.metrics(),
             }),
             httpkit::layers::HttpLimits {
                 request_timeout: Duration::from_secs(10),

@@ -29,4 +29,7 @@ pub mod dlq;
 pub mod runtime;
 pub mod store;
 
-pub use runtime::{Consumer, ConsumerSpec, Decision, Delivery, Handler, HandlerError, Outcome};
+pub use runtime::{
+    Consumer, ConsumerSpec, Counts, Decision, Delivery, Handler, HandlerError, Lag, Outcome, lag,
+    render_metrics,
+};

@@ -562,3 +562,99 @@ impl<H: Handler> Consumer<H> {
         span
     }
 }
+
+/// A durable consumer's backlog, as JetStream reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lag {
+    /// Messages not yet delivered.
+    pub pending: u64,
+    /// Delivered, not yet acked.
+    pub ack_pending: u64,
+    /// Delivered more than once.
+    pub redelivered: u64,
+}
+
+impl<H: Handler> Consumer<H> {
+    /// The consumer's lag, from the server.
+    pub async fn lag(&self) -> Result<Lag, async_nats::Error> {
+        lag(&self.js, &self.topology, self.spec.stream, &self.spec.name).await
+    }
+}
+
+/// The lag of durable `name` on `stream`.
+pub async fn lag(
+    js: &async_nats::jetstream::Context,
+    topology: &Topology,
+    stream: StreamKind,
+    name: &str,
+) -> Result<Lag, async_nats::Error> {
+    let stream = js.get_stream(topology.stream(stream)).await?;
+    let info = stream.consumer_info(topology.durable(name)).await?;
+    Ok(Lag {
+        pending: info.num_pending,
+        ack_pending: u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX),
+        redelivered: u64::try_from(info.num_redelivered).unwrap_or(u64::MAX),
+    })
+}
+
+/// Prometheus text for one consumer: its counts, and its lag when known.
+pub fn render_metrics(name: &str, counts: Counts, lag: Option<Lag>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut metric = |metric: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {metric} {help}");
+        let _ = writeln!(out, "# TYPE {metric} {kind}");
+        let _ = writeln!(out, "{metric}{{consumer=\"{name}\"}} {value}");
+    };
+    metric(
+        "consumer_applied_total",
+        "counter",
+        "Events whose effect committed.",
+        counts.applied,
+    );
+    metric(
+        "consumer_duplicates_total",
+        "counter",
+        "Events skipped because the inbox had them.",
+        counts.duplicates,
+    );
+    metric(
+        "consumer_stale_total",
+        "counter",
+        "Events skipped because their aggregate was past them.",
+        counts.stale,
+    );
+    metric(
+        "consumer_retried_total",
+        "counter",
+        "Deliveries postponed (failures, gaps, database down).",
+        counts.retried,
+    );
+    metric(
+        "consumer_dead_lettered_total",
+        "counter",
+        "Messages sent to the dead letters.",
+        counts.dead_lettered,
+    );
+    if let Some(lag) = lag {
+        metric(
+            "consumer_pending",
+            "gauge",
+            "Messages not yet delivered.",
+            lag.pending,
+        );
+        metric(
+            "consumer_ack_pending",
+            "gauge",
+            "Messages delivered and not yet acked.",
+            lag.ack_pending,
+        );
+        metric(
+            "consumer_redelivered",
+            "gauge",
+            "Messages delivered more than once.",
+            lag.redelivered,
+        );
+    }
+    out
+}
