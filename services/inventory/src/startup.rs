@@ -162,22 +162,7 @@ async fn metrics(State(state): State<Arc<HealthState>>) -> impl axum::response::
 
 /// `GET /readyz`: Postgres answers and the NATS client is connected.
 async fn readyz(State(state): State<Arc<HealthState>>) -> Readiness {
-    let ping = tokio::time::timeout(
-        Duration::from_secs(1),
-        sqlx::query_scalar!(r#"select 1 as "one!""#).fetch_one(&state.db),
-    )
-    .await;
-    let postgres = match ping {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer within 1s".to_owned()),
-    };
-    let nats = if messaging::is_connected(&state.nats) {
-        Ok(())
-    } else {
-        Err("not connected".to_owned())
-    };
     Readiness::new()
-        .check("postgres", postgres)
-        .check("nats", nats)
+        .check("postgres", pgkit::ping(&state.db).await)
+        .check("nats", messaging::check_connected(&state.nats))
 }

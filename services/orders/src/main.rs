@@ -1,46 +1,23 @@
-//! Runs the orders service: `orders` with configuration from the
-//! environment (see `Config::from_env`).
+//! Runs the orders service; configuration from the environment (see `orders::config`).
 
 use std::process::ExitCode;
 
 use orders::{Application, Config};
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Config::from_env(&settings::Env::from_process()) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("orders: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let telemetry = match telemetry::init(&config.telemetry) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("orders: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    tracing::info!(?config, "starting orders");
-
-    let code = match Application::build(config).await {
-        Ok(app) => {
-            let shutdown = CancellationToken::new();
-            httpkit::shutdown::cancel_on_signal(shutdown.clone());
-            match app.run_until_stopped(shutdown).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %httpkit::problem::ErrorChain(&e), "server failed");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %httpkit::problem::ErrorChain(&e), "cannot start");
-            ExitCode::FAILURE
-        }
-    };
-    telemetry.shutdown();
-    code
+    let config = Config::from_env(&settings::Env::from_process());
+    httpkit::service::main(
+        "orders",
+        config,
+        |c| &c.telemetry,
+        |config, shutdown| async move {
+            Application::build(config)
+                .await?
+                .run_until_stopped(shutdown)
+                .await?;
+            Ok(())
+        },
+    )
+    .await
 }

@@ -51,11 +51,7 @@ async fn readyz(State(state): State<HttpState>) -> Readiness {
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no answer within 1s".to_owned()),
     };
-    let nats = if messaging::is_connected(&state.nats) {
-        Ok(())
-    } else {
-        Err("not connected".to_owned())
-    };
+    let nats = messaging::check_connected(&state.nats);
     let mut readiness = Readiness::new()
         .check("postgres", postgres)
         .check("nats", nats);

@@ -7,7 +7,6 @@
 //! | `GET /metrics` | the projection consumer's counts and lag |
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -117,22 +116,7 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> impl axum::response::In
 }
 
 async fn readyz(State(state): State<Arc<HttpState>>) -> Readiness {
-    let ping = tokio::time::timeout(
-        Duration::from_secs(1),
-        sqlx::query_scalar!(r#"select 1 as "one!""#).fetch_one(&state.db),
-    )
-    .await;
-    let postgres = match ping {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer within 1s".to_owned()),
-    };
-    let nats = if messaging::is_connected(&state.nats) {
-        Ok(())
-    } else {
-        Err("not connected".to_owned())
-    };
     Readiness::new()
-        .check("postgres", postgres)
-        .check("nats", nats)
+        .check("postgres", pgkit::ping(&state.db).await)
+        .check("nats", messaging::check_connected(&state.nats))
 }

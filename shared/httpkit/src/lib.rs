@@ -7,12 +7,14 @@
 //! - [`layers`]: tracing that continues the caller's trace, request
 //!   timeouts and panics answered as problems, never as hung connections;
 //! - [`health`]: `/healthz` and `/readyz`;
-//! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
+//! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token;
+//! - [`service`]: the `main` every service shares.
 
 pub mod health;
 pub mod json;
 pub mod layers;
 pub mod problem;
+pub mod service;
 pub mod shutdown;
 
 pub use json::StrictJson;

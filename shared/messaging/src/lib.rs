@@ -72,6 +72,15 @@ fn is_stream_not_found(e: &async_nats::jetstream::context::GetStreamError) -> bo
     matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 
+/// Readiness probe: the client is connected, or why not.
+pub fn check_connected(client: &async_nats::Client) -> Result<(), String> {
+    if is_connected(client) {
+        Ok(())
+    } else {
+        Err("not connected".to_owned())
+    }
+}
+
 /// True while the client has a live connection.
 pub fn is_connected(client: &async_nats::Client) -> bool {
     client.connection_state() == async_nats::connection::State::Connected

@@ -114,3 +114,18 @@ async fn ensure_database(options: &PgConnectOptions) -> sqlx::Result<()> {
     }
     Ok(())
 }
+
+/// Readiness probe: Postgres answers `select 1` within a second. The error
+/// says why not, for `/readyz`.
+pub async fn ping(pool: &PgPool) -> Result<(), String> {
+    let answer = tokio::time::timeout(
+        Duration::from_secs(1),
+        sqlx::query_scalar!(r#"select 1 as "one!""#).fetch_one(pool),
+    )
+    .await;
+    match answer {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 1s".to_owned()),
+    }
+}
