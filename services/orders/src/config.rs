@@ -70,14 +70,7 @@ impl Config {
                 body_limit: env.parse_or("BODY_LIMIT_BYTES", 64 * 1024)?,
             },
             nats_url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
-            topology: {
-                let prefix = env.string_or("NATS_PREFIX", "");
-                messaging::Topology::new(&prefix).map_err(|reason| ConfigError::Invalid {
-                    name: "NATS_PREFIX".into(),
-                    value: prefix.clone(),
-                    reason,
-                })?
-            },
+            topology: messaging::Topology::from_env(env)?,
             consume_inventory_events: env.flag_or("CONSUME_INVENTORY_EVENTS", true)?,
             telemetry: TelemetryConfig::from_env("orders", env)?,
         })

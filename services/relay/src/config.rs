@@ -88,12 +88,7 @@ impl Config {
             .and_then(|db| db.split('?').next())
             .unwrap_or("outbox")
             .to_owned();
-        let prefix = env.string_or("NATS_PREFIX", "");
-        let topology = Topology::new(&prefix).map_err(|reason| ConfigError::Invalid {
-            name: "NATS_PREFIX".into(),
-            value: prefix.clone(),
-            reason,
-        })?;
+        let topology = Topology::from_env(env)?;
         let wakeup = match env.string_or("RELAY_WAKEUP", "listen").as_str() {
             "listen" => Wakeup::Listen,
             "poll" => Wakeup::Poll,

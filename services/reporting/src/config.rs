@@ -8,10 +8,8 @@
 //! | `NATS_PREFIX` | empty | prefix of stream, subject and consumer names |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use settings::{ConfigError, Env, SecretUrl};
+use std::net::SocketAddr;
 use telemetry::TelemetryConfig;
 
 /// Everything the reporting service needs to start.
@@ -34,25 +32,15 @@ pub struct Config {
 impl Config {
     /// Reads the configuration; a bad value is an error naming its variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let prefix = env.string_or("NATS_PREFIX", "");
         Ok(Self {
             http_addr: env.parse_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8083)))?,
             database_url: env.url_or(
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/reporting",
             ),
-            pool: pgkit::PoolSettings {
-                max_connections: env.parse_or("DB_MAX_CONNECTIONS", 10)?,
-                acquire_timeout: env.duration_or("DB_ACQUIRE_TIMEOUT", Duration::from_secs(3))?,
-                connect_deadline: env
-                    .duration_or("DB_CONNECT_DEADLINE", Duration::from_secs(30))?,
-            },
+            pool: pgkit::PoolSettings::from_env(env)?,
             nats_url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
-            topology: messaging::Topology::new(&prefix).map_err(|reason| ConfigError::Invalid {
-                name: "NATS_PREFIX".into(),
-                value: prefix.clone(),
-                reason,
-            })?,
+            topology: messaging::Topology::from_env(env)?,
             telemetry: TelemetryConfig::from_env("reporting", env)?,
         })
     }

@@ -80,6 +80,16 @@ impl Topology {
         }
     }
 
+    /// Reads `NATS_PREFIX` (empty by default).
+    pub fn from_env(env: &settings::Env) -> Result<Self, settings::ConfigError> {
+        let prefix = env.string_or("NATS_PREFIX", "");
+        Self::new(&prefix).map_err(|reason| settings::ConfigError::Invalid {
+            name: "NATS_PREFIX".into(),
+            value: prefix.clone(),
+            reason,
+        })
+    }
+
     /// The prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix

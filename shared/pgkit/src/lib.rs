@@ -23,6 +23,18 @@ pub struct PoolSettings {
     pub connect_deadline: Duration,
 }
 
+impl PoolSettings {
+    /// Reads `DB_MAX_CONNECTIONS` (10), `DB_ACQUIRE_TIMEOUT` (3s) and
+    /// `DB_CONNECT_DEADLINE` (30s).
+    pub fn from_env(env: &settings::Env) -> Result<Self, settings::ConfigError> {
+        Ok(Self {
+            max_connections: env.parse_or("DB_MAX_CONNECTIONS", 10)?,
+            acquire_timeout: env.duration_or("DB_ACQUIRE_TIMEOUT", Duration::from_secs(3))?,
+            connect_deadline: env.duration_or("DB_CONNECT_DEADLINE", Duration::from_secs(30))?,
+        })
+    }
+}
+
 /// The database could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
