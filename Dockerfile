@@ -11,10 +11,10 @@ COPY . .
 # .cargo/config.toml) means no database is needed to compile.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin orders --bin inventory --bin reporting --bin relay --bin ticketctl \
+    cargo build --release --locked --bin orders --bin inventory --bin reporting --bin notification --bin relay --bin ticketctl \
  && mkdir -p /out \
- && cp target/release/orders target/release/inventory target/release/reporting target/release/relay \
-       target/release/ticketctl /out/
+ && cp target/release/orders target/release/inventory target/release/reporting target/release/notification \
+       target/release/relay target/release/ticketctl /out/
 
 FROM ${RUNTIME_IMAGE}
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app

@@ -1,6 +1,6 @@
 //! The payment saga across services: orders → relay → inventory → relay →
-//! orders, and reporting projecting it, on real Postgres and NATS, every
-//! service in this process.
+//! orders, with reporting projecting it and notification e-mailing about
+//! it, on real Postgres and NATS, every service in this process.
 //!
 //! Invariants checked: no seat is sold twice; every paid order ends
 //! CONFIRMED or REFUNDED; a refund is a new fact (`OrderRefunded`), not an
@@ -24,18 +24,20 @@ struct System {
     orders_db: PgPool,
     inventory_db: PgPool,
     reports_base: String,
+    emails: std::path::PathBuf,
     rebuild: (PgPool, async_nats::jetstream::Context, messaging::Topology),
     concert: Uuid,
     http: reqwest::Client,
     shutdown: CancellationToken,
-    _databases: (TestPostgres, TestPostgres, TestPostgres),
+    _databases: (TestPostgres, TestPostgres, TestPostgres, TestPostgres),
     _nats: TestNats,
 }
 
 impl System {
     async fn start() -> Self {
         let nats = TestNats::start().await;
-        let (orders_pg, inventory_pg, reporting_pg) = (
+        let (orders_pg, inventory_pg, reporting_pg, notification_pg) = (
+            TestPostgres::start().await,
             TestPostgres::start().await,
             TestPostgres::start().await,
             TestPostgres::start().await,
@@ -84,7 +86,19 @@ impl System {
         let rebuild = reporting.rebuild_handles();
         tokio::spawn(reporting.run_until_stopped(shutdown.clone()));
 
-        for db in [orders_pg.url(), inventory_pg.url()] {
+        let emails = std::env::temp_dir().join(format!("emails-{}.jsonl", Uuid::new_v4().simple()));
+        let mut vars = common(notification_pg.url());
+        vars.extend([
+            ("EMAIL_PROVIDER", "log".to_owned()),
+            ("EMAIL_LOG_PATH", emails.display().to_string()),
+        ]);
+        let notification =
+            notification::Application::build(notification::Config::from_env(&env(vars)).unwrap())
+                .await
+                .unwrap();
+        tokio::spawn(notification.run_until_stopped(shutdown.clone()));
+
+        for db in [orders_pg.url(), inventory_pg.url(), notification_pg.url()] {
             let mut vars = common(db);
             // Keep published rows so the test can read which events were written.
             vars.extend([
@@ -120,11 +134,12 @@ impl System {
             orders_db,
             inventory_db,
             reports_base,
+            emails,
             rebuild,
             concert,
             http: reqwest::Client::new(),
             shutdown,
-            _databases: (orders_pg, inventory_pg, reporting_pg),
+            _databases: (orders_pg, inventory_pg, reporting_pg, notification_pg),
             _nats: nats,
         }
     }
@@ -215,15 +230,37 @@ impl System {
     }
 }
 
+impl System {
+    /// The e-mails sent about `order`, by subject.
+    async fn emails_about(&self, order: Uuid) -> Vec<String> {
+        let text = tokio::fs::read_to_string(&self.emails)
+            .await
+            .unwrap_or_default();
+        let mut subjects: Vec<String> = text
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|email| {
+                email["reference"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with(&order.to_string()))
+            })
+            .map(|email| email["subject"].as_str().unwrap().to_owned())
+            .collect();
+        subjects.sort();
+        subjects
+    }
+}
+
 impl Drop for System {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        let _ = std::fs::remove_file(&self.emails);
     }
 }
 
 #[tokio::test]
 async fn a_paid_order_is_confirmed_when_its_seats_are_free() {
-    let system = System::start().await;
+    let system = Box::pin(System::start()).await;
 
     let order = system.paid_order(&["A-1", "A-2"]).await;
 
@@ -238,7 +275,7 @@ async fn a_paid_order_is_confirmed_when_its_seats_are_free() {
 
 #[tokio::test]
 async fn two_paid_orders_for_one_seat_end_one_confirmed_and_one_refunded() {
-    let system = System::start().await;
+    let system = Box::pin(System::start()).await;
 
     // The first order takes B-1; the second wants B-1 and A-1 and arrives
     // once the first has settled, so which one loses is known.
@@ -266,7 +303,7 @@ async fn two_paid_orders_for_one_seat_end_one_confirmed_and_one_refunded() {
 
 #[tokio::test]
 async fn reporting_follows_the_orders_and_a_rebuild_from_the_log_reproduces_it() {
-    let system = System::start().await;
+    let system = Box::pin(System::start()).await;
     let confirmed = system.paid_order(&["A-1", "A-2"]).await;
     assert_eq!(system.settled(confirmed).await, "CONFIRMED");
     let refunded = system.paid_order(&["A-1"]).await;
@@ -328,5 +365,27 @@ async fn reporting_follows_the_orders_and_a_rebuild_from_the_log_reproduces_it()
     assert!(
         metrics.contains("consumer_dead_lettered_total{consumer=\"reporting\"} 0"),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn each_paid_order_gets_one_email_per_step_of_its_story() {
+    let system = Box::pin(System::start()).await;
+    let confirmed = system.paid_order(&["A-1"]).await;
+    assert_eq!(system.settled(confirmed).await, "CONFIRMED");
+    let refunded = system.paid_order(&["A-1"]).await;
+    assert_eq!(system.settled(refunded).await, "REFUNDED");
+
+    eventually(Duration::from_secs(20), "four e-mails are sent", || async {
+        system.emails_about(confirmed).await.len() + system.emails_about(refunded).await.len() == 4
+    })
+    .await;
+    assert_eq!(
+        system.emails_about(confirmed).await,
+        ["We received your payment", "Your tickets are confirmed"]
+    );
+    assert_eq!(
+        system.emails_about(refunded).await,
+        ["We received your payment", "Your payment was refunded"]
     );
 }

@@ -156,7 +156,7 @@ async fn metrics(State(state): State<Arc<HealthState>>) -> impl axum::response::
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        consumer::render_metrics(CONSUMER, state.consumer.snapshot(), lag),
+        consumer::render_metrics(&[(CONSUMER, state.consumer.snapshot(), lag)]),
     )
 }
 

@@ -111,7 +111,7 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> impl axum::response::In
     .ok();
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        consumer::render_metrics(crate::projection::CONSUMER, state.consumer.snapshot(), lag),
+        consumer::render_metrics(&[(crate::projection::CONSUMER, state.consumer.snapshot(), lag)]),
     )
 }
 

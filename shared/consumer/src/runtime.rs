@@ -597,64 +597,75 @@ pub async fn lag(
     })
 }
 
-/// Prometheus text for one consumer: its counts, and its lag when known.
-pub fn render_metrics(name: &str, counts: Counts, lag: Option<Lag>) -> String {
+/// Prometheus text for consumers: each one's counts, and its lag when
+/// known, one metric family at a time (as the format requires).
+pub fn render_metrics(consumers: &[(&str, Counts, Option<Lag>)]) -> String {
     use std::fmt::Write as _;
-    let mut out = String::new();
-    let mut metric = |metric: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {metric} {help}");
-        let _ = writeln!(out, "# TYPE {metric} {kind}");
-        let _ = writeln!(out, "{metric}{{consumer=\"{name}\"}} {value}");
-    };
-    metric(
-        "consumer_applied_total",
-        "counter",
-        "Events whose effect committed.",
-        counts.applied,
-    );
-    metric(
-        "consumer_duplicates_total",
-        "counter",
-        "Events skipped because the inbox had them.",
-        counts.duplicates,
-    );
-    metric(
-        "consumer_stale_total",
-        "counter",
-        "Events skipped because their aggregate was past them.",
-        counts.stale,
-    );
-    metric(
-        "consumer_retried_total",
-        "counter",
-        "Deliveries postponed (failures, gaps, database down).",
-        counts.retried,
-    );
-    metric(
-        "consumer_dead_lettered_total",
-        "counter",
-        "Messages sent to the dead letters.",
-        counts.dead_lettered,
-    );
-    if let Some(lag) = lag {
-        metric(
+    type Pick = fn(&Counts, Option<&Lag>) -> Option<u64>;
+    let families: [(&str, &str, &str, Pick); 8] = [
+        (
+            "consumer_applied_total",
+            "counter",
+            "Events whose effect committed.",
+            |c, _| Some(c.applied),
+        ),
+        (
+            "consumer_duplicates_total",
+            "counter",
+            "Events skipped because the inbox had them.",
+            |c, _| Some(c.duplicates),
+        ),
+        (
+            "consumer_stale_total",
+            "counter",
+            "Events skipped because their aggregate was past them.",
+            |c, _| Some(c.stale),
+        ),
+        (
+            "consumer_retried_total",
+            "counter",
+            "Deliveries postponed (failures, gaps, database down).",
+            |c, _| Some(c.retried),
+        ),
+        (
+            "consumer_dead_lettered_total",
+            "counter",
+            "Messages sent to the dead letters.",
+            |c, _| Some(c.dead_lettered),
+        ),
+        (
             "consumer_pending",
             "gauge",
             "Messages not yet delivered.",
-            lag.pending,
-        );
-        metric(
+            |_, l| l.map(|l| l.pending),
+        ),
+        (
             "consumer_ack_pending",
             "gauge",
             "Messages delivered and not yet acked.",
-            lag.ack_pending,
-        );
-        metric(
+            |_, l| l.map(|l| l.ack_pending),
+        ),
+        (
             "consumer_redelivered",
             "gauge",
             "Messages delivered more than once.",
-            lag.redelivered,
-        );
+            |_, l| l.map(|l| l.redelivered),
+        ),
+    ];
+    let mut out = String::new();
+    for (metric, kind, help, pick) in families {
+        let samples: Vec<(&str, u64)> = consumers
+            .iter()
+            .filter_map(|(name, counts, lag)| pick(counts, lag.as_ref()).map(|v| (*name, v)))
+            .collect();
+        if samples.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "# HELP {metric} {help}");
+        let _ = writeln!(out, "# TYPE {metric} {kind}");
+        for (name, value) in samples {
+            let _ = writeln!(out, "{metric}{{consumer=\"{name}\"}} {value}");
+        }
     }
     out
 }

@@ -17,6 +17,7 @@
 pub mod compat;
 mod envelope;
 pub mod inventory;
+pub mod notifications;
 pub mod orders;
 
 pub use envelope::{Envelope, Event, MessageId};
@@ -31,6 +32,7 @@ pub fn registry() -> Vec<SchemaEntry> {
         SchemaEntry::of::<orders::OrderRefunded>(),
         SchemaEntry::of::<inventory::SeatsConfirmed>(),
         SchemaEntry::of::<inventory::SeatAllocationRejected>(),
+        SchemaEntry::of::<notifications::SendEmail>(),
     ]
 }
 

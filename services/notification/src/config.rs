@@ -1,0 +1,132 @@
+//! Configuration of the notification service, from the environment.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `HTTP_ADDR` | `0.0.0.0:8082` | health and metrics |
+//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/notification` | created if missing |
+//! | `NATS_URL`, `NATS_PREFIX` | | as everywhere |
+//! | `EMAIL_PROVIDER` | `log` | `log` (JSON lines to `EMAIL_LOG_PATH`, or the log) or `smtp` |
+//! | `EMAIL_LOG_PATH` | unset | file the `log` provider appends to |
+//! | `SMTP_HOST`, `SMTP_PORT` | `127.0.0.1`, `1025` | plain SMTP (a mail catcher such as Mailpit) |
+//! | `EMAIL_FROM` | `tickets@example.com` | sender |
+//! | `EMAIL_RATE_PER_SECOND` | `20` | what the provider allows, for all workers together |
+//! | `EMAIL_FAIL_SHARE` | `0` | share of sends that fail on purpose (0 to 1), to watch retries and dead letters |
+//! | `WORKERS` | `2` | concurrent senders |
+//! | `WORKER_MAX_DELIVER` | `5` | attempts before a command is dead-lettered |
+//! | `WORKER_RETRY_DELAY` | `2s` | first retry delay; it doubles per attempt |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use settings::{ConfigError, Env, SecretUrl};
+use telemetry::TelemetryConfig;
+
+/// Where e-mails go.
+#[derive(Debug, Clone)]
+pub enum Provider {
+    /// Append to a file (or log) instead of sending.
+    Log {
+        /// The file, or `None` for the log.
+        path: Option<PathBuf>,
+    },
+    /// Plain SMTP.
+    Smtp {
+        /// Server host.
+        host: String,
+        /// Server port.
+        port: u16,
+    },
+}
+
+/// Everything the notification service needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Health and metrics address.
+    pub http_addr: SocketAddr,
+    /// The notification database.
+    pub database_url: SecretUrl,
+    /// Pool settings.
+    pub pool: pgkit::PoolSettings,
+    /// NATS.
+    pub nats_url: SecretUrl,
+    /// Stream, subject and consumer names.
+    pub topology: messaging::Topology,
+    /// Where e-mails go.
+    pub provider: Provider,
+    /// The sender address.
+    pub from: String,
+    /// Sends per second across all workers.
+    pub rate_per_second: u32,
+    /// Share of sends failed on purpose.
+    pub fail_share: f64,
+    /// Concurrent senders.
+    pub workers: usize,
+    /// Attempts before a command is dead-lettered.
+    pub worker_max_deliver: i64,
+    /// First retry delay.
+    pub worker_retry_delay: Duration,
+    /// Logging and tracing.
+    pub telemetry: TelemetryConfig,
+}
+
+impl Config {
+    /// Reads the configuration; a bad value is an error naming its variable.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let invalid = |name: &str, value: String, reason: &str| ConfigError::Invalid {
+            name: name.into(),
+            value,
+            reason: reason.into(),
+        };
+        let provider = match env.string_or("EMAIL_PROVIDER", "log").as_str() {
+            "log" => Provider::Log {
+                path: env.get("EMAIL_LOG_PATH").map(PathBuf::from),
+            },
+            "smtp" => Provider::Smtp {
+                host: env.string_or("SMTP_HOST", "127.0.0.1"),
+                port: env.parse_or("SMTP_PORT", 1025)?,
+            },
+            other => {
+                return Err(invalid(
+                    "EMAIL_PROVIDER",
+                    other.into(),
+                    "expected log or smtp",
+                ));
+            }
+        };
+        let fail_share: f64 = env.parse_or("EMAIL_FAIL_SHARE", 0.0)?;
+        if !(0.0..=1.0).contains(&fail_share) {
+            return Err(invalid(
+                "EMAIL_FAIL_SHARE",
+                fail_share.to_string(),
+                "expected 0 to 1",
+            ));
+        }
+        let rate_per_second: u32 = env.parse_or("EMAIL_RATE_PER_SECOND", 20)?;
+        if rate_per_second == 0 {
+            return Err(invalid(
+                "EMAIL_RATE_PER_SECOND",
+                "0".into(),
+                "expected at least 1",
+            ));
+        }
+        Ok(Self {
+            http_addr: env.parse_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8082)))?,
+            database_url: env.url_or(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/notification",
+            ),
+            pool: pgkit::PoolSettings::from_env(env)?,
+            nats_url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
+            topology: messaging::Topology::from_env(env)?,
+            provider,
+            from: env.string_or("EMAIL_FROM", "tickets@example.com"),
+            rate_per_second,
+            fail_share,
+            workers: env.parse_or("WORKERS", 2)?,
+            worker_max_deliver: env.parse_or("WORKER_MAX_DELIVER", 5)?,
+            worker_retry_delay: env.duration_or("WORKER_RETRY_DELAY", Duration::from_secs(2))?,
+            telemetry: TelemetryConfig::from_env("notification", env)?,
+        })
+    }
+}

@@ -1,0 +1,39 @@
+//! The notification service: e-mails about orders, once per order and
+//! kind.
+//!
+//! Two halves, joined by a work queue:
+//! - [`commands`]: a consumer of `ORDER_EVENTS` turns `OrderPaid`,
+//!   `OrderConfirmed` and `OrderRefunded` into a `notifications` row and a
+//!   `SendEmail` *command*, written through this service's outbox and
+//!   published by a relay to `NOTIFY_COMMANDS` (work-queue retention);
+//! - [`worker`]: a pool of workers takes commands off that queue at a
+//!   configured rate and sends them through a [`mail`] provider (SMTP, or a
+//!   log file), marking the row sent in the transaction that acks the
+//!   command.
+//!
+//! Event versus command: an event states a fact to whoever listens
+//! (inventory, reporting and this service each read every `OrderPaid`); a
+//! command asks exactly one worker to do one thing, and leaves the queue
+//! once done.
+//!
+//! The boundary that cannot be closed: sending over SMTP and committing to
+//! Postgres are not one transaction. The worker sends, then commits; if it
+//! dies in between, the command comes back and the e-mail goes out twice.
+//! What narrows it: the row is checked (`sent_at`) before sending, so
+//! only a crash in that instant duplicates, never a redelivery after the
+//! commit; and the primary key (order, kind) means no event, however often
+//! delivered, creates a second e-mail.
+//!
+//! Layout: [`config`], [`commands`], [`worker`], [`mail`], [`startup`].
+
+pub mod commands;
+pub mod config;
+pub mod mail;
+pub mod startup;
+pub mod worker;
+
+pub use config::Config;
+pub use startup::Application;
+
+/// Migrations of the notification database, embedded at compile time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/notification");
