@@ -369,7 +369,7 @@ async fn reporting_follows_the_orders_and_a_rebuild_from_the_log_reproduces_it()
 }
 
 #[tokio::test]
-async fn each_paid_order_gets_one_email_per_step_of_its_story() {
+async fn the_full_flow_confirms_or_refunds_sends_one_email_per_step_and_updates_the_report() {
     let system = Box::pin(System::start()).await;
     let confirmed = system.paid_order(&["A-1"]).await;
     assert_eq!(system.settled(confirmed).await, "CONFIRMED");
@@ -388,4 +388,11 @@ async fn each_paid_order_gets_one_email_per_step_of_its_story() {
         system.emails_about(refunded).await,
         ["We received your payment", "Your payment was refunded"]
     );
+    // And the report counted the same story.
+    eventually(Duration::from_secs(10), "the report is updated", || async {
+        system.report().await.is_some_and(|r| {
+            r["tickets_sold"] == 1 && r["refunds"] == 1 && r["revenue_cents"] == 4_500
+        })
+    })
+    .await;
 }

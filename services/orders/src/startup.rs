@@ -72,25 +72,32 @@ impl Application {
                 addr: config.http_addr,
                 source,
             })?;
-        let reactions = if config.consume_inventory_events {
+        let (reactions, consumer_metrics) = if config.consume_inventory_events {
             let nats = messaging::connect(&config.nats_url, "orders").await?;
             let js = async_nats::jetstream::new(nats);
-            Some(Consumer::new(
+            let consumer = Consumer::new(
                 ConsumerSpec::new(crate::reactions::CONSUMER, StreamKind::InventoryEvents),
                 db.clone(),
-                js,
+                js.clone(),
                 config.topology.clone(),
                 InventoryReactions {
                     outbox: outbox::Writer::with_notify(config.outbox_notify),
                 },
-            ))
+            );
+            let metrics = crate::http::ConsumerMetricsHandle {
+                counts: consumer.metrics(),
+                js,
+                topology: config.topology.clone(),
+            };
+            (Some(consumer), Some(metrics))
         } else {
-            None
+            (None, None)
         };
         let state = AppState {
             db: db.clone(),
             idempotency_key_ttl: config.idempotency_key_ttl,
             outbox: outbox::Writer::with_notify(config.outbox_notify),
+            consumer_metrics,
         };
         Ok(Self {
             listener,

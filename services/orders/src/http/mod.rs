@@ -7,6 +7,7 @@
 //! | `POST /orders/{id}/pay` | `PENDING → PAID`, `OrderPaid` |
 //! | `POST /orders/{id}/cancel` | `PENDING → CANCELLED`, `OrderCancelled` |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness (Postgres) |
+//! | `GET /metrics` | the inventory-reactions consumer's counts and lag |
 //!
 //! Every POST requires an `Idempotency-Key` header (see
 //! [`crate::idempotency`]). Errors are `application/problem+json`
@@ -36,6 +37,19 @@ pub struct AppState {
     pub idempotency_key_ttl: Duration,
     /// Writes events into the outbox (and maybe notifies the relay).
     pub outbox: outbox::Writer,
+    /// The inventory-reactions consumer, when it runs, for `/metrics`.
+    pub consumer_metrics: Option<ConsumerMetricsHandle>,
+}
+
+/// What `/metrics` needs to report a consumer's counts and lag.
+#[derive(Clone)]
+pub struct ConsumerMetricsHandle {
+    /// The consumer's counters.
+    pub counts: Arc<consumer::runtime::ConsumerMetrics>,
+    /// JetStream, for the lag.
+    pub js: async_nats::jetstream::Context,
+    /// Stream and consumer names.
+    pub topology: messaging::Topology,
 }
 
 /// The complete router, with the standard middleware.
@@ -43,12 +57,37 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
     let api = Router::new()
         .merge(orders::routes())
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(Arc::new(state))
         .route("/healthz", get(healthz));
     httpkit::layers::standard(api, limits)
 }
 
 type SharedState = State<Arc<AppState>>;
+
+/// `GET /metrics`: the inventory-reactions consumer's counts and lag
+/// (empty when the consumer is off).
+async fn metrics(State(state): SharedState) -> impl axum::response::IntoResponse {
+    let body = match &state.consumer_metrics {
+        Some(handle) => {
+            let name = crate::reactions::CONSUMER;
+            let lag = consumer::lag(
+                &handle.js,
+                &handle.topology,
+                messaging::StreamKind::InventoryEvents,
+                name,
+            )
+            .await
+            .ok();
+            consumer::render_metrics(&[(name, handle.counts.snapshot(), lag)])
+        }
+        None => String::new(),
+    };
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        body,
+    )
+}
 
 /// `GET /readyz`: 200 when Postgres answers within a second, else 503.
 /// (NATS only carries inventory's answers to this service, which wait in
