@@ -25,6 +25,7 @@ struct System {
     inventory_db: PgPool,
     reports_base: String,
     emails: std::path::PathBuf,
+    mailer: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     rebuild: (PgPool, async_nats::jetstream::Context, messaging::Topology),
     concert: Uuid,
     http: reqwest::Client,
@@ -96,7 +97,7 @@ impl System {
             notification::Application::build(notification::Config::from_env(&env(vars)).unwrap())
                 .await
                 .unwrap();
-        tokio::spawn(notification.run_until_stopped(shutdown.clone()));
+        let mailer = tokio::spawn(notification.run_until_stopped(shutdown.clone()));
 
         for db in [orders_pg.url(), inventory_pg.url(), notification_pg.url()] {
             let mut vars = common(db);
@@ -135,6 +136,7 @@ impl System {
             inventory_db,
             reports_base,
             emails,
+            mailer: Some(mailer),
             rebuild,
             concert,
             http: reqwest::Client::new(),
@@ -251,8 +253,21 @@ impl System {
     }
 }
 
+impl System {
+    /// Stops every service, waits for the mailer to finish, and removes the
+    /// e-mail file (which a still-running worker could otherwise recreate).
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(mailer) = self.mailer.take() {
+            mailer.await.unwrap().unwrap();
+        }
+        let _ = tokio::fs::remove_file(&self.emails).await;
+    }
+}
+
 impl Drop for System {
     fn drop(&mut self) {
+        // A failed test ends here without `stop`; best effort.
         self.shutdown.cancel();
         let _ = std::fs::remove_file(&self.emails);
     }
@@ -271,6 +286,7 @@ async fn a_paid_order_is_confirmed_when_its_seats_are_free() {
         system.order_events(order).await,
         ["OrderCreated", "OrderPaid", "OrderConfirmed"]
     );
+    system.stop().await;
 }
 
 #[tokio::test]
@@ -299,6 +315,7 @@ async fn two_paid_orders_for_one_seat_end_one_confirmed_and_one_refunded() {
         ["OrderCreated", "OrderPaid", "OrderRefunded"],
         "the payment stays a fact; the refund is a new one"
     );
+    system.stop().await;
 }
 
 #[tokio::test]
@@ -366,6 +383,7 @@ async fn reporting_follows_the_orders_and_a_rebuild_from_the_log_reproduces_it()
         metrics.contains("consumer_dead_lettered_total{consumer=\"reporting\"} 0"),
         "{metrics}"
     );
+    system.stop().await;
 }
 
 #[tokio::test]
@@ -395,4 +413,5 @@ async fn the_full_flow_confirms_or_refunds_sends_one_email_per_step_and_updates_
         })
     })
     .await;
+    system.stop().await;
 }
