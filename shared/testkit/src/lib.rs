@@ -11,10 +11,16 @@
 //!   from the repository's `.env`, removed when the test ends.
 //! - neither possible: the test **fails** and says what to set. A test that
 //!   silently passes without its server proves nothing.
+//!
+//! NATS ([`TestNats`], [`RestartableNats`]) and Redis ([`TestRedis`],
+//! [`RestartableRedis`]) follow the same rules with `NATS_URL` and
+//! `REDIS_URL`.
 
 pub mod nats;
+pub mod redis;
 
 pub use nats::{RestartableNats, TestNats};
+pub use redis::{RestartableRedis, TestRedis};
 use testcontainers_modules::postgres::Postgres;
 use testcontainers_modules::testcontainers::runners::AsyncRunner as _;
 use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt as _};
