@@ -6,10 +6,14 @@
 //! - [`json`]: a strict JSON body extractor that names the offending field;
 //! - [`layers`]: tracing that continues the caller's trace, request
 //!   timeouts and panics answered as problems, never as hung connections;
-//! - [`health`]: `/healthz` and `/readyz`;
+//! - [`admission`]: per-client rate limit and load shedding in front of
+//!   the API routes, answered 429/503 at once, never queued;
+//! - [`health`]: `/healthz` and `/readyz` (with optional dependencies that
+//!   only degrade);
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token;
 //! - [`service`]: the `main` every service shares.
 
+pub mod admission;
 pub mod health;
 pub mod json;
 pub mod layers;
