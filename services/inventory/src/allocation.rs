@@ -1,4 +1,13 @@
-//! Confirming a paid order's seats: all of them, or none.
+//! Confirming a paid order's seats: all of them, or none, and only to the
+//! current holder of each seat.
+//!
+//! This is where fencing tokens decide (see [`crate::holds`]): a seat is
+//! sold to an order only if the order's fencing token for it equals
+//! `seats.hold_fence`, the token of the latest hold granted on the seat. A
+//! customer whose hold lapsed and was re-issued to someone else holds an
+//! older token, so their order loses the seat even if it was created (or
+//! paid) first. A seat never held has no token and can be sold to an
+//! order without one.
 
 use consumer::{Delivery, Handler, HandlerError};
 use contracts::inventory::{SeatAllocationRejected, SeatsConfirmed};
@@ -10,10 +19,13 @@ use sqlx::{Acquire as _, PgConnection};
 pub const CONSUMER: &str = "inventory";
 
 /// Applies `OrderPaid` to the seats.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct SeatAllocation {
     /// Writes the answer.
     pub outbox: outbox::Writer,
+    /// Told the new version after a sale commits, so cached seat maps stop
+    /// showing the seats as available (`None` in tests without Redis).
+    pub seat_maps: Option<crate::seatmap::SeatMaps>,
 }
 
 impl Handler for SeatAllocation {
@@ -33,28 +45,57 @@ impl Handler for SeatAllocation {
             _ => Ok(()),
         }
     }
+
+    async fn after_commit(&self, delivery: &Delivery) {
+        let Some(seat_maps) = &self.seat_maps else {
+            return;
+        };
+        if delivery.envelope.event_type != OrderPaid::EVENT_TYPE {
+            return;
+        }
+        let Some(event_id) = delivery
+            .envelope
+            .data
+            .get("event_id")
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.parse().ok())
+        else {
+            return;
+        };
+        match crate::current_version(seat_maps.db(), event_id).await {
+            Ok(Some(version)) => seat_maps.version_changed(event_id, version).await,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "seat-map version not bumped after a sale"),
+        }
+    }
 }
 
 impl SeatAllocation {
     #[tracing::instrument(name = "inventory.allocate", skip_all, fields(order_id = %paid.order_id))]
     async fn allocate(&self, tx: &mut PgConnection, paid: &OrderPaid) -> Result<(), HandlerError> {
         let wanted: Vec<String> = paid.seats.iter().map(|s| s.seat_id.clone()).collect();
+        let fences: Vec<Option<i64>> = paid.seats.iter().map(|s| s.fencing_token).collect();
         // A savepoint: if not every seat can be sold, none is.
         let mut attempt = tx.begin().await?;
         // The decision. A seat sold to this same order already counts (a
         // re-run after the inbox was swept must not reject its own seats).
+        // `is not distinct from` matches null with null: an unheld seat
+        // sells to an order that carries no token for it.
         let sold = sqlx::query!(
             r#"
-            update seats
-            set status = 'SOLD', order_id = $1, sold_at = coalesce(sold_at, now())
-            where event_id = $2
-              and seat_id = any($3)
-              and (status = 'AVAILABLE' or order_id = $1)
-            returning seat_id, price_cents
+            update seats s
+            set status = 'SOLD', order_id = $1, sold_at = coalesce(s.sold_at, now())
+            from unnest($3::text[], $4::bigint[]) as w(seat_id, fence)
+            where s.event_id = $2
+              and s.seat_id = w.seat_id
+              and (s.order_id = $1
+                   or (s.status = 'AVAILABLE' and s.hold_fence is not distinct from w.fence))
+            returning s.seat_id, s.price_cents
             "#,
             paid.order_id,
             paid.event_id,
             &wanted,
+            &fences as &[Option<i64>],
         )
         .fetch_all(&mut *attempt)
         .await?;
@@ -82,12 +123,15 @@ impl SeatAllocation {
                 wanted.into_iter().filter(|s| !sold.contains(s)).collect();
             tracing::info!(
                 ?unavailable,
-                "seats not available; rejecting the allocation"
+                "seats not available to this order; rejecting the allocation"
             );
             let rejected = SeatAllocationRejected {
                 order_id: paid.order_id,
                 event_id: paid.event_id,
-                reason: format!("seats no longer available: {}", unavailable.join(", ")),
+                reason: format!(
+                    "seats sold or held by another customer: {}",
+                    unavailable.join(", ")
+                ),
                 unavailable_seat_ids: unavailable,
             };
             self.answer(tx, paid, rejected).await

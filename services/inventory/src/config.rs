@@ -2,17 +2,34 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `HTTP_ADDR` | `0.0.0.0:8081` | health and metrics (the seat API comes later) |
+//! | `HTTP_ADDR` | `0.0.0.0:8081` | the API, health and metrics |
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/inventory` | created if missing |
 //! | `DB_MAX_CONNECTIONS` | `10` | pool size |
 //! | `NATS_URL` | `nats://127.0.0.1:4222` | |
 //! | `NATS_PREFIX` | empty | prefix of stream, subject and consumer names |
 //! | `OUTBOX_NOTIFY` | `true` | `NOTIFY` the relay on commit |
+//! | `REDIS_URL` | `redis://127.0.0.1:6379` | seat-map cache and holds; optional at start |
+//! | `REDIS_PREFIX` | `ticketing:` | prefix of every Redis key |
+//! | `REDIS_TIMEOUT` | `500ms` | connect and command timeout: a slow Redis costs this, no more |
+//! | `CATALOG_TTL` | `30s` | life of local catalog entries (bounds divergence if a broadcast is lost) |
+//! | `SEATMAP_TTL` | `5m` | life of a cached seat map, ±10 % jitter |
+//! | `SEATMAP_VERSION_TTL` | `60s` | life of a version key (bounds staleness if a bump was lost) |
+//! | `SEATMAP_NULL_TTL` | `5s` | how long "no such concert" is cached |
+//! | `SEATMAP_DB_CONCURRENCY` | `4` | most concurrent seat-map loads from Postgres |
+//! | `SEATMAP_COALESCE` | `true` | coalesce concurrent misses (off only to measure a stampede) |
+//! | `HOLD_TTL` | `5m` | how long a hold lasts |
+//! | `HOLD_LIMIT` | `10` | most live holds per customer |
+//! | `WARMUP_WINDOW` | `24h` | warm seat maps of concerts whose sale opens within this |
+//! | `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`, `MAX_IN_FLIGHT` | | admission control, see `httpkit::admission` |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
-use settings::{ConfigError, Env, SecretUrl};
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use settings::{ConfigError, Env, SecretUrl};
 use telemetry::TelemetryConfig;
+
+use crate::seatmap::SeatMapConfig;
 
 /// Everything the inventory service needs to start.
 #[derive(Debug, Clone)]
@@ -29,6 +46,24 @@ pub struct Config {
     pub topology: messaging::Topology,
     /// Whether writes `NOTIFY` listening relays.
     pub outbox_notify: bool,
+    /// Redis.
+    pub redis_url: SecretUrl,
+    /// Prefix of every Redis key.
+    pub redis_prefix: String,
+    /// Redis connect and command timeout.
+    pub redis_timeout: Duration,
+    /// Life of local catalog entries.
+    pub catalog_ttl: Duration,
+    /// The seat-map cache.
+    pub seat_maps: SeatMapConfig,
+    /// How long a hold lasts.
+    pub hold_ttl: Duration,
+    /// Most live holds per customer.
+    pub hold_limit: u32,
+    /// Warm seat maps of concerts whose sale opens within this.
+    pub warmup_window: Duration,
+    /// Rate limit and load shedding of the API.
+    pub admission: httpkit::admission::AdmissionLimits,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
 }
@@ -36,6 +71,7 @@ pub struct Config {
 impl Config {
     /// Reads the configuration; a bad value is an error naming its variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let defaults = SeatMapConfig::default();
         Ok(Self {
             http_addr: env.parse_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
             database_url: env.url_or(
@@ -46,6 +82,22 @@ impl Config {
             nats_url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
             topology: messaging::Topology::from_env(env)?,
             outbox_notify: env.flag_or("OUTBOX_NOTIFY", true)?,
+            redis_url: env.url_or("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis_prefix: env.string_or("REDIS_PREFIX", "ticketing:"),
+            redis_timeout: env.duration_or("REDIS_TIMEOUT", Duration::from_millis(500))?,
+            catalog_ttl: env.duration_or("CATALOG_TTL", Duration::from_secs(30))?,
+            seat_maps: SeatMapConfig {
+                ttl: env.duration_or("SEATMAP_TTL", defaults.ttl)?,
+                version_ttl: env.duration_or("SEATMAP_VERSION_TTL", defaults.version_ttl)?,
+                null_ttl: env.duration_or("SEATMAP_NULL_TTL", defaults.null_ttl)?,
+                db_concurrency: env.parse_or("SEATMAP_DB_CONCURRENCY", defaults.db_concurrency)?,
+                coalesce: env.flag_or("SEATMAP_COALESCE", defaults.coalesce)?,
+                ..defaults
+            },
+            hold_ttl: env.duration_or("HOLD_TTL", Duration::from_mins(5))?,
+            hold_limit: env.parse_or("HOLD_LIMIT", 10)?,
+            warmup_window: env.duration_or("WARMUP_WINDOW", Duration::from_hours(24))?,
+            admission: httpkit::admission::AdmissionLimits::from_env(env)?,
             telemetry: TelemetryConfig::from_env("inventory", env)?,
         })
     }

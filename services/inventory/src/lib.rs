@@ -1,23 +1,30 @@
-//! The inventory service: the truth about seats.
+//! The inventory service: the truth about seats, and the fast path to them.
 //!
-//! This part is the consumer side (the seat map and hold API come with the
-//! caching work): on `OrderPaid` it sells every seat of the order with one
-//! conditional `UPDATE … where status = 'AVAILABLE'`, all or none, and
-//! answers through its own transactional outbox:
-//! - `SeatsConfirmed` when all seats were sold to the order;
-//! - `SeatAllocationRejected` when any was not available, which orders
-//!   answers with a refund.
+//! Two halves share one database:
+//! - **The read and hold API** (port 8081): the concert catalog from a
+//!   local cache with broadcast invalidation ([`catalog`]), seat maps
+//!   cache-aside in Redis with versioned keys, coalescing and null caching
+//!   ([`seatmap`], [`coalesce`]), and seat holds in Redis fenced by Postgres
+//!   ([`holds`]), all behind admission control ([`http`]).
+//! - **The consumer**: on `OrderPaid` it sells every seat of the order with
+//!   one conditional `UPDATE`, all or none, and only to the current holder
+//!   of each seat ([`allocation`]), answering through its outbox with
+//!   `SeatsConfirmed` or `SeatAllocationRejected`.
 //!
-//! Whatever caches or holds said, this update decides who gets a seat: no
-//! seat is ever sold twice.
+//! Whatever caches or holds say, that update decides who gets a seat: no
+//! seat is ever sold twice, and with Redis down the service is slower, not
+//! wrong.
 //!
-//! HTTP (port 8081, for now): `/healthz`, `/readyz`, and `/metrics` with
-//! the consumer's counts and lag.
-//!
-//! Layout: [`config`], [`allocation`] (the handler), [`startup`].
+//! Layout: [`config`], [`redis`] (connection and key names), [`startup`].
 
 pub mod allocation;
+pub mod catalog;
+pub mod coalesce;
 pub mod config;
+pub mod holds;
+pub mod http;
+pub mod redis;
+pub mod seatmap;
 pub mod startup;
 
 pub use config::Config;
@@ -25,3 +32,13 @@ pub use startup::Application;
 
 /// Migrations of the inventory database, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/inventory");
+
+/// The concert's current version, `None` if it does not exist.
+pub(crate) async fn current_version(
+    db: &sqlx::PgPool,
+    event: uuid::Uuid,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!("select version from events where id = $1", event)
+        .fetch_optional(db)
+        .await
+}

@@ -1,15 +1,13 @@
 //! Building and running the inventory service: connect (creating the
-//! database on first start), migrate, bind, then consume `ORDER_EVENTS` and
-//! serve health until shutdown.
+//! database on first start), migrate, connect NATS and (in the background,
+//! if it is not there yet) Redis, bind; then serve the API, consume
+//! `ORDER_EVENTS`, listen for catalog changes and warm the seat-map cache,
+//! until shutdown.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
 use consumer::{Consumer, ConsumerSpec};
-use httpkit::health::{Readiness, healthz};
 use messaging::StreamKind;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -18,6 +16,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::Config;
 use crate::allocation::{CONSUMER, SeatAllocation};
+use crate::catalog::Catalog;
+use crate::holds::Holds;
+use crate::http::AppState;
+use crate::redis::RedisLink;
+use crate::seatmap::SeatMaps;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +31,12 @@ pub enum StartupError {
     /// `NATS_URL` is unusable.
     #[error(transparent)]
     Nats(#[from] messaging::MessagingError),
+    /// NATS refused the catalog subscription.
+    #[error("cannot subscribe to catalog changes")]
+    Subscribe(#[from] async_nats::SubscribeError),
+    /// `REDIS_URL` does not parse (an unreachable Redis is not an error).
+    #[error("REDIS_URL is invalid")]
+    Redis(#[from] ::redis::RedisError),
     /// A migration failed.
     #[error("cannot migrate the inventory database")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -35,7 +44,7 @@ pub enum StartupError {
     #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
-        addr: std::net::SocketAddr,
+        addr: SocketAddr,
         /// Why.
         #[source]
         source: std::io::Error,
@@ -45,17 +54,10 @@ pub enum StartupError {
 /// A built service, bound and ready to run.
 pub struct Application {
     listener: TcpListener,
-    router: Router,
-    db: PgPool,
+    router: axum::Router,
+    state: AppState,
     consumer: Consumer<SeatAllocation>,
-}
-
-struct HealthState {
-    db: PgPool,
-    nats: async_nats::Client,
-    js: async_nats::jetstream::Context,
-    topology: messaging::Topology,
-    consumer: Arc<consumer::runtime::ConsumerMetrics>,
+    catalog_changes: async_nats::Subscriber,
 }
 
 impl Application {
@@ -67,6 +69,27 @@ impl Application {
             .await
             .map_err(StartupError::Migrate)?;
         let nats = messaging::connect(&config.nats_url, "inventory").await?;
+        let redis = RedisLink::new(
+            config.redis_url.expose(),
+            &config.redis_prefix,
+            config.redis_timeout,
+        )?;
+        redis.connect().await;
+
+        let seat_maps = SeatMaps::new(db.clone(), redis.clone(), config.seat_maps);
+        let catalog = Catalog::new(
+            db.clone(),
+            nats.clone(),
+            config.topology.prefix(),
+            config.catalog_ttl,
+        );
+        let catalog_changes = catalog.subscribe().await?;
+        let holds = Holds::new(
+            db.clone(),
+            redis.clone(),
+            config.hold_ttl,
+            config.hold_limit,
+        );
         let consumer = Consumer::new(
             ConsumerSpec::new(CONSUMER, StreamKind::OrderEvents),
             db.clone(),
@@ -74,7 +97,28 @@ impl Application {
             config.topology.clone(),
             SeatAllocation {
                 outbox: outbox::Writer::with_notify(config.outbox_notify),
+                seat_maps: Some(seat_maps.clone()),
             },
+        );
+        let state = AppState {
+            db,
+            redis,
+            nats,
+            catalog,
+            seat_maps,
+            holds,
+            warmup_window: config.warmup_window,
+            consumer: consumer.metrics(),
+            topology: config.topology.clone(),
+            admission: httpkit::admission::AdmissionMetrics::default(),
+        };
+        let router = crate::http::router(
+            state.clone(),
+            httpkit::layers::HttpLimits {
+                request_timeout: Duration::from_secs(10),
+                body_limit: 1024 * 1024,
+            },
+            config.admission,
         );
         let listener = TcpListener::bind(config.http_addr)
             .await
@@ -82,29 +126,12 @@ impl Application {
                 addr: config.http_addr,
                 source,
             })?;
-        let router = Router::new()
-            .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics))
-            .with_state(Arc::new(HealthState {
-                db: db.clone(),
-                js: async_nats::jetstream::new(nats.clone()),
-                nats,
-                topology: config.topology.clone(),
-                consumer: consumer.metrics(),
-            }))
-            .route("/healthz", get(healthz));
-        let router = httpkit::layers::standard(
-            router,
-            httpkit::layers::HttpLimits {
-                request_timeout: Duration::from_secs(10),
-                body_limit: 64 * 1024,
-            },
-        );
         Ok(Self {
             listener,
             router,
-            db,
+            state,
             consumer,
+            catalog_changes,
         })
     }
 
@@ -115,54 +142,50 @@ impl Application {
 
     /// The connection pool, for tests that seed or inspect seats.
     pub fn db(&self) -> &PgPool {
-        &self.db
+        &self.state.db
     }
 
-    /// Consumes and serves until `shutdown`; the message in hand finishes.
+    /// The seat maps, for tests and benchmarks that count database loads.
+    pub fn seat_maps(&self) -> &SeatMaps {
+        &self.state.seat_maps
+    }
+
+    /// Serves, consumes and listens until `shutdown`; the message and the
+    /// requests in hand finish.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let tasks = TaskTracker::new();
         let consumer = self.consumer;
         let token = shutdown.clone();
         tasks.spawn(async move { consumer.run(token).await });
+        let catalog = self.state.catalog.clone();
+        let token = shutdown.clone();
+        let changes = self.catalog_changes;
+        tasks.spawn(async move { catalog.listen(changes, token).await });
+        // Warm in the background: serving must not wait for it, and a cold
+        // map is only slower, never wrong.
+        let seat_maps = self.state.seat_maps.clone();
+        let window = self.state.warmup_window;
+        tasks.spawn(async move {
+            if let Err(e) = seat_maps.warmup(window).await {
+                tracing::warn!(error = %e, "seat-map warmup failed; maps load on first use");
+            }
+        });
         tracing::info!(
             port = self.listener.local_addr().map_or(0, |a| a.port()),
             "inventory listening"
         );
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
         shutdown.cancel();
         tasks.close();
         tasks.wait().await;
-        self.db.close().await;
+        self.state.db.close().await;
         tracing::info!("inventory stopped");
         served
     }
-}
-
-/// `GET /metrics`: the consumer's counts and lag (Prometheus text).
-async fn metrics(State(state): State<Arc<HealthState>>) -> impl axum::response::IntoResponse {
-    // Lag comes from the server; without NATS the counts are still worth showing.
-    let lag = consumer::lag(
-        &state.js,
-        &state.topology,
-        StreamKind::OrderEvents,
-        CONSUMER,
-    )
-    .await
-    .ok();
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        consumer::render_metrics(&[(CONSUMER, state.consumer.snapshot(), lag)]),
-    )
-}
-
-/// `GET /readyz`: Postgres answers and the NATS client is connected.
-async fn readyz(State(state): State<Arc<HealthState>>) -> Readiness {
-    Readiness::new()
-        .check("postgres", pgkit::ping(&state.db).await)
-        .check("nats", messaging::check_connected(&state.nats))
 }

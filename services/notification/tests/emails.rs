@@ -128,6 +128,7 @@ fn order_paid() -> Envelope<OrderPaid> {
         seats: vec![OrderSeat {
             seat_id: "A-1".into(),
             hold_token: Uuid::new_v4(),
+            fencing_token: None,
         }],
         paid_at: chrono::Utc::now(),
     };

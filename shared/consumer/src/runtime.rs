@@ -130,6 +130,16 @@ pub trait Handler: Send + Sync + 'static {
         tx: &mut PgConnection,
         delivery: &Delivery,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Runs after the transaction of an applied `delivery` committed, for
+    /// side effects that must never describe an uncommitted change, such as
+    /// invalidating a cache. Best effort: it runs at most once per applied
+    /// delivery and a crash can skip it, so whatever it does must also be
+    /// bounded by something else (inventory's cache keys expire).
+    fn after_commit(&self, delivery: &Delivery) -> impl Future<Output = ()> + Send {
+        let _ = delivery;
+        std::future::ready(())
+    }
 }
 
 /// What to tell JetStream about a message.
@@ -230,16 +240,9 @@ impl ConsumerMetrics {
 /// "this message failed": pool timeouts, I/O errors, lost or refused
 /// connections (SQLSTATE class 08), server shutdown (57P01-57P03).
 fn database_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
-    let Some(e) = error.downcast_ref::<sqlx::Error>() else {
-        return false;
-    };
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
-        }),
-        _ => false,
-    }
+    error
+        .downcast_ref::<sqlx::Error>()
+        .is_some_and(pgkit::is_unavailable)
 }
 
 /// Where a new event stands relative to its aggregate's position.
@@ -474,6 +477,7 @@ impl<H: Handler> Consumer<H> {
         )
         .await?;
         tx.commit().await?;
+        self.handler.after_commit(delivery).await;
         Ok(Step::Done(Outcome::Applied))
     }
 

@@ -17,6 +17,12 @@ pub struct OrderSeat {
     pub seat_id: String,
     /// The hold the customer had on the seat when ordering.
     pub hold_token: Uuid,
+    /// The hold's fencing token, as inventory issued it. Inventory sells
+    /// the seat only if this is the token of the seat's latest hold; an
+    /// order without one can only buy a seat that was never held. Optional
+    /// so that events written before fencing still read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing_token: Option<i64>,
 }
 
 /// A customer created an order for seats they hold. Status `PENDING`.

@@ -88,6 +88,7 @@ fn an_envelope_round_trips_through_json() {
         seats: vec![OrderSeat {
             seat_id: "A-1".into(),
             hold_token: uuid::Uuid::new_v4(),
+            fencing_token: Some(7),
         }],
         paid_at: chrono::Utc::now(),
     };

@@ -141,3 +141,18 @@ pub async fn ping(pool: &PgPool) -> Result<(), String> {
         Err(_) => Err("no answer within 1s".to_owned()),
     }
 }
+
+/// Whether `error` means Postgres is unreachable or refusing connections
+/// (an outage to wait out, answered 503 or retried later), as opposed to a
+/// bug or a constraint violation.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        // Class 08: connection exceptions; 57P01-03: admin shutdown, crash
+        // shutdown, cannot connect now (starting up).
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}

@@ -348,10 +348,12 @@ fn sample_envelope() -> Vec<u8> {
             contracts::orders::OrderSeat {
                 seat_id: "A-12".into(),
                 hold_token: Uuid::new_v4(),
+                fencing_token: None,
             },
             contracts::orders::OrderSeat {
                 seat_id: "A-13".into(),
                 hold_token: Uuid::new_v4(),
+                fencing_token: None,
             },
         ],
         paid_at: chrono::Utc::now(),

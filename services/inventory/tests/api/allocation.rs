@@ -1,50 +1,13 @@
 //! The seat sale under concurrency: two transactions allocating one seat
 //! at the same time, as two inventory instances (or two redeliveries) would.
 
-// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
-
-use consumer::{Delivery, Handler as _};
-use contracts::Envelope;
-use contracts::orders::{OrderPaid, OrderSeat};
+use consumer::Handler as _;
 use inventory::allocation::SeatAllocation;
 use sqlx::PgPool;
 use testkit::TestPostgres;
 use uuid::Uuid;
 
-fn paid(concert: Uuid, seats: &[&str]) -> Delivery {
-    let order_id = Uuid::new_v4();
-    let data = OrderPaid {
-        order_id,
-        event_id: concert,
-        customer_email: "ada@example.com".into(),
-        seats: seats
-            .iter()
-            .map(|s| OrderSeat {
-                seat_id: (*s).into(),
-                hold_token: Uuid::new_v4(),
-            })
-            .collect(),
-        paid_at: chrono::Utc::now(),
-    };
-    let envelope = Envelope::new("orders", order_id, 2, chrono::Utc::now(), data);
-    Delivery {
-        envelope: Envelope {
-            event_id: envelope.event_id,
-            event_type: envelope.event_type,
-            schema_version: envelope.schema_version,
-            aggregate_type: envelope.aggregate_type,
-            aggregate_id: envelope.aggregate_id,
-            aggregate_version: envelope.aggregate_version,
-            occurred_at: envelope.occurred_at,
-            producer: envelope.producer,
-            data: serde_json::to_value(&envelope.data).unwrap(),
-        },
-        subject: "orders.events.order_paid".into(),
-        stream_sequence: 1,
-        delivered: 1,
-    }
-}
+use crate::app::paid;
 
 #[tokio::test]
 async fn two_concurrent_allocations_of_one_seat_sell_it_once() {
@@ -67,12 +30,17 @@ async fn two_concurrent_allocations_of_one_seat_sell_it_once() {
     .await
     .unwrap();
 
-    let sales = [paid(concert, &["B-1"]), paid(concert, &["B-1"])].map(|delivery| {
+    let sales = [
+        paid(concert, &[("B-1", None)]),
+        paid(concert, &[("B-1", None)]),
+    ]
+    .map(|delivery| {
         let db = db.clone();
         tokio::spawn(async move {
             let mut tx = db.begin().await.unwrap();
             SeatAllocation {
                 outbox: outbox::Writer::new(),
+                seat_maps: None,
             }
             .handle(&mut tx, &delivery)
             .await

@@ -1,0 +1,164 @@
+//! The one error type of the inventory API and its problem+json mapping.
+//!
+//! Every variant documents its status and `type`. A dependency that is
+//! down is named (`postgres`, `redis`) with `Retry-After`; anything
+//! unexpected is a 500 whose cause is logged with a correlation id.
+
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use httpkit::Problem;
+use uuid::Uuid;
+
+use crate::holds::HoldError;
+use crate::seatmap::SeatMapError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `/problems/invalid-field`: a path parameter or header is malformed.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The parameter or header, e.g. `seat_id`.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// 422 `/problems/invalid-field`: a body field is invalid.
+    #[error("invalid field {field}: {reason}")]
+    InvalidField {
+        /// The field path, e.g. `seats[2].price_cents`.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// 404 `/problems/event-not-found`.
+    #[error("concert {0} not found")]
+    EventNotFound(Uuid),
+    /// 404 `/problems/seat-not-found`, 409 `/problems/seat-sold`, 409
+    /// `/problems/seat-held` (with `Retry-After`), 429
+    /// `/problems/hold-limit-reached` (with `Retry-After`), 404
+    /// `/problems/hold-not-found`, 503 naming `redis` or `postgres`.
+    #[error(transparent)]
+    Hold(#[from] HoldError),
+    /// 409 `/problems/hold-not-valid`: an order presented a hold that is not
+    /// live (lapsed, released, or someone else's).
+    #[error("hold on seat {seat_id} is not valid")]
+    HoldNotValid {
+        /// The seat.
+        seat_id: String,
+        /// Its index in the request, for the field path.
+        index: usize,
+    },
+    /// 503 naming `postgres`, or 503 `/problems/overloaded` when too many
+    /// seat maps are being loaded at once.
+    #[error(transparent)]
+    SeatMap(#[from] SeatMapError),
+    /// 503 naming `postgres`, or 500.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+fn retry_secs(wait: Duration) -> u64 {
+    // Round up: "retry after 0 s" invites a busy loop.
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = match &self {
+            Self::Invalid { field, reason } => {
+                Problem::invalid_field(field, reason.clone()).status(StatusCode::BAD_REQUEST)
+            }
+            Self::InvalidField { field, reason } => Problem::invalid_field(field, reason.clone()),
+            Self::EventNotFound(id) => {
+                Problem::new(StatusCode::NOT_FOUND, "event-not-found", "Concert not found")
+                    .detail(format!("there is no concert {id}"))
+            }
+            Self::HoldNotValid { seat_id, index } => Problem::new(
+                StatusCode::CONFLICT,
+                "hold-not-valid",
+                "A hold is not valid",
+            )
+            .detail(format!(
+                "seat {seat_id}: no live hold with this token (it lapsed, was released, or is someone else's)"
+            ))
+            .field(format!("seats[{index}].hold_token")),
+            Self::Hold(e) => hold_problem(e),
+            Self::SeatMap(SeatMapError::DatabaseUnavailable(_)) => {
+                Problem::dependency_unavailable("postgres")
+            }
+            Self::SeatMap(SeatMapError::Busy) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Too many requests in progress",
+            )
+            .detail("too many seat maps are being loaded from the database; retry shortly")
+            .retry_after(1),
+            Self::Database(e) if pgkit::is_unavailable(e) => {
+                Problem::dependency_unavailable("postgres")
+            }
+            Self::SeatMap(SeatMapError::Internal(_)) | Self::Database(_) => {
+                Problem::internal(&self)
+            }
+        };
+        problem.into_response()
+    }
+}
+
+fn hold_problem(e: &HoldError) -> Problem {
+    match e {
+        HoldError::SeatNotFound { event_id, seat_id } => {
+            Problem::new(StatusCode::NOT_FOUND, "seat-not-found", "Seat not found")
+                .detail(format!("concert {event_id} has no seat {seat_id}"))
+        }
+        HoldError::Sold(seat) => Problem::new(StatusCode::CONFLICT, "seat-sold", "Seat sold")
+            .detail(format!("seat {seat} is sold")),
+        HoldError::HeldByAnother {
+            seat_id,
+            retry_after,
+        } => Problem::new(
+            StatusCode::CONFLICT,
+            "seat-held",
+            "Seat held by another customer",
+        )
+        .detail(format!(
+            "seat {seat_id} is held by another customer; the hold lapses within {} s unless they order",
+            retry_secs(*retry_after)
+        ))
+        .retry_after(retry_secs(*retry_after)),
+        HoldError::LimitReached { limit, retry_after } => Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "hold-limit-reached",
+            "Too many holds",
+        )
+        .detail(format!(
+            "a customer may hold {limit} seats at once; release one or wait for one to lapse"
+        ))
+        .retry_after(retry_secs(*retry_after)),
+        HoldError::NotHeld(seat) => {
+            Problem::new(StatusCode::NOT_FOUND, "hold-not-found", "Hold not found")
+                .detail(format!("no live hold on seat {seat} with this token"))
+        }
+        HoldError::RedisUnavailable(_) => Problem::dependency_unavailable("redis")
+            .detail("redis is unreachable: holds cannot be granted or checked right now; seat maps still work; retry shortly"),
+        HoldError::Database(db) if pgkit::is_unavailable(db) => {
+            Problem::dependency_unavailable("postgres")
+        }
+        HoldError::Database(_) => Problem::internal(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_and_is_never_zero() {
+        assert_eq!(retry_secs(Duration::ZERO), 1);
+        assert_eq!(retry_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_secs(Duration::from_secs(2)), 2);
+        assert_eq!(retry_secs(Duration::from_millis(2001)), 3);
+    }
+}

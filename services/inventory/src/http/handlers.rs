@@ -1,0 +1,446 @@
+//! Request handlers: parse and validate, call the domain, shape the answer.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use httpkit::StrictJson;
+use httpkit::health::Readiness;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
+
+use super::{ApiError, AppState};
+use crate::catalog::{ConcertChanges, Created, NewConcert, NewSeat};
+use crate::holds::HoldError;
+use crate::seatmap::{HoldsKnown, SeatMap, SeatStatus};
+
+/// Browsers and CDNs may reuse a map for 2 s and serve it stale for 10 s
+/// more while they revalidate: holds change every second, so longer would
+/// show too many seats as free that are not.
+const SEAT_MAP_CACHE_CONTROL: &str = "public, max-age=2, stale-while-revalidate=10";
+/// Without Redis, holds are unknown: make clients come back soon.
+const DEGRADED_CACHE_CONTROL: &str = "no-cache";
+
+/// Most seats in one concert created through the API.
+const MAX_SEATS: usize = 10_000;
+/// Most seats verified in one call (an order has at most 10).
+const MAX_VERIFY: usize = 10;
+
+fn event_id(raw: &str) -> Result<Uuid, ApiError> {
+    raw.parse().map_err(|_| ApiError::Invalid {
+        field: "id".into(),
+        reason: format!("{raw:?} is not a UUID"),
+    })
+}
+
+/// Seat labels as orders accepts them: 1–16 letters, digits, `-` or `_`.
+fn valid_seat_id(seat: &str) -> bool {
+    (1..=16).contains(&seat.len())
+        && seat
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn seat_id(raw: String) -> Result<String, ApiError> {
+    if valid_seat_id(&raw) {
+        Ok(raw)
+    } else {
+        Err(ApiError::Invalid {
+            field: "seat".into(),
+            reason: format!("{raw:?} is not a seat id (1-16 letters, digits, '-' or '_')"),
+        })
+    }
+}
+
+// ---- catalog ---------------------------------------------------------------
+
+/// `GET /events`.
+pub(super) async fn list_events(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let concerts = state.catalog.list().await?;
+    Ok(Json(json!({ "events": *concerts })).into_response())
+}
+
+/// `GET /events/{id}`.
+pub(super) async fn get_event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = event_id(&id)?;
+    let concert = state
+        .catalog
+        .get(id)
+        .await?
+        .ok_or(ApiError::EventNotFound(id))?;
+    Ok(Json(&*concert).into_response())
+}
+
+/// Body of `POST /events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateEvent {
+    id: Option<Uuid>,
+    name: String,
+    venue: String,
+    starts_at: DateTime<Utc>,
+    sale_opens_at: DateTime<Utc>,
+    seats: Vec<NewSeat>,
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ApiError {
+    ApiError::InvalidField {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+fn check_text(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.trim().is_empty() || value.len() > 200 {
+        return Err(invalid(field, "must be 1 to 200 characters"));
+    }
+    Ok(())
+}
+
+impl CreateEvent {
+    fn validate(self) -> Result<NewConcert, ApiError> {
+        check_text("name", &self.name)?;
+        check_text("venue", &self.venue)?;
+        if self.sale_opens_at > self.starts_at {
+            return Err(invalid(
+                "sale_opens_at",
+                "the sale must open before the concert starts",
+            ));
+        }
+        if self.seats.is_empty() || self.seats.len() > MAX_SEATS {
+            return Err(invalid(
+                "seats",
+                format!("a concert has 1 to {MAX_SEATS} seats"),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, seat) in self.seats.iter().enumerate() {
+            if !valid_seat_id(&seat.seat_id) {
+                return Err(invalid(
+                    format!("seats[{i}].seat_id"),
+                    "1-16 letters, digits, '-' or '_'",
+                ));
+            }
+            if !seen.insert(&seat.seat_id) {
+                return Err(invalid(
+                    format!("seats[{i}].seat_id"),
+                    format!("seat {} is listed twice", seat.seat_id),
+                ));
+            }
+            if seat.price_cents < 0 {
+                return Err(invalid(
+                    format!("seats[{i}].price_cents"),
+                    "must not be negative",
+                ));
+            }
+        }
+        Ok(NewConcert {
+            id: self.id.unwrap_or_else(Uuid::now_v7),
+            name: self.name,
+            venue: self.venue,
+            starts_at: self.starts_at,
+            sale_opens_at: self.sale_opens_at,
+            seats: self.seats,
+        })
+    }
+}
+
+/// `POST /events`: 201 when created, 200 with the existing concert when
+/// one with this id exists (a retried creation).
+pub(super) async fn create_event(
+    State(state): State<AppState>,
+    StrictJson(body): StrictJson<CreateEvent>,
+) -> Result<Response, ApiError> {
+    let concert = body.validate()?;
+    match state.catalog.create(&concert).await? {
+        Created::New(created) => {
+            state
+                .seat_maps
+                .version_changed(created.id, created.version)
+                .await;
+            let location = HeaderValue::from_str(&format!("/events/{}", created.id))
+                .map_err(|e| invalid("id", e.to_string()))?;
+            Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(created),
+            )
+                .into_response())
+        }
+        Created::Exists(existing) => Ok(Json(existing).into_response()),
+    }
+}
+
+/// `PATCH /events/{id}`.
+pub(super) async fn update_event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    StrictJson(changes): StrictJson<ConcertChanges>,
+) -> Result<Response, ApiError> {
+    let id = event_id(&id)?;
+    for (field, value) in [("name", &changes.name), ("venue", &changes.venue)] {
+        if let Some(value) = value {
+            check_text(field, value)?;
+        }
+    }
+    let updated = match state.catalog.update(id, &changes).await {
+        Ok(Some(updated)) => updated,
+        Ok(None) => return Err(ApiError::EventNotFound(id)),
+        Err(e) if violates(&e, "events_sale_before_start_check") => {
+            return Err(invalid(
+                "sale_opens_at",
+                "the sale must open before the concert starts",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    state.seat_maps.version_changed(id, updated.version).await;
+    Ok(Json(updated).into_response())
+}
+
+fn violates(error: &sqlx::Error, constraint: &str) -> bool {
+    error
+        .as_database_error()
+        .and_then(|e| e.constraint())
+        .is_some_and(|c| c == constraint)
+}
+
+// ---- seat map --------------------------------------------------------------
+
+/// The strong validator of a seat map: its Postgres version plus a digest
+/// of the seats held right now (holds change without a version bump).
+fn etag(map: &SeatMap) -> String {
+    match map.holds {
+        HoldsKnown::Unknown => format!("\"v{}-nh\"", map.version),
+        HoldsKnown::Live => {
+            let mut held: Vec<&str> = map
+                .seats
+                .iter()
+                .filter(|s| s.status == SeatStatus::Held)
+                .map(|s| s.seat_id.as_str())
+                .collect();
+            held.sort_unstable();
+            let digest = Sha256::digest(held.join(",").as_bytes());
+            let mut short = String::with_capacity(12);
+            for byte in &digest[..6] {
+                let _ = write!(short, "{byte:02x}");
+            }
+            format!("\"v{}-{short}\"", map.version)
+        }
+    }
+}
+
+/// Whether `If-None-Match` lists `etag` (or `*`); weak comparison, as RFC
+/// 9110 prescribes for this header.
+fn none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag)
+}
+
+/// `GET /events/{id}/seats`.
+pub(super) async fn seat_map(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = event_id(&id)?;
+    let map = state
+        .seat_maps
+        .get(id)
+        .await?
+        .ok_or(ApiError::EventNotFound(id))?;
+    let etag = etag(&map);
+    let cache_control = match map.holds {
+        HoldsKnown::Live => SEAT_MAP_CACHE_CONTROL,
+        HoldsKnown::Unknown => DEGRADED_CACHE_CONTROL,
+    };
+    let etag_value = HeaderValue::from_str(&etag).map_err(|e| invalid("etag", e.to_string()))?;
+    let headers_out = [
+        (header::ETAG, etag_value),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache_control),
+        ),
+    ];
+    if none_match(&headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, headers_out).into_response());
+    }
+    Ok((headers_out, Json(map)).into_response())
+}
+
+// ---- holds -----------------------------------------------------------------
+
+/// Body of `POST …/hold`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HoldRequest {
+    customer_id: Uuid,
+}
+
+/// `POST /events/{id}/seats/{seat}/hold`.
+pub(super) async fn hold(
+    State(state): State<AppState>,
+    Path((id, seat)): Path<(String, String)>,
+    StrictJson(body): StrictJson<HoldRequest>,
+) -> Result<Response, ApiError> {
+    let id = event_id(&id)?;
+    let seat = seat_id(seat)?;
+    let hold = state.holds.acquire(id, &seat, body.customer_id).await?;
+    Ok((StatusCode::CREATED, Json(hold)).into_response())
+}
+
+/// `DELETE /events/{id}/seats/{seat}/hold` with header `Hold-Token`:
+/// 204, or 404 if that token holds nothing there.
+pub(super) async fn release(
+    State(state): State<AppState>,
+    Path((id, seat)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = event_id(&id)?;
+    let seat = seat_id(seat)?;
+    let token = headers
+        .get("hold-token")
+        .ok_or_else(|| ApiError::Invalid {
+            field: "Hold-Token".into(),
+            reason: "the header is required: the hold_token the hold was granted with".into(),
+        })?
+        .to_str()
+        .ok()
+        .and_then(|t| t.parse::<Uuid>().ok())
+        .ok_or_else(|| ApiError::Invalid {
+            field: "Hold-Token".into(),
+            reason: "not a UUID".into(),
+        })?;
+    if state.holds.release(id, &seat, token).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(HoldError::NotHeld(seat).into())
+    }
+}
+
+/// Body of `POST /holds/verify`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VerifyRequest {
+    event_id: Uuid,
+    seats: Vec<VerifySeat>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VerifySeat {
+    seat_id: String,
+    hold_token: Uuid,
+}
+
+/// `POST /holds/verify`: 200 `{seats: [{seat_id, fencing_token,
+/// expires_at}]}`, or 409 naming the first seat whose hold is not live.
+pub(super) async fn verify(
+    State(state): State<AppState>,
+    StrictJson(body): StrictJson<VerifyRequest>,
+) -> Result<Response, ApiError> {
+    if body.seats.is_empty() || body.seats.len() > MAX_VERIFY {
+        return Err(invalid("seats", format!("1 to {MAX_VERIFY} seats")));
+    }
+    let mut seats = Vec::with_capacity(body.seats.len());
+    for (i, seat) in body.seats.into_iter().enumerate() {
+        if !valid_seat_id(&seat.seat_id) {
+            return Err(invalid(
+                format!("seats[{i}].seat_id"),
+                "1-16 letters, digits, '-' or '_'",
+            ));
+        }
+        seats.push((seat.seat_id, seat.hold_token));
+    }
+    match state.holds.verify(body.event_id, &seats).await {
+        Ok(verified) => Ok(Json(json!({ "seats": verified })).into_response()),
+        Err(HoldError::NotHeld(seat_id)) => {
+            let index = seats.iter().position(|(s, _)| *s == seat_id).unwrap_or(0);
+            Err(ApiError::HoldNotValid { seat_id, index })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ---- ops, health, metrics ----------------------------------------------------
+
+/// `POST /ops/warmup`: loads the seat maps of concerts whose sale opens
+/// within the warmup window.
+pub(super) async fn warmup(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let warmed = state.seat_maps.warmup(state.warmup_window).await?;
+    Ok(Json(json!({
+        "warmed": warmed,
+        "window_seconds": state.warmup_window.as_secs(),
+    }))
+    .into_response())
+}
+
+/// `GET /readyz`: Postgres and NATS are required; without Redis the
+/// service still serves (slower), so it reports itself degraded, not down.
+pub(super) async fn readyz(State(state): State<AppState>) -> Readiness {
+    Readiness::new()
+        .check("postgres", pgkit::ping(&state.db).await)
+        .check("nats", messaging::check_connected(&state.nats))
+        .degraded("redis", state.redis.ping().await)
+}
+
+/// `GET /metrics`: seat-map cache, admission control and the allocation
+/// consumer (Prometheus text).
+pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let js = async_nats::jetstream::new(state.nats.clone());
+    let lag = consumer::lag(
+        &js,
+        &state.topology,
+        messaging::StreamKind::OrderEvents,
+        crate::allocation::CONSUMER,
+    )
+    .await
+    .ok();
+    let body = [
+        state.seat_maps.metrics().render(),
+        state.admission.render(),
+        consumer::render_metrics(&[(crate::allocation::CONSUMER, state.consumer.snapshot(), lag)]),
+    ]
+    .concat();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_lists_and_weak_tags_match() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"v1-aa\", W/\"v2-bb\""),
+        );
+        assert!(none_match(&headers, "\"v2-bb\""));
+        assert!(none_match(&headers, "\"v1-aa\""));
+        assert!(!none_match(&headers, "\"v3-cc\""));
+        assert!(!none_match(&HeaderMap::new(), "\"v1-aa\""));
+    }
+
+    #[test]
+    fn seat_ids_are_short_labels() {
+        assert!(valid_seat_id("A-12"));
+        assert!(!valid_seat_id(""));
+        assert!(!valid_seat_id("A 1"));
+        assert!(!valid_seat_id(&"x".repeat(17)));
+    }
+}

@@ -1,0 +1,93 @@
+//! The HTTP API of the inventory service.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /events` | the catalog (local cache, broadcast invalidation) |
+//! | `POST /events` | create a concert with its seats (ops; idempotent by id) |
+//! | `GET /events/{id}` | one concert |
+//! | `PATCH /events/{id}` | change a concert's details (bumps its version) |
+//! | `GET /events/{id}/seats` | the seat map (Redis cache-aside; `ETag`, 304) |
+//! | `POST /events/{id}/seats/{seat}/hold` | hold a seat: 201 `{hold_token, fencing_token, expires_at}` |
+//! | `DELETE /events/{id}/seats/{seat}/hold` | release it (header `Hold-Token`) |
+//! | `POST /holds/verify` | orders checks a customer's holds and gets their fencing tokens |
+//! | `POST /ops/warmup` | preload the seat maps of concerts whose sale opens soon |
+//! | `GET /healthz`, `GET /readyz` | liveness; readiness (Postgres, NATS; Redis degrades) |
+//! | `GET /metrics` | cache, admission and consumer counters |
+//!
+//! The API routes sit behind admission control (per-client rate limit,
+//! global concurrency limit with load shedding: `httpkit::admission`);
+//! health, metrics and ops routes do not, so an overloaded instance still
+//! reports its state.
+
+mod error;
+mod handlers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use httpkit::admission::{AdmissionLimits, AdmissionMetrics};
+use httpkit::layers::HttpLimits;
+use sqlx::PgPool;
+
+pub use error::ApiError;
+
+use crate::catalog::Catalog;
+use crate::holds::Holds;
+use crate::redis::RedisLink;
+use crate::seatmap::SeatMaps;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The inventory database.
+    pub db: PgPool,
+    /// Redis, for readiness.
+    pub redis: RedisLink,
+    /// NATS, for readiness and consumer lag.
+    pub nats: async_nats::Client,
+    /// The catalog.
+    pub catalog: Catalog,
+    /// Seat maps.
+    pub seat_maps: SeatMaps,
+    /// Holds.
+    pub holds: Holds,
+    /// Window of `POST /ops/warmup`.
+    pub warmup_window: Duration,
+    /// The allocation consumer, for `/metrics`.
+    pub consumer: Arc<consumer::runtime::ConsumerMetrics>,
+    /// Stream and consumer names, for the lag.
+    pub topology: messaging::Topology,
+    /// Admission rejections, for `/metrics`.
+    pub admission: AdmissionMetrics,
+}
+
+/// The complete router, with admission control on the API and the
+/// standard middleware around everything.
+pub fn router(state: AppState, limits: HttpLimits, admission: AdmissionLimits) -> Router {
+    let api = Router::new()
+        .route(
+            "/events",
+            get(handlers::list_events).post(handlers::create_event),
+        )
+        .route(
+            "/events/{id}",
+            get(handlers::get_event).patch(handlers::update_event),
+        )
+        .route("/events/{id}/seats", get(handlers::seat_map))
+        .route(
+            "/events/{id}/seats/{seat}/hold",
+            post(handlers::hold).delete(handlers::release),
+        )
+        .route("/holds/verify", post(handlers::verify))
+        .with_state(state.clone());
+    let api = httpkit::admission::admission(api, admission, &state.admission);
+    let ops = Router::new()
+        .route("/ops/warmup", post(handlers::warmup))
+        .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(handlers::metrics))
+        .with_state(state)
+        .route("/healthz", get(httpkit::health::healthz));
+    httpkit::layers::standard(api.merge(ops), limits)
+}

@@ -1,0 +1,574 @@
+//! The seat map: cache-aside in Redis with versioned keys, coalesced fills,
+//! null caching, and a Postgres fallback when Redis is down.
+//!
+//! A seat map has two parts with different lifetimes:
+//! - what Postgres knows (the seats, their prices, which are sold), which
+//!   changes only when a concert changes or seats are sold; this part is
+//!   cached under `…:seatmap:<version>`;
+//! - the live holds, which change every second; they are read from Redis on
+//!   every request (the same round trip as the cache read) and never cached.
+//!
+//! **Versions make stale fills harmless.** Every change bumps
+//! `events.version` in Postgres and then sets the Redis version key to the
+//! new value ("only ever upwards", by a Lua script). A reader looks up the
+//! version first and then the map *of that version*. A slow filler that
+//! read the database before a change writes its map under the old version's
+//! key, which no reader asks for any more, and its attempt to set the
+//! version key is refused because the key already holds a higher one. No
+//! delete-then-refill race exists because nothing is ever deleted.
+//!
+//! **Coalescing.** A miss starts a fill through [`Coalescer`]: per instance,
+//! one database query per concert however many requests missed at once.
+//! The fill re-reads Redis first, so a request that missed just before
+//! another fill finished does not query again.
+//!
+//! **Null caching.** An unknown concert id is cached as `missing` for a
+//! short TTL (`SET NX`, so it never hides a concert created meanwhile,
+//! whose creation sets the version key).
+//!
+//! **Redis down.** The map is loaded from Postgres (still coalesced, and
+//! limited to a few concurrent queries so a Redis outage cannot become a
+//! Postgres outage) and served with `holds: unknown`: held seats show as
+//! available, which is a stale view but never a wrong sale, because the
+//! sale is decided in Postgres.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::Rng as _;
+use redis::Script;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::coalesce::Coalescer;
+use crate::redis::{RedisLink, RedisUnavailable};
+
+/// What Postgres knows about a concert's seats, as cached in Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSeatMap {
+    /// `events.version` when this was read.
+    pub version: i64,
+    /// The seats, by label.
+    pub seats: Vec<StoredSeat>,
+}
+
+/// One seat of a [`StoredSeatMap`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSeat {
+    /// Its label.
+    pub seat_id: String,
+    /// Its price in cents.
+    pub price_cents: i32,
+    /// Sold to an order.
+    pub sold: bool,
+}
+
+/// A seat's status on the map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SeatStatus {
+    /// Free to hold.
+    Available,
+    /// Someone holds it right now.
+    Held,
+    /// Sold.
+    Sold,
+}
+
+/// A seat on the map a client sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatView {
+    /// Its label.
+    pub seat_id: String,
+    /// Its price in cents.
+    pub price_cents: i32,
+    /// Available, held or sold.
+    pub status: SeatStatus,
+}
+
+/// Whether the map's holds are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldsKnown {
+    /// Read from Redis with the map.
+    Live,
+    /// Redis is unavailable: held seats show as available.
+    Unknown,
+}
+
+/// The seat map a client sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatMap {
+    /// The concert.
+    pub event_id: Uuid,
+    /// The version of the Postgres part (the `ETag` starts with it).
+    pub version: i64,
+    /// Whether holds are shown.
+    pub holds: HoldsKnown,
+    /// The seats.
+    pub seats: Vec<SeatView>,
+}
+
+/// Why a seat map could not be served.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SeatMapError {
+    /// Postgres is unreachable (and Redis had nothing, or is down too).
+    #[error("postgres unavailable: {0}")]
+    DatabaseUnavailable(String),
+    /// Too many database loads are running (only when Redis cannot help).
+    #[error("too many seat maps are being loaded from the database")]
+    Busy,
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Tuning of the seat-map cache.
+#[derive(Debug, Clone, Copy)]
+pub struct SeatMapConfig {
+    /// How long a cached map lives (before jitter).
+    pub ttl: Duration,
+    /// ± this fraction of `ttl` at random, so maps filled together (e.g. by
+    /// warmup) do not all expire in the same second.
+    pub ttl_jitter: f64,
+    /// How long a version key lives; bounds staleness if a bump was lost.
+    pub version_ttl: Duration,
+    /// How long "no such concert" is cached.
+    pub null_ttl: Duration,
+    /// Most concurrent database loads per instance.
+    pub db_concurrency: usize,
+    /// How long a load waits for one of those before answering 503.
+    pub db_wait: Duration,
+    /// Coalesce concurrent misses (off only for the stampede benchmark).
+    pub coalesce: bool,
+}
+
+impl Default for SeatMapConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_mins(5),
+            ttl_jitter: 0.1,
+            version_ttl: Duration::from_mins(1),
+            null_ttl: Duration::from_secs(5),
+            db_concurrency: 4,
+            db_wait: Duration::from_secs(2),
+            coalesce: true,
+        }
+    }
+}
+
+/// Counters for `/metrics` and the tests that count database queries.
+#[derive(Debug, Default)]
+pub struct SeatMapMetrics {
+    /// Seat maps read from Postgres.
+    pub db_loads: AtomicU64,
+    /// Requests answered from the Redis cache.
+    pub hits: AtomicU64,
+    /// Requests that found no map in Redis.
+    pub misses: AtomicU64,
+    /// Requests answered by a cached "no such concert".
+    pub null_hits: AtomicU64,
+    /// Requests served without Redis.
+    pub redis_unavailable: AtomicU64,
+}
+
+impl SeatMapMetrics {
+    /// Prometheus text.
+    pub fn render(&self) -> String {
+        let counter = |name: &str, help: &str, value: &AtomicU64| {
+            format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                value.load(Ordering::Relaxed)
+            )
+        };
+        [
+            counter(
+                "seatmap_db_loads_total",
+                "Seat maps loaded from Postgres.",
+                &self.db_loads,
+            ),
+            counter(
+                "seatmap_cache_hits_total",
+                "Seat maps served from Redis.",
+                &self.hits,
+            ),
+            counter(
+                "seatmap_cache_misses_total",
+                "Seat-map requests that missed Redis.",
+                &self.misses,
+            ),
+            counter(
+                "seatmap_null_hits_total",
+                "Unknown concerts answered from the null cache.",
+                &self.null_hits,
+            ),
+            counter(
+                "seatmap_redis_unavailable_total",
+                "Seat-map requests served without Redis.",
+                &self.redis_unavailable,
+            ),
+        ]
+        .concat()
+    }
+}
+
+type Fill = Result<Option<Arc<StoredSeatMap>>, SeatMapError>;
+
+/// Serves seat maps; cheap to clone.
+#[derive(Clone)]
+pub struct SeatMaps {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: PgPool,
+    redis: RedisLink,
+    config: SeatMapConfig,
+    coalescer: Coalescer<Uuid, Fill>,
+    db_permits: Semaphore,
+    metrics: SeatMapMetrics,
+}
+
+/// The value stored in a version key for a concert that does not exist.
+const MISSING: &str = "missing";
+
+/// One round trip for a read: the version, the map of that version, and
+/// the seats held right now. The map key is built from the version inside
+/// the script; it shares the concert's hash tag, so it is on the same slot.
+static READ: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r"
+        local version = redis.call('GET', KEYS[1])
+        local map = false
+        if version and version ~= 'missing' then
+            map = redis.call('GET', ARGV[1] .. version)
+        end
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local held = {}
+        local entries = redis.call('HGETALL', KEYS[2])
+        for i = 1, #entries, 2 do
+            if tonumber(entries[i + 1]) > now then
+                held[#held + 1] = entries[i]
+            end
+        end
+        return {version, map, held}
+        ",
+    )
+});
+
+/// Sets the version key to `ARGV[1]` unless it already holds a higher
+/// version: versions only move forward, whoever writes last.
+const SET_VERSION_UPWARDS: &str = r"
+        local current = redis.call('GET', KEYS[1])
+        if current and current ~= 'missing' and tonumber(current) > tonumber(ARGV[1]) then
+            return 0
+        end
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        return 1
+";
+
+static BUMP: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(SET_VERSION_UPWARDS));
+
+/// Stores a map under its version's key, then moves the version key up to
+/// it (or leaves it, if a newer version is already there).
+static STORE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(&format!(
+        r"
+        redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+        {SET_VERSION_UPWARDS}
+        "
+    ))
+});
+
+enum Read {
+    /// The version key says the concert does not exist.
+    Missing,
+    /// No map cached for the current version (or no version key).
+    Miss { held: HashSet<String> },
+    /// The cached map.
+    Hit {
+        map: StoredSeatMap,
+        held: HashSet<String>,
+    },
+}
+
+impl SeatMaps {
+    /// Seat maps from `db`, cached in `redis`.
+    pub fn new(db: PgPool, redis: RedisLink, config: SeatMapConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                redis,
+                db_permits: Semaphore::new(config.db_concurrency),
+                config,
+                coalescer: Coalescer::default(),
+                metrics: SeatMapMetrics::default(),
+            }),
+        }
+    }
+
+    /// The database the maps come from.
+    pub fn db(&self) -> &PgPool {
+        &self.inner.db
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &SeatMapMetrics {
+        &self.inner.metrics
+    }
+
+    /// The seat map of `event`, or `None` if there is no such concert.
+    #[tracing::instrument(name = "seatmap.get", skip(self), fields(cache))]
+    pub async fn get(&self, event: Uuid) -> Result<Option<SeatMap>, SeatMapError> {
+        let metrics = &self.inner.metrics;
+        let span = tracing::Span::current();
+        match self.read(event).await {
+            Ok(Read::Hit { map, held }) => {
+                span.record("cache", "hit");
+                metrics.hits.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(view(event, &map, Some(&held))))
+            }
+            Ok(Read::Missing) => {
+                span.record("cache", "null");
+                metrics.null_hits.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+            Ok(Read::Miss { held }) => {
+                span.record("cache", "miss");
+                metrics.misses.fetch_add(1, Ordering::Relaxed);
+                let map = self.fill(event).await?;
+                Ok(map.map(|m| view(event, &m, Some(&held))))
+            }
+            Err(e) => {
+                span.record("cache", "unavailable");
+                tracing::debug!(error = %e, "redis unavailable; seat map from postgres");
+                metrics.redis_unavailable.fetch_add(1, Ordering::Relaxed);
+                let map = self.fill(event).await?;
+                Ok(map.map(|m| view(event, &m, None)))
+            }
+        }
+    }
+
+    /// Makes sure the map of `event` is cached, loading it once however
+    /// many callers ask at the same time.
+    pub async fn fill(&self, event: Uuid) -> Fill {
+        let this = self.clone();
+        let work = move || async move { this.fill_now(event).await };
+        if self.inner.config.coalesce {
+            self.inner.coalescer.run(event, work).await
+        } else {
+            work().await
+        }
+    }
+
+    #[tracing::instrument(name = "seatmap.fill", skip(self))]
+    async fn fill_now(&self, event: Uuid) -> Fill {
+        // Another fill may have finished between our miss and this flight.
+        match self.read(event).await {
+            Ok(Read::Hit { map, .. }) => return Ok(Some(Arc::new(map))),
+            Ok(Read::Missing) => return Ok(None),
+            Ok(Read::Miss { .. }) | Err(_) => {}
+        }
+        let loaded = {
+            let _permit =
+                tokio::time::timeout(self.inner.config.db_wait, self.inner.db_permits.acquire())
+                    .await
+                    .map_err(|_| SeatMapError::Busy)?
+                    .map_err(|_| SeatMapError::Busy)?;
+            self.load(event).await.map_err(|e| {
+                if pgkit::is_unavailable(&e) {
+                    SeatMapError::DatabaseUnavailable(e.to_string())
+                } else {
+                    SeatMapError::Internal(e.to_string())
+                }
+            })?
+        };
+        // Caching is best effort: the answer is right either way.
+        let stored = match &loaded {
+            Some(map) => self.store(event, map).await,
+            None => self.store_missing(event).await,
+        };
+        if let Err(e) = stored {
+            tracing::debug!(error = %e, "seat map not cached");
+        }
+        Ok(loaded.map(Arc::new))
+    }
+
+    /// Reads what Postgres knows about `event`'s seats, in one statement
+    /// (one snapshot: the version matches the seats).
+    #[tracing::instrument(name = "seatmap.load", skip(self))]
+    pub async fn load(&self, event: Uuid) -> Result<Option<StoredSeatMap>, sqlx::Error> {
+        self.inner.metrics.db_loads.fetch_add(1, Ordering::Relaxed);
+        let rows = sqlx::query!(
+            r#"
+            select e.version, s.seat_id as "seat_id?", s.price_cents as "price_cents?",
+                   s.status = 'SOLD' as "sold?"
+            from events e
+            left join seats s on s.event_id = e.id
+            where e.id = $1
+            order by s.seat_id
+            "#,
+            event
+        )
+        .fetch_all(&self.inner.db)
+        .await?;
+        let Some(version) = rows.first().map(|r| r.version) else {
+            return Ok(None);
+        };
+        let seats = rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(StoredSeat {
+                    seat_id: r.seat_id?,
+                    price_cents: r.price_cents?,
+                    sold: r.sold.unwrap_or(false),
+                })
+            })
+            .collect();
+        Ok(Some(StoredSeatMap { version, seats }))
+    }
+
+    /// Caches `map` under its version (see the module docs for why a late
+    /// call with an old map does no harm).
+    pub async fn store(&self, event: Uuid, map: &StoredSeatMap) -> Result<(), RedisUnavailable> {
+        let keys = self.inner.redis.keys();
+        let json = serde_json::to_string(map).map_err(|e| {
+            RedisUnavailable::Command(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "serialize",
+                e.to_string(),
+            )))
+        })?;
+        let mut connection = self.inner.redis.connection()?;
+        STORE
+            .key(keys.version(event))
+            .key(keys.seat_map(event, map.version))
+            .arg(map.version)
+            .arg(millis(self.inner.config.version_ttl))
+            .arg(json)
+            .arg(millis(self.jittered_ttl()))
+            .invoke_async::<i64>(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    async fn store_missing(&self, event: Uuid) -> Result<(), RedisUnavailable> {
+        let mut connection = self.inner.redis.connection()?;
+        // NX: never hide a concert whose creation set the key meanwhile.
+        redis::cmd("SET")
+            .arg(self.inner.redis.keys().version(event))
+            .arg(MISSING)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(self.inner.config.null_ttl))
+            .query_async::<Option<String>>(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Records in Redis that `event` is now at `version` (call it after the
+    /// change committed). If Redis is unreachable the version key expires
+    /// within `version_ttl`, which bounds how long the old map is served.
+    pub async fn version_changed(&self, event: Uuid, version: i64) {
+        let result = async {
+            let mut connection = self.inner.redis.connection()?;
+            BUMP.key(self.inner.redis.keys().version(event))
+                .arg(version)
+                .arg(millis(self.inner.config.version_ttl))
+                .invoke_async::<i64>(&mut connection)
+                .await?;
+            Ok::<_, RedisUnavailable>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, event_id = %event, version, "seat-map version not bumped; the old map may be served until the version key expires");
+        }
+    }
+
+    /// Preloads the maps of concerts whose sale opens within `window` (or
+    /// has opened) and that have not started yet; returns how many.
+    #[tracing::instrument(name = "seatmap.warmup", skip(self))]
+    pub async fn warmup(&self, window: Duration) -> Result<usize, SeatMapError> {
+        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let events = sqlx::query_scalar!(
+            "select id from events
+             where sale_opens_at <= now() + $1::interval and starts_at > now()
+             order by sale_opens_at",
+            sqlx::postgres::types::PgInterval::try_from(window)
+                .map_err(|e| SeatMapError::Internal(e.to_string()))?,
+        )
+        .fetch_all(&self.inner.db)
+        .await
+        .map_err(|e| SeatMapError::DatabaseUnavailable(e.to_string()))?;
+        for event in &events {
+            self.fill(*event).await?;
+        }
+        tracing::info!(warmed = events.len(), "seat maps warmed up");
+        Ok(events.len())
+    }
+
+    async fn read(&self, event: Uuid) -> Result<Read, RedisUnavailable> {
+        let keys = self.inner.redis.keys();
+        let mut connection = self.inner.redis.connection()?;
+        let (version, map, held): (Option<String>, Option<String>, Vec<String>) = READ
+            .key(keys.version(event))
+            .key(keys.holds(event))
+            .arg(keys.seat_map_prefix(event))
+            .invoke_async(&mut connection)
+            .await?;
+        let held = held.into_iter().collect();
+        Ok(match (version.as_deref(), map) {
+            (Some(MISSING), _) => Read::Missing,
+            (_, Some(json)) => match serde_json::from_str(&json) {
+                Ok(map) => Read::Hit { map, held },
+                // A map written by another release: treat as a miss.
+                Err(_) => Read::Miss { held },
+            },
+            _ => Read::Miss { held },
+        })
+    }
+
+    fn jittered_ttl(&self) -> Duration {
+        let config = &self.inner.config;
+        let jitter = config.ttl_jitter.clamp(0.0, 1.0);
+        let factor = rand::rng().random_range((1.0 - jitter)..=(1.0 + jitter));
+        config.ttl.mul_f64(factor)
+    }
+}
+
+fn view(event: Uuid, map: &StoredSeatMap, held: Option<&HashSet<String>>) -> SeatMap {
+    SeatMap {
+        event_id: event,
+        version: map.version,
+        holds: if held.is_some() {
+            HoldsKnown::Live
+        } else {
+            HoldsKnown::Unknown
+        },
+        seats: map
+            .seats
+            .iter()
+            .map(|s| SeatView {
+                seat_id: s.seat_id.clone(),
+                price_cents: s.price_cents,
+                status: if s.sold {
+                    SeatStatus::Sold
+                } else if held.is_some_and(|h| h.contains(&s.seat_id)) {
+                    SeatStatus::Held
+                } else {
+                    SeatStatus::Available
+                },
+            })
+            .collect(),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}

@@ -1,0 +1,145 @@
+//! The local catalog cache and its broadcast invalidation.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::app::{Servers, TestApp};
+
+#[tokio::test]
+async fn two_instances_agree_within_a_second_of_a_change() {
+    let servers = Servers::start().await;
+    // A long TTL: only the broadcast can make the second instance see the change.
+    let settings = [("CATALOG_TTL", "1h")];
+    let a = TestApp::spawn(&servers, &settings).await;
+    let b = TestApp::spawn(&servers, &settings).await;
+    let concert = a.concert(1).await;
+    let url = |app: &TestApp| app.url(&format!("/events/{concert}"));
+
+    // B caches the concert (and the list).
+    let before: Value = b
+        .http
+        .get(url(&b))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(before["name"], "Night Shift");
+    let list: Value = b
+        .http
+        .get(b.url("/events"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["events"][0]["name"], "Night Shift");
+
+    let changed = a
+        .http
+        .patch(url(&a))
+        .json(&json!({ "name": "Night Shift (moved)" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+
+    testkit::eventually(Duration::from_secs(1), "B sees the new name", || async {
+        let now: Value = b
+            .http
+            .get(url(&b))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let list: Value = b
+            .http
+            .get(b.url("/events"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        now["name"] == "Night Shift (moved)" && list["events"][0]["name"] == "Night Shift (moved)"
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_a_problem_naming_the_field_and_changes_nothing() {
+    let servers = Servers::start().await;
+    let app = TestApp::spawn(&servers, &[]).await;
+    let now = chrono::Utc::now();
+    let cases = [
+        (
+            json!({ "name": "", "venue": "v", "starts_at": now, "sale_opens_at": now, "seats": [{ "seat_id": "A-1", "price_cents": 1 }] }),
+            "name",
+        ),
+        (
+            json!({ "name": "n", "venue": "v", "starts_at": now, "sale_opens_at": now + chrono::Duration::days(1), "seats": [{ "seat_id": "A-1", "price_cents": 1 }] }),
+            "sale_opens_at",
+        ),
+        (
+            json!({ "name": "n", "venue": "v", "starts_at": now, "sale_opens_at": now, "seats": [{ "seat_id": "A 1", "price_cents": 1 }] }),
+            "seats[0].seat_id",
+        ),
+        (
+            json!({ "name": "n", "venue": "v", "starts_at": now, "sale_opens_at": now, "seats": [{ "seat_id": "A-1", "price_cents": 1 }, { "seat_id": "A-1", "price_cents": 1 }] }),
+            "seats[1].seat_id",
+        ),
+        (
+            json!({ "name": "n", "venue": "v", "starts_at": now, "sale_opens_at": now, "seats": [{ "seat_id": "A-1", "price_cents": -1 }] }),
+            "seats[0].price_cents",
+        ),
+    ];
+    for (body, field) in cases {
+        let response = app
+            .http
+            .post(app.url("/events"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}"
+        );
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["field"], field);
+    }
+    let concerts: i64 = sqlx::query_scalar("select count(*) from events")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(concerts, 0);
+
+    let concert = app.concert(1).await;
+    let response = app
+        .http
+        .patch(app.url(&format!("/events/{concert}")))
+        .json(&json!({ "sale_opens_at": now + chrono::Duration::days(365) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["field"], "sale_opens_at");
+    let bad_id = app
+        .http
+        .get(app.url("/events/nope/seats"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_id.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
+}

@@ -1,0 +1,14 @@
+//! Inventory against real Postgres, NATS and Redis: the caching and
+//! coordination patterns of DESIGN §6, each proven by a test that fails if
+//! the pattern breaks.
+
+// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod admission;
+mod allocation;
+mod app;
+mod catalog;
+mod holds;
+mod outage;
+mod seat_map;

@@ -1,0 +1,196 @@
+//! Cache-aside with versions, coalescing, null caching, HTTP caching and
+//! warmup.
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::app::{Servers, TestApp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_cold_requests_make_one_database_query() {
+    let servers = Servers::start().await;
+    // A burst of a thousand reads queues on one Redis connection; on a
+    // loaded 2-core debug build that can outlast the production timeout,
+    // and a timed-out read is served from Postgres with holds "unknown"
+    // (right, but not equal). This test is about coalescing, so it waits.
+    let app = TestApp::spawn(&servers, &[("REDIS_TIMEOUT", "5s")]).await;
+    let concert = app.concert(50).await;
+
+    let answers = join_all((0..1000).map(|_| async {
+        let response = app.seat_map(concert).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<Value>().await.unwrap()
+    }))
+    .await;
+
+    assert_eq!(app.db_loads(), 1, "one query for a thousand cold requests");
+    assert!(
+        answers.iter().all(|a| *a == answers[0]),
+        "all answers equal"
+    );
+    assert_eq!(answers[0]["holds"], "live");
+    assert_eq!(answers[0]["seats"].as_array().unwrap().len(), 50);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_coalescing_a_stampede_queries_many_times() {
+    // The control for the test above: it shows the test can fail.
+    let servers = Servers::start().await;
+    let app = TestApp::spawn(&servers, &[("SEATMAP_COALESCE", "false")]).await;
+    let concert = app.concert(50).await;
+    join_all((0..200).map(|_| app.seat_map(concert))).await;
+    assert!(
+        app.db_loads() > 1,
+        "uncoalesced misses each query ({})",
+        app.db_loads()
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_for_an_unknown_concert_makes_one_database_query() {
+    let servers = Servers::start().await;
+    let app = TestApp::spawn(&servers, &[("REDIS_TIMEOUT", "5s")]).await;
+    let unknown = Uuid::new_v4();
+
+    let statuses = join_all((0..1000).map(|_| async {
+        let response = app.seat_map(unknown).await;
+        let status = response.status();
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "/problems/event-not-found");
+        status
+    }))
+    .await;
+
+    assert!(statuses.iter().all(|s| *s == StatusCode::NOT_FOUND));
+    assert_eq!(app.db_loads(), 1, "\"not found\" is cached too");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_concert_created_after_its_id_was_cached_as_missing_is_found() {
+    let servers = Servers::start().await;
+    let app = TestApp::spawn(&servers, &[]).await;
+    let id = Uuid::new_v4();
+    assert_eq!(app.seat_map(id).await.status(), StatusCode::NOT_FOUND);
+    let now = chrono::Utc::now();
+    let created = app
+        .http
+        .post(app.url("/events"))
+        .json(&serde_json::json!({
+            "id": id, "name": "Late", "venue": "Hall 2",
+            "starts_at": now + chrono::Duration::days(1), "sale_opens_at": now,
+            "seats": [{ "seat_id": "A-1", "price_cents": 100 }],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.seat_map(id).await.status(),
+        StatusCode::OK,
+        "creation overrides the null entry at once, not after its TTL"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_filler_that_read_before_a_change_cannot_publish_a_stale_map() {
+    let servers = Servers::start().await;
+    let app = TestApp::spawn(&servers, &[]).await;
+    let concert = app.concert(3).await;
+
+    // A slow filler reads the database…
+    let stale = app.seat_maps.load(concert).await.unwrap().unwrap();
+    assert!(stale.seats.iter().all(|s| !s.sold));
+    // …then a seat is sold (version bump in Postgres, then in Redis)…
+    let (_, answer) = app.sell(concert, &[("A-2", None)]).await;
+    assert_eq!(answer, "SeatsConfirmed");
+    // …and only then does the filler write what it read.
+    app.seat_maps.store(concert, &stale).await.unwrap();
+
+    let map: Value = app.seat_map(concert).await.json().await.unwrap();
+    assert_eq!(map["version"], stale.version + 1);
+    let a2 = map["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["seat_id"] == "A-2")
+        .unwrap();
+    assert_eq!(a2["status"], "SOLD", "the stale map is never served");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn etag_and_if_none_match_give_304_until_the_map_changes() {
+    let servers = Servers::start().await;
+    let app = TestApp::spawn(&servers, &[]).await;
+    let concert = app.concert(3).await;
+
+    let first = app.seat_map(concert).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let cache_control = first.headers()["cache-control"].to_str().unwrap();
+    assert!(
+        cache_control.contains("max-age=") && cache_control.contains("stale-while-revalidate=")
+    );
+    let map: Value = first.json().await.unwrap();
+    assert!(
+        etag.starts_with(&format!("\"v{}-", map["version"])),
+        "{etag}"
+    );
+
+    let revalidate = || async {
+        app.http
+            .get(app.url(&format!("/events/{concert}/seats")))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap()
+    };
+    let unchanged = revalidate().await;
+    assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(unchanged.headers()["etag"].to_str().unwrap(), etag);
+    assert!(unchanged.bytes().await.unwrap().is_empty());
+
+    // A hold changes the map without a version bump: the ETag changes too.
+    app.held(concert, "A-1", Uuid::new_v4()).await;
+    let changed = revalidate().await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    let map: Value = changed.json().await.unwrap();
+    assert_eq!(map["seats"][0]["status"], "HELD");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn warmup_preloads_the_maps_of_concerts_whose_sale_opens_soon() {
+    let servers = Servers::start().await;
+    let app = TestApp::spawn(&servers, &[("WARMUP_WINDOW", "1h")]).await;
+    let soon = app
+        .concert_with_sale_in(5, chrono::Duration::minutes(30))
+        .await;
+    let later = app
+        .concert_with_sale_in(5, chrono::Duration::days(30))
+        .await;
+
+    let warmed: Value = app
+        .http
+        .post(app.url("/ops/warmup"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(warmed["warmed"], 1);
+    assert_eq!(app.db_loads(), 1);
+
+    assert_eq!(app.seat_map(soon).await.status(), StatusCode::OK);
+    assert_eq!(app.db_loads(), 1, "the warmed map is served from Redis");
+    assert_eq!(app.seat_map(later).await.status(), StatusCode::OK);
+    assert_eq!(app.db_loads(), 2, "the other one loads on first use");
+    app.stop().await;
+}
