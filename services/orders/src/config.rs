@@ -15,6 +15,8 @@
 //! | `NATS_URL` | `nats://127.0.0.1:4222` | for inventory's events |
 //! | `NATS_PREFIX` | empty | prefix of stream, subject and consumer names |
 //! | `CONSUME_INVENTORY_EVENTS` | `true` | run the reaction to inventory's answers |
+//! | `INVENTORY_URL` | `http://127.0.0.1:8081` | inventory's API, where `POST /orders` verifies the customer's holds (plain `http`) |
+//! | `INVENTORY_TIMEOUT` | `2s` | longest wait for inventory's answer (connecting included); past it the create answers 503 |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
 use std::net::SocketAddr;
@@ -49,6 +51,10 @@ pub struct Config {
     pub topology: messaging::Topology,
     /// Whether to consume inventory's events (off for API-only tests).
     pub consume_inventory_events: bool,
+    /// Inventory's API, for verifying holds.
+    pub inventory_url: reqwest::Url,
+    /// Longest wait for an answer from inventory.
+    pub inventory_timeout: Duration,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
 }
@@ -72,9 +78,27 @@ impl Config {
             nats_url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
             topology: messaging::Topology::from_env(env)?,
             consume_inventory_events: env.flag_or("CONSUME_INVENTORY_EVENTS", true)?,
+            inventory_url: inventory_url(env)?,
+            inventory_timeout: env.duration_or("INVENTORY_TIMEOUT", Duration::from_secs(2))?,
             telemetry: TelemetryConfig::from_env("orders", env)?,
         })
     }
+}
+
+/// `INVENTORY_URL`: an `http` URL. The client is built without TLS (the
+/// call stays inside the deployment), so `https` is refused here rather
+/// than failing on the first order.
+fn inventory_url(env: &Env) -> Result<reqwest::Url, ConfigError> {
+    const NAME: &str = "INVENTORY_URL";
+    let url: reqwest::Url = env.parse_or(NAME, "http://127.0.0.1:8081".parse().expect("valid"))?;
+    if url.scheme() != "http" || url.host().is_none() {
+        return Err(ConfigError::Invalid {
+            name: NAME.to_owned(),
+            value: url.to_string(),
+            reason: "expected http://host:port (this build has no TLS)".to_owned(),
+        });
+    }
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -86,6 +110,17 @@ mod tests {
         let config = Config::from_env(&Env::default()).unwrap();
         assert_eq!(config.http_addr.port(), 8080);
         assert_eq!(config.idempotency_key_ttl, Duration::from_hours(24));
+        assert_eq!(config.inventory_url.as_str(), "http://127.0.0.1:8081/");
+        assert_eq!(config.inventory_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn an_inventory_url_must_be_plain_http() {
+        for bad in ["https://inventory:8081", "inventory:8081", "not a url"] {
+            let env = Env::from_pairs([("INVENTORY_URL", bad)]);
+            let err = Config::from_env(&env).unwrap_err().to_string();
+            assert!(err.contains("INVENTORY_URL"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -269,6 +269,11 @@ pub struct OrderSeat {
     pub seat_id: String,
     /// The hold it was ordered with.
     pub hold_token: Uuid,
+    /// That hold's fencing token, as inventory reported it when the order
+    /// was created; the sale checks it. `None` only on lines written
+    /// before holds were verified (and then left out of the JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing_token: Option<i64>,
 }
 
 impl Order {
@@ -279,6 +284,7 @@ impl Order {
             .map(|s| contracts::orders::OrderSeat {
                 seat_id: s.seat_id.clone(),
                 hold_token: s.hold_token,
+                fencing_token: s.fencing_token,
             })
             .collect()
     }

@@ -22,6 +22,21 @@
 //! Errors are not stored: a request that failed changed nothing, and
 //! retrying it with the same key runs it again. Keys expire after
 //! `IDEMPOTENCY_KEY_TTL`; a background sweeper deletes expired rows.
+//!
+//! # Work that must happen before the transaction
+//!
+//! Creating an order first asks inventory whether the holds are live: a
+//! network call of up to `INVENTORY_TIMEOUT`. It must not run inside
+//! [`execute`]'s transaction, which would hold a pooled connection and the
+//! key's row lock for that long (a slow inventory could then drain the pool
+//! and stop payments too). It must not run for a replay either: a retried
+//! create has to get its stored 201 even while inventory is down, and
+//! without asking again about holds it has already turned into an order.
+//! So such a request calls [`lookup`] first, which answers replays and key
+//! reuse from storage, then does its remote work, then calls [`execute`].
+//! A concurrent request with the same key can slip between the two; then
+//! [`execute`] still replays its response (the remote check was wasted,
+//! not harmful, as it only reads).
 
 use std::time::Duration;
 
@@ -137,10 +152,42 @@ impl IntoResponse for StoredResponse {
 enum Claim {
     /// The key is new (or expired) and now ours until commit: do the work.
     Fresh,
+    /// The key has a committed row.
+    Taken(Stored),
+}
+
+/// What a committed key row says about this request.
+enum Stored {
     /// The key's request committed before: answer with its response.
     Replay(StoredResponse),
     /// The key was used for a different request.
     Mismatch,
+}
+
+/// The stored answer for `key`, without claiming it: `Some` replay if its
+/// request committed, 422 if the key was used for a different request,
+/// `None` if the request has not run (or its key expired). Only reads, and
+/// takes no lock: it sees committed keys only, so a same-key request still
+/// in flight reads as `None` and [`execute`] settles the race.
+#[tracing::instrument(
+    name = "idempotency.lookup",
+    skip_all,
+    fields(db.system = "postgresql", idempotency_key = key.as_str(), replayed = tracing::field::Empty)
+)]
+pub async fn lookup(
+    pool: &PgPool,
+    key: &IdempotencyKey,
+    fingerprint: &Fingerprint,
+) -> Result<Option<StoredResponse>, ApiError> {
+    let mut conn = pool.acquire().await?;
+    match stored(&mut conn, key, fingerprint).await? {
+        None => Ok(None),
+        Some(Stored::Replay(response)) => {
+            tracing::Span::current().record("replayed", true);
+            Ok(Some(response))
+        }
+        Some(Stored::Mismatch) => Err(ApiError::IdempotencyKeyReused),
+    }
 }
 
 /// Runs `work` at most once per key: see the module docs.
@@ -170,11 +217,11 @@ where
         .execute(&mut *tx)
         .await?;
     match claim(&mut tx, key, fingerprint, ttl).await? {
-        Claim::Replay(response) => {
+        Claim::Taken(Stored::Replay(response)) => {
             tracing::Span::current().record("replayed", true);
             return Ok(response);
         }
-        Claim::Mismatch => return Err(ApiError::IdempotencyKeyReused),
+        Claim::Taken(Stored::Mismatch) => return Err(ApiError::IdempotencyKeyReused),
         Claim::Fresh => {}
     }
     let response = work(&mut tx).await?;
@@ -223,29 +270,47 @@ async fn claim(
     if inserted.is_some() {
         return Ok(Claim::Fresh);
     }
+    // Not inserted: a live row exists and, once the insert stopped
+    // waiting, is committed.
+    stored(tx, key, fingerprint)
+        .await?
+        .map(Claim::Taken)
+        .ok_or(sqlx::Error::RowNotFound)
+}
 
-    let stored = sqlx::query!(
+/// The committed, unexpired row of `key`, as a replay or a mismatch.
+async fn stored(
+    conn: &mut PgConnection,
+    key: &IdempotencyKey,
+    fingerprint: &Fingerprint,
+) -> sqlx::Result<Option<Stored>> {
+    // Every committed row has a response (the column comment in the
+    // migration says why), hence the non-null overrides.
+    let Some(stored) = sqlx::query!(
         r#"
         select request_hash, response_status as "response_status!", response_body as "response_body!"
         from idempotency_keys
-        where key = $1
+        where key = $1 and expires_at > now()
         "#,
         key.as_str(),
     )
-    .fetch_one(&mut *tx)
-    .await?;
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
     if stored.request_hash != fingerprint.0 {
-        return Ok(Claim::Mismatch);
+        return Ok(Some(Stored::Mismatch));
     }
     let status = u16::try_from(stored.response_status)
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok())
         .ok_or_else(|| sqlx::Error::Decode("stored response status out of range".into()))?;
-    Ok(Claim::Replay(StoredResponse {
+    Ok(Some(Stored::Replay(StoredResponse {
         status,
         body: stored.response_body,
         replayed: true,
-    }))
+    })))
 }
 
 /// Deletes up to `batch` expired keys; returns how many went.

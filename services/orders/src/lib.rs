@@ -11,17 +11,23 @@
 //! and commits all of them or none. The relay publishes the outbox later;
 //! this service never talks to the broker on a request path.
 //!
+//! Before it creates an order it asks inventory, over HTTP, whether the
+//! customer's holds are live, and stores each hold's fencing token with
+//! the order ([`inventory_client`]); the token decides the sale later.
+//!
 //! It also consumes inventory's answer to each payment ([`reactions`]):
 //! `PAID → CONFIRMED`, or `PAID → REFUNDED` as compensation.
 //!
 //! Layout: [`config`] (environment), [`startup`] (build and run),
 //! [`domain`] (validated types and the state machine), [`store`] (SQL),
-//! [`idempotency`] (keys), [`http`] (routes and errors), [`reactions`].
+//! [`idempotency`] (keys), [`inventory_client`] (hold verification),
+//! [`http`] (routes and errors), [`reactions`].
 
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod idempotency;
+pub mod inventory_client;
 pub mod reactions;
 pub mod startup;
 pub mod store;

@@ -17,6 +17,7 @@ use messaging::StreamKind;
 
 use crate::Config;
 use crate::http::{AppState, router};
+use crate::inventory_client::InventoryClient;
 use crate::reactions::InventoryReactions;
 
 /// Why the service could not start.
@@ -28,6 +29,9 @@ pub enum StartupError {
     /// `NATS_URL` is unusable.
     #[error(transparent)]
     Nats(#[from] messaging::MessagingError),
+    /// The HTTP client for inventory could not be built.
+    #[error(transparent)]
+    InventoryClient(#[from] crate::inventory_client::ClientBuildError),
     /// A migration failed.
     #[error("cannot migrate the orders database")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -97,6 +101,7 @@ impl Application {
             db: db.clone(),
             idempotency_key_ttl: config.idempotency_key_ttl,
             outbox: outbox::Writer::with_notify(config.outbox_notify),
+            inventory: InventoryClient::new(&config.inventory_url, config.inventory_timeout)?,
             consumer_metrics,
         };
         Ok(Self {

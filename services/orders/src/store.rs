@@ -9,6 +9,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{CreateOrder, Order, OrderSeat, OrderStatus, Transition};
+use crate::inventory_client::VerifiedHold;
 
 /// Why a state change was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +20,22 @@ pub enum Refusal {
     WrongStatus(OrderStatus),
 }
 
-/// Inserts a new `PENDING` order (version 1) with its lines.
-pub async fn insert(tx: &mut PgConnection, id: Uuid, request: &CreateOrder) -> sqlx::Result<Order> {
+/// Inserts a new `PENDING` order (version 1) with its lines, each with the
+/// fencing token inventory reported for its hold (`verified`, in the
+/// order of the request's seats).
+pub async fn insert(
+    tx: &mut PgConnection,
+    id: Uuid,
+    request: &CreateOrder,
+    verified: &[VerifiedHold],
+) -> sqlx::Result<Order> {
+    if verified.len() != request.seats.seats().len() {
+        // The client checks this; a line without its token must never be
+        // written, as it could only buy a seat that was never held.
+        return Err(sqlx::Error::Protocol(
+            "a fencing token for every seat is required".into(),
+        ));
+    }
     let row = sqlx::query!(
         r#"
         insert into orders (id, event_id, customer_email, status)
@@ -34,22 +49,32 @@ pub async fn insert(tx: &mut PgConnection, id: Uuid, request: &CreateOrder) -> s
     .fetch_one(&mut *tx)
     .await?;
 
-    let seats = request.seats.seats();
-    let seat_ids: Vec<String> = seats
+    let seats: Vec<OrderSeat> = request
+        .seats
+        .seats()
         .iter()
-        .map(|s| s.seat_id.as_str().to_owned())
+        .zip(verified)
+        .map(|(seat, hold)| OrderSeat {
+            seat_id: seat.seat_id.as_str().to_owned(),
+            hold_token: seat.hold_token,
+            fencing_token: Some(hold.fencing_token),
+        })
         .collect();
+    let seat_ids: Vec<String> = seats.iter().map(|s| s.seat_id.clone()).collect();
     let hold_tokens: Vec<Uuid> = seats.iter().map(|s| s.hold_token).collect();
+    let fencing_tokens: Vec<i64> = verified.iter().map(|h| h.fencing_token).collect();
     // One statement for all lines: `unnest` zips the arrays into rows.
     sqlx::query!(
         r#"
-        insert into order_lines (order_id, seat_id, hold_token, position)
-        select $1, seat_id, hold_token, position::integer
-        from unnest($2::text[], $3::uuid[]) with ordinality as l(seat_id, hold_token, position)
+        insert into order_lines (order_id, seat_id, hold_token, fencing_token, position)
+        select $1, seat_id, hold_token, fencing_token, position::integer
+        from unnest($2::text[], $3::uuid[], $4::bigint[])
+            with ordinality as l(seat_id, hold_token, fencing_token, position)
         "#,
         id,
         &seat_ids,
         &hold_tokens,
+        &fencing_tokens,
     )
     .execute(&mut *tx)
     .await?;
@@ -60,13 +85,7 @@ pub async fn insert(tx: &mut PgConnection, id: Uuid, request: &CreateOrder) -> s
         customer_email: request.customer_email.as_str().to_owned(),
         status: OrderStatus::Pending,
         version: row.version,
-        seats: seats
-            .iter()
-            .map(|s| OrderSeat {
-                seat_id: s.seat_id.as_str().to_owned(),
-                hold_token: s.hold_token,
-            })
-            .collect(),
+        seats,
         created_at: row.created_at,
         updated_at: row.updated_at,
     })
@@ -127,7 +146,7 @@ pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Orde
     };
     let seats = sqlx::query_as!(
         OrderSeat,
-        "select seat_id, hold_token from order_lines where order_id = $1 order by position",
+        "select seat_id, hold_token, fencing_token from order_lines where order_id = $1 order by position",
         id,
     )
     .fetch_all(&mut *conn)

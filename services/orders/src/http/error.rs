@@ -1,7 +1,8 @@
 //! The one error type of the orders API and its problem+json mapping.
 //!
 //! Each variant documents its status and `type`; clients branch on `type`.
-//! Database outages become 503 naming Postgres; anything unexpected becomes
+//! Outages of what a request needs become 503 naming the dependency
+//! (`postgres`, `inventory`) with `Retry-After`; anything unexpected becomes
 //! a 500 whose cause is logged with a correlation id and never sent.
 
 use axum::response::{IntoResponse, Response};
@@ -10,6 +11,7 @@ use httpkit::Problem;
 use uuid::Uuid;
 
 use crate::domain::{OrderStatus, Transition};
+use crate::inventory_client::{Unavailable, VerifyError};
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,25 @@ pub enum ApiError {
         /// What was asked.
         transition: Transition,
     },
+    /// 409 `/problems/hold-not-valid` naming the field
+    /// `seats[i].hold_token`: inventory says the customer's hold on that
+    /// seat is not live (it lapsed, was released, or is someone else's).
+    /// Nothing is written; the customer holds the seat again and orders
+    /// with the new token (and a new `Idempotency-Key`, as the body changed).
+    #[error("the hold on seat {seat_id} is not valid")]
+    HoldNotValid {
+        /// The seat's position in the request.
+        index: usize,
+        /// The seat.
+        seat_id: String,
+    },
+    /// 503 `/problems/dependency-unavailable` naming `inventory`, with
+    /// `Retry-After`: the holds could not be verified (inventory refused
+    /// the connection, did not answer in time, or answered 5xx). The detail
+    /// says which. Nothing is written, so a retry with the same
+    /// `Idempotency-Key` runs the request again.
+    #[error(transparent)]
+    InventoryUnavailable(Unavailable),
     /// 503 `/problems/dependency-unavailable` naming `postgres`, with
     /// `Retry-After`.
     #[error("postgres unavailable")]
@@ -93,6 +114,17 @@ fn postgres_unavailable(code: &str) -> bool {
             code,
             "57P01" | "57P02" | "57P03" | "53300" | "57014" | "40001" | "40P01"
         )
+}
+
+impl From<VerifyError> for ApiError {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::HoldNotValid { index, seat_id } => Self::HoldNotValid { index, seat_id },
+            VerifyError::Unavailable(why) => Self::InventoryUnavailable(why),
+            // Not the customer's fault and not an outage: a bug to log.
+            contract @ VerifyError::Contract(_) => Self::Internal(contract.into()),
+        }
+    }
 }
 
 impl From<outbox::OutboxError> for ApiError {
@@ -149,6 +181,26 @@ impl IntoResponse for ApiError {
                 "The order is not in a state that allows this",
             )
             .detail(self.to_string()),
+            Self::HoldNotValid { index, seat_id } => Problem::new(
+                StatusCode::CONFLICT,
+                "hold-not-valid",
+                "A hold is not valid",
+            )
+            .field(format!("seats[{index}].hold_token"))
+            .detail(format!(
+                "seat {seat_id}: inventory has no live hold with this token (it lapsed, was \
+                 released, or the seat is held by someone else); hold the seat again and order \
+                 with the new hold_token"
+            )),
+            Self::InventoryUnavailable(why) => {
+                tracing::warn!(error = %why, "inventory unavailable; order not created");
+                Problem::dependency_unavailable("inventory")
+                    .detail(format!(
+                        "{why}; the holds could not be verified, so no order was created. \
+                         Retry with the same Idempotency-Key."
+                    ))
+                    .retry_after(why.retry_after_secs())
+            }
             Self::DatabaseUnavailable(e) => {
                 tracing::warn!(error = %e, "postgres unavailable");
                 Problem::dependency_unavailable("postgres")

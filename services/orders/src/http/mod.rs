@@ -2,7 +2,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `POST /orders` | create an order (201, `PENDING`, `OrderCreated`) |
+//! | `POST /orders` | verify the holds with inventory, create an order (201, `PENDING`, `OrderCreated`) |
 //! | `GET /orders/{id}` | read an order |
 //! | `POST /orders/{id}/pay` | `PENDING → PAID`, `OrderPaid` |
 //! | `POST /orders/{id}/cancel` | `PENDING → CANCELLED`, `OrderCancelled` |
@@ -37,6 +37,8 @@ pub struct AppState {
     pub idempotency_key_ttl: Duration,
     /// Writes events into the outbox (and maybe notifies the relay).
     pub outbox: outbox::Writer,
+    /// Verifies holds when an order is created.
+    pub inventory: crate::inventory_client::InventoryClient,
     /// The inventory-reactions consumer, when it runs, for `/metrics`.
     pub consumer_metrics: Option<ConsumerMetricsHandle>,
 }

@@ -3,6 +3,13 @@
 //! Each command runs inside [`idempotency::execute`], which owns the
 //! transaction: the order change, its outbox event and the stored response
 //! commit together (transactional outbox + idempotency key).
+//!
+//! Creating an order also verifies the customer's holds with inventory
+//! (see [`crate::inventory_client`]) and stores each hold's fencing token
+//! on its line and in `OrderCreated`. When inventory is down, no order can
+//! be created (503 naming `inventory`, with `Retry-After`, nothing
+//! written); existing orders can still be paid, because paying does not
+//! re-verify: the fencing token decides at the sale.
 
 use std::sync::Arc;
 
@@ -53,7 +60,26 @@ impl<S: Send + Sync> FromRequestParts<S> for OrderId {
     }
 }
 
-/// `POST /orders`: a `PENDING` order and its `OrderCreated` event.
+/// `POST /orders`: verify the holds with inventory, then a `PENDING` order
+/// with their fencing tokens and its `OrderCreated` event.
+///
+/// The order of the steps is the point:
+/// 1. [`idempotency::lookup`]: a retry of a create that committed gets its
+///    stored 201 here, without asking inventory again, so a client whose
+///    response got lost can recover it even while inventory is down; a key
+///    reused for another body is refused here too.
+/// 2. Verify the holds, outside any transaction: a slow inventory then
+///    costs this request its wait (bounded by `INVENTORY_TIMEOUT`), not a
+///    pooled connection and a row lock that payments also need.
+/// 3. [`idempotency::execute`]: claim the key, write order, lines and
+///    event, store the response, commit.
+///
+/// A failed verification (409 invalid hold, 503 inventory unavailable)
+/// stores nothing, the key included. That is deliberate: storing a 503
+/// would replay the outage after inventory recovered, and the client's
+/// retry with the same key could never succeed. A 409 needs a new hold, so
+/// a new body and key, anyway; not storing it keeps one rule for every
+/// error (see [`crate::idempotency`]).
 #[tracing::instrument(
     name = "orders.create",
     skip_all,
@@ -65,13 +91,39 @@ async fn create_order(
     StrictJson(request): StrictJson<CreateOrder>,
 ) -> Result<StoredResponse, ApiError> {
     let fingerprint = Fingerprint::of("POST", "/orders", &request);
-    let response = idempotency::execute(
+    let response = if let Some(replay) = idempotency::lookup(&state.db, &key, &fingerprint).await? {
+        replay
+    } else {
+        verify_and_insert(&state, &key, &fingerprint, &request).await?
+    };
+    if let Some(id) = response.body.get("id").and_then(|v| v.as_str()) {
+        tracing::Span::current().record("order_id", id);
+    }
+    Ok(response)
+}
+
+/// Steps 2 and 3 of [`create_order`].
+async fn verify_and_insert(
+    state: &AppState,
+    key: &IdempotencyKey,
+    fingerprint: &Fingerprint,
+    request: &CreateOrder,
+) -> Result<StoredResponse, ApiError> {
+    let verified = state
+        .inventory
+        .verify(
+            request.event_id,
+            request.seats.seats(),
+            &request.customer_email,
+        )
+        .await?;
+    idempotency::execute(
         &state.db,
-        &key,
-        &fingerprint,
+        key,
+        fingerprint,
         state.idempotency_key_ttl,
         async |tx: &mut PgConnection| {
-            let order = store::insert(tx, Uuid::now_v7(), &request).await?;
+            let order = store::insert(tx, Uuid::now_v7(), request, &verified).await?;
             let created = OrderCreated {
                 order_id: order.id,
                 event_id: order.event_id,
@@ -84,11 +136,7 @@ async fn create_order(
             StoredResponse::new(StatusCode::CREATED, &order)
         },
     )
-    .await?;
-    if let Some(id) = response.body.get("id").and_then(|v| v.as_str()) {
-        tracing::Span::current().record("order_id", id);
-    }
-    Ok(response)
+    .await
 }
 
 /// `GET /orders/{id}`.

@@ -1,0 +1,17 @@
+-- The fencing token of each order line's hold.
+--
+-- Before it writes an order, orders asks inventory whether each of the
+-- customer's holds is live (`POST /holds/verify`) and gets back the hold's
+-- fencing token. The token travels with the order in its events, and it is
+-- what decides the sale: inventory sells a seat to a paid order only if
+-- the order's token equals the token of the seat's latest hold. A customer
+-- whose hold lapsed and was granted to someone else cannot buy the seat,
+-- however the two orders race (see inventory's `holds.rs`).
+--
+-- Kept on the line, not only in the event, because every later event of
+-- the order (`OrderPaid`, `OrderConfirmed`) is built from these rows.
+--
+-- Nullable: lines written before holds were verified have no token. Their
+-- events carry none, and inventory treats a missing token as "never held",
+-- which buys a seat only if no hold was ever granted on it.
+alter table order_lines add column fencing_token bigint;
