@@ -9,7 +9,7 @@
 use reqwest::StatusCode;
 use uuid::Uuid;
 
-use crate::test_app::{TestApp, new_key, order_body, problem};
+use crate::test_app::{TestApp, new_key, problem};
 
 /// Makes every insert into `table` fail, as a crash or a constraint would.
 async fn fail_inserts_into(app: &TestApp, table: &str) {
@@ -33,7 +33,7 @@ async fn a_failure_after_the_order_write_leaves_neither_order_nor_event() {
     let app = TestApp::spawn().await;
     fail_inserts_into(&app, "outbox").await;
 
-    let response = app.create_order(&order_body(), &new_key()).await;
+    let response = app.create_order(&app.order_body().await, &new_key()).await;
 
     let body = problem(
         response,
@@ -92,7 +92,7 @@ async fn a_failure_storing_the_response_rolls_back_the_order_and_event() {
     .await
     .unwrap();
 
-    let response = app.create_order(&order_body(), &new_key()).await;
+    let response = app.create_order(&app.order_body().await, &new_key()).await;
 
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(app.count("orders").await, 0);

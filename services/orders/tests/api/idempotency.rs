@@ -4,12 +4,12 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use crate::test_app::{TestApp, new_key, order_body, problem, slow_down};
+use crate::test_app::{TestApp, new_key, problem, slow_down};
 
 #[tokio::test]
 async fn retrying_a_create_with_the_same_key_replays_the_response_without_writing_again() {
     let app = TestApp::spawn().await;
-    let (body, key) = (order_body(), new_key());
+    let (body, key) = (app.order_body().await, new_key());
 
     let first = app.create_order(&body, &key).await;
     let first_status = first.status();
@@ -50,9 +50,9 @@ async fn retrying_a_pay_with_the_same_key_replays_instead_of_conflicting() {
 async fn reusing_a_key_for_a_different_request_is_refused_and_changes_nothing() {
     let app = TestApp::spawn().await;
     let key = new_key();
-    app.create_order(&order_body(), &key).await;
+    app.create_order(&app.order_body().await, &key).await;
 
-    let different_body = app.create_order(&order_body(), &key).await;
+    let different_body = app.create_order(&app.order_body().await, &key).await;
     let body = problem(
         different_body,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -79,7 +79,7 @@ async fn concurrent_requests_with_one_key_write_once_and_all_get_the_same_answer
     // The first request holds its key for half a second: all the others
     // arrive while it is uncommitted, so a check-then-insert would fail here.
     slow_down(&app, "insert", "orders", 0.5).await;
-    let (body, key) = (order_body(), new_key());
+    let (body, key) = (app.order_body().await, new_key());
 
     let mut requests = JoinSet::new();
     for _ in 0..8 {
@@ -106,7 +106,7 @@ async fn concurrent_requests_with_one_key_write_once_and_all_get_the_same_answer
 #[tokio::test]
 async fn an_expired_key_runs_the_request_again() {
     let app = TestApp::spawn().await;
-    let (body, key) = (order_body(), new_key());
+    let (body, key) = (app.order_body().await, new_key());
     app.create_order(&body, &key).await;
     sqlx::query("update idempotency_keys set expires_at = now() - interval '1 second'")
         .execute(&app.db)
@@ -148,7 +148,7 @@ async fn a_post_without_a_key_is_rejected_and_changes_nothing() {
     let response = app
         .http
         .post(format!("{}/orders", app.base))
-        .json(&order_body())
+        .json(&app.order_body().await)
         .send()
         .await
         .unwrap();
@@ -184,7 +184,7 @@ async fn when_the_first_of_two_same_key_requests_fails_the_waiting_one_runs() {
     .execute(&app.db)
     .await
     .unwrap();
-    let (body, key) = (order_body(), new_key());
+    let (body, key) = (app.order_body().await, new_key());
 
     let first = {
         let (app, body, key) = (app.clone(), body.clone(), key.clone());

@@ -1,13 +1,17 @@
-//! API tests of the orders service against a real Postgres.
+//! API tests of the orders service against a real Postgres, next to a
+//! real inventory service (on real Postgres, NATS and Redis) that verifies
+//! the holds of every order.
 //!
-//! Each test spawns the service on a free port with a database of its own
-//! (see `testkit`), drives it over HTTP and asserts on what is in the
-//! database afterwards: orders, outbox rows and idempotency keys.
+//! Each test spawns both services on free ports with databases of their
+//! own (see `testkit`), holds seats in inventory, drives orders over HTTP
+//! and asserts on what is in the database afterwards: orders, order lines,
+//! outbox rows and idempotency keys.
 
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
 mod atomicity;
+mod holds;
 mod idempotency;
 mod state_machine;
 mod test_app;

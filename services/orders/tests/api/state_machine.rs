@@ -4,12 +4,12 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use crate::test_app::{TestApp, new_key, order_body, problem, slow_down};
+use crate::test_app::{TestApp, new_key, problem, slow_down};
 
 #[tokio::test]
 async fn creating_an_order_stores_it_pending_with_its_created_event() {
     let app = TestApp::spawn().await;
-    let body = order_body();
+    let (body, holds) = app.order_body_for(2).await;
 
     let response = app.create_order(&body, &new_key()).await;
 
@@ -17,7 +17,12 @@ async fn creating_an_order_stores_it_pending_with_its_created_event() {
     let order: Value = response.json().await.unwrap();
     assert_eq!(order["status"], "PENDING");
     assert_eq!(order["version"], 1);
-    assert_eq!(order["seats"], body["seats"]);
+    // The seats as asked for, each with its hold's fencing token.
+    let mut expected = body["seats"].clone();
+    for (seat, hold) in expected.as_array_mut().unwrap().iter_mut().zip(&holds) {
+        seat["fencing_token"] = hold["fencing_token"].clone();
+    }
+    assert_eq!(order["seats"], expected);
     let id = order["id"].as_str().unwrap().parse().unwrap();
     assert_eq!(app.events_of(id).await, [("OrderCreated".to_owned(), 1)]);
 

@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 
-use crate::test_app::{TestApp, new_key, order_body};
+use crate::test_app::{TestApp, new_key};
 
 #[tokio::test]
 async fn the_outbox_row_carries_the_trace_of_the_request() {
@@ -16,7 +16,7 @@ async fn the_outbox_row_carries_the_trace_of_the_request() {
         .post(format!("{}/orders", app.base))
         .header("idempotency-key", new_key())
         .header("traceparent", &incoming)
-        .json(&order_body())
+        .json(&app.order_body().await)
         .send()
         .await
         .unwrap();

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::test_app::{TestApp, new_key, order_body, problem};
+use crate::test_app::{TestApp, new_key, problem};
 
 /// Sends `body` as a create request and asserts the problem and that no
 /// table was written.
@@ -17,8 +17,9 @@ async fn rejects(app: &TestApp, body: &Value, status: StatusCode, kind: &str, fi
     }
 }
 
-fn with(path: &str, value: Value) -> Value {
-    let mut body = order_body();
+/// A valid body (real holds) with the value at `path` replaced.
+async fn with(app: &TestApp, path: &str, value: Value) -> Value {
+    let mut body = app.order_body().await;
     let pointer = format!("/{}", path.replace('.', "/"));
     *body.pointer_mut(&pointer).unwrap() = value;
     body
@@ -32,7 +33,7 @@ async fn malformed_values_are_rejected_by_field() {
 
     rejects(
         &app,
-        &with("event_id", json!("not-a-uuid")),
+        &with(&app, "event_id", json!("not-a-uuid")).await,
         invalid,
         kind,
         Some("event_id"),
@@ -40,7 +41,7 @@ async fn malformed_values_are_rejected_by_field() {
     .await;
     rejects(
         &app,
-        &with("customer_email", json!("ada-at-example")),
+        &with(&app, "customer_email", json!("ada-at-example")).await,
         invalid,
         kind,
         Some("customer_email"),
@@ -48,7 +49,7 @@ async fn malformed_values_are_rejected_by_field() {
     .await;
     rejects(
         &app,
-        &with("seats.0.hold_token", json!("123")),
+        &with(&app, "seats.0.hold_token", json!("123")).await,
         invalid,
         kind,
         Some("seats[0].hold_token"),
@@ -56,7 +57,7 @@ async fn malformed_values_are_rejected_by_field() {
     .await;
     rejects(
         &app,
-        &with("seats.1.seat_id", json!("B 7!")),
+        &with(&app, "seats.1.seat_id", json!("B 7!")).await,
         invalid,
         kind,
         Some("seats[1].seat_id"),
@@ -64,7 +65,7 @@ async fn malformed_values_are_rejected_by_field() {
     .await;
     rejects(
         &app,
-        &with("seats", json!([])),
+        &with(&app, "seats", json!([])).await,
         invalid,
         kind,
         Some("seats"),
@@ -76,7 +77,7 @@ async fn malformed_values_are_rejected_by_field() {
     ]);
     rejects(
         &app,
-        &with("seats", same_seat),
+        &with(&app, "seats", same_seat).await,
         invalid,
         kind,
         Some("seats"),
@@ -90,7 +91,7 @@ async fn unknown_and_missing_fields_are_rejected() {
     let invalid = StatusCode::UNPROCESSABLE_ENTITY;
     let kind = "/problems/invalid-field";
 
-    let mut typo = order_body();
+    let mut typo = app.order_body().await;
     let email = typo
         .as_object_mut()
         .unwrap()
@@ -99,7 +100,7 @@ async fn unknown_and_missing_fields_are_rejected() {
     typo["customer_mail"] = email;
     rejects(&app, &typo, invalid, kind, Some("customer_mail")).await;
 
-    let mut missing = order_body();
+    let mut missing = app.order_body().await;
     missing.as_object_mut().unwrap().remove("event_id");
     let problem_body = {
         let response = app.create_order(&missing, &new_key()).await;
@@ -145,7 +146,7 @@ async fn broken_json_and_wrong_media_types_are_rejected() {
 #[tokio::test]
 async fn an_oversized_body_is_rejected() {
     let app = TestApp::spawn_with(&[("BODY_LIMIT_BYTES", "1024")]).await;
-    let mut body = order_body();
+    let mut body = app.order_body().await;
     body["customer_email"] = json!(format!("{}@example.com", "a".repeat(2000)));
 
     let response = app.create_order(&body, &new_key()).await;
@@ -173,7 +174,9 @@ async fn malformed_ids_and_keys_are_rejected() {
     let body = problem(bad_id, StatusCode::BAD_REQUEST, "/problems/invalid-field").await;
     assert_eq!(body["field"], "id");
 
-    let bad_key = app.create_order(&order_body(), &"k".repeat(300)).await;
+    let bad_key = app
+        .create_order(&app.order_body().await, &"k".repeat(300))
+        .await;
     let body = problem(bad_key, StatusCode::BAD_REQUEST, "/problems/invalid-field").await;
     assert_eq!(body["field"], "Idempotency-Key");
     assert_eq!(app.count("orders").await, 0);
