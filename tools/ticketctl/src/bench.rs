@@ -30,6 +30,8 @@ use uuid::Uuid;
 pub(crate) enum Bench {
     /// Relay throughput against raw JetStream publish, and the pay path with and without NOTIFY.
     Relay(RelayArgs),
+    /// Seat-map cache: stampede with and without coalescing, cached throughput against redis-benchmark.
+    Seatmap(crate::seatmap_bench::SeatMapArgs),
 }
 
 /// Options of `bench relay`.
@@ -69,6 +71,7 @@ pub(crate) struct RelayArgs {
 pub(crate) async fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Relay(args) => relay(args).await,
+        Bench::Seatmap(args) => crate::seatmap_bench::run(args).await,
     }
 }
 

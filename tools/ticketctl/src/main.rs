@@ -2,11 +2,15 @@
 //!
 //! ```text
 //! ticketctl bench relay [--events N] [--pays N] [--writers N] [--batch N]
+//! ticketctl bench seatmap [--seats N] [--stampede N] [--requests N] [--concurrency N]
 //! ticketctl outbox status                 # DATABASE_URL: the service database
 //! ticketctl outbox unpark <event-id>
 //! ticketctl consumers lag                 # NATS_URL, NATS_PREFIX
 //! ticketctl dlq list | show <seq> | redrive <seq> | purge
 //! ticketctl reporting rebuild             # DATABASE_URL: the reporting database
+//! ticketctl seed                          # INVENTORY_URL: the demo concerts
+//! ticketctl demo                          # hold, order, pay; prints the trace id
+//! ticketctl trace <trace-id>              # JAEGER_URL: the trace as a tree
 //! ```
 //!
 //! Benchmarks print figures measured in the same run against the raw limit
@@ -17,9 +21,11 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod demo;
 mod messaging_cmds;
 mod outbox;
 mod reporting_cmds;
+mod seatmap_bench;
 
 use clap::{Parser, Subcommand};
 
@@ -61,6 +67,12 @@ enum Command {
         #[command(subcommand)]
         command: reporting_cmds::Reporting,
     },
+    /// Create the demo concerts through inventory's API (idempotent).
+    Seed(demo::SeedArgs),
+    /// Hold two seats, order, pay, wait for CONFIRMED; print the trace id.
+    Demo(demo::Endpoints),
+    /// Print a trace from Jaeger as a tree.
+    Trace(demo::TraceArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +92,9 @@ async fn main() -> std::process::ExitCode {
         } => messaging_cmds::lag(nats).await,
         Command::Dlq { command } => messaging_cmds::dlq(command).await,
         Command::Reporting { command } => reporting_cmds::run(command).await,
+        Command::Seed(args) => demo::seed(args).await,
+        Command::Demo(endpoints) => demo::demo(endpoints).await,
+        Command::Trace(args) => demo::trace(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
