@@ -1,0 +1,368 @@
+//! `ticketctl bench seatmap`: the seat-map cache measured against Redis's
+//! own limit, in the same run.
+//!
+//! An inventory service runs in-process against the given Postgres, NATS
+//! and Redis (a scratch database, a scratch key prefix), and:
+//! 1. **Stampede.** `--stampede` concurrent requests for one cold seat map,
+//!    with request coalescing on and then off: database loads counted (the
+//!    service's own counter) and the time until the last answer.
+//! 2. **Cached throughput.** `--requests` seat-map requests over HTTP from
+//!    `--concurrency` keep-alive clients against a warm cache; next to it,
+//!    the service's Redis read alone (the Lua script, from the same number
+//!    of concurrent tasks on one multiplexed connection, as the service
+//!    does it), and `redis-benchmark -t get` at the same concurrency with a
+//!    value as large as the seat map. The ratios say what HTTP, JSON and
+//!    the hold overlay cost on top of Redis.
+//!
+//! Figures are printed, never asserted. Everything scratch is removed at
+//! the end.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use futures::future::join_all;
+use sqlx::{Connection as _, PgConnection};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Options of `bench seatmap`.
+#[derive(Debug, Args)]
+pub(crate) struct SeatMapArgs {
+    /// A Postgres server where a scratch database may be created.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// NATS (catalog broadcasts).
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Redis.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Seats per concert (sets the size of a seat map).
+    #[arg(long, default_value_t = 200)]
+    seats: usize,
+    /// Concurrent cold requests in the stampede.
+    #[arg(long, default_value_t = 1_000)]
+    stampede: usize,
+    /// Requests in each throughput run.
+    #[arg(long, default_value_t = 50_000)]
+    requests: usize,
+    /// Concurrent clients in the throughput runs.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Rounds of the throughput runs, interleaved; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+/// One in-process inventory instance and what it needs.
+struct Instance {
+    base: String,
+    seat_maps: inventory::seatmap::SeatMaps,
+    shutdown: CancellationToken,
+    stopped: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Instance {
+    async fn start(
+        args: &SeatMapArgs,
+        db_url: &str,
+        prefix: &str,
+        coalesce: bool,
+    ) -> anyhow::Result<Self> {
+        let env = settings::Env::from_pairs([
+            ("HTTP_ADDR", "127.0.0.1:0"),
+            ("DATABASE_URL", db_url),
+            ("NATS_URL", &args.nats_url),
+            ("NATS_PREFIX", prefix),
+            ("REDIS_URL", &args.redis_url),
+            ("REDIS_PREFIX", prefix),
+            ("SEATMAP_COALESCE", if coalesce { "true" } else { "false" }),
+            // Measure the cache, not the admission control.
+            ("RATE_LIMIT_PER_SECOND", "1000000000"),
+            ("RATE_LIMIT_BURST", "1000000000"),
+            ("MAX_IN_FLIGHT", "100000"),
+            // Without coalescing, the stampede must reach Postgres rather
+            // than queue on the fallback limit.
+            ("SEATMAP_DB_CONCURRENCY", "64"),
+            ("DB_MAX_CONNECTIONS", "64"),
+            ("REDIS_TIMEOUT", "5s"),
+            ("LOG_FORMAT", "text"),
+            ("RUST_LOG", "warn"),
+        ]);
+        let config = inventory::Config::from_env(&env)?;
+        let app = inventory::Application::build(config).await?;
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let seat_maps = app.seat_maps().clone();
+        let shutdown = CancellationToken::new();
+        let stopped = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Ok(Self {
+            base,
+            seat_maps,
+            shutdown,
+            stopped,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.stopped.await??;
+        Ok(())
+    }
+
+    fn db_loads(&self) -> u64 {
+        self.seat_maps.metrics().db_loads.load(Ordering::SeqCst)
+    }
+
+    async fn concert(&self, http: &reqwest::Client, seats: usize) -> anyhow::Result<Uuid> {
+        let now = chrono::Utc::now();
+        let body = serde_json::json!({
+            "name": "Bench", "venue": "Hall",
+            "starts_at": now + chrono::Duration::days(30),
+            // After the warmup window: the cache starts cold.
+            "sale_opens_at": now + chrono::Duration::days(29),
+            "seats": (1..=seats).map(|i| serde_json::json!({ "seat_id": format!("S-{i}"), "price_cents": 4500 })).collect::<Vec<_>>(),
+        });
+        let response = http
+            .post(format!("{}/events", self.base))
+            .json(&body)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("cannot create a concert: {}", response.text().await?);
+        }
+        let created: serde_json::Value = response.json().await?;
+        Ok(created["id"].as_str().context("concert id")?.parse()?)
+    }
+}
+
+/// Runs the benchmark.
+pub(crate) async fn run(args: SeatMapArgs) -> anyhow::Result<()> {
+    let scratch = format!("bench_inventory_{}", Uuid::new_v4().simple());
+    let base = args
+        .database_url
+        .rsplit_once('/')
+        .map_or(args.database_url.as_str(), |(server, _)| server);
+    let db_url = format!("{base}/{scratch}");
+    let prefix = format!("{scratch}:");
+    let result = measure(&args, &db_url, &prefix).await;
+    cleanup(&args, &scratch, &prefix).await?;
+    result
+}
+
+async fn measure(args: &SeatMapArgs, db_url: &str, prefix: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.stampede.max(args.concurrency))
+        .build()?;
+    println!(
+        "seat maps of {} seats; stampede of {} concurrent cold requests; {} requests x {} clients per throughput run",
+        args.seats, args.stampede, args.requests, args.concurrency
+    );
+
+    // 1. Stampede, coalescing on and off.
+    println!("\nstampede (one cold seat map):");
+    println!("  {:<22} {:>12} {:>14}", "", "db queries", "last answer");
+    for coalesce in [true, false] {
+        let instance = Instance::start(args, db_url, prefix, coalesce).await?;
+        let concert = instance.concert(&http, args.seats).await?;
+        let before = instance.db_loads();
+        let url = format!("{}/events/{concert}/seats", instance.base);
+        let started = Instant::now();
+        let statuses = join_all((0..args.stampede).map(|_| http.get(&url).send())).await;
+        let took = started.elapsed();
+        let failed = statuses
+            .iter()
+            .filter(|r| !r.as_ref().is_ok_and(|r| r.status().is_success()))
+            .count();
+        if failed > 0 {
+            bail!("{failed} stampede requests failed");
+        }
+        println!(
+            "  {:<22} {:>12} {:>11.1} ms",
+            if coalesce {
+                "coalescing on"
+            } else {
+                "coalescing off"
+            },
+            instance.db_loads() - before,
+            took.as_secs_f64() * 1000.0
+        );
+        instance.stop().await?;
+    }
+
+    // 2. Cached throughput against Redis's own limit.
+    let instance = Instance::start(args, db_url, prefix, true).await?;
+    let concert = instance.concert(&http, args.seats).await?;
+    let url = format!("{}/events/{concert}/seats", instance.base);
+    let sample = http.get(&url).send().await?.bytes().await?;
+    let redis = redis::Client::open(args.redis_url.as_str())?;
+    let mut connection = redis.get_multiplexed_async_connection().await?;
+    let value_key = format!("{prefix}bench:value");
+    redis::cmd("SET")
+        .arg(&value_key)
+        .arg(vec![b'x'; sample.len()])
+        .query_async::<()>(&mut connection)
+        .await?;
+
+    let (mut ours, mut script, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        raw.push(redis_benchmark(args, sample.len())?);
+        script.push(redis_read(&instance, concert, args).await?);
+        ours.push(http_read(&http, &url, args).await?);
+    }
+    let (ours, script, raw) = (median(&mut ours), median(&mut script), median(&mut raw));
+    println!(
+        "\ncached seat map ({} B of JSON), medians of {} rounds, requests/s:",
+        sample.len(),
+        args.rounds
+    );
+    println!(
+        "  {:<52} {:>10.0}",
+        "redis-benchmark GET (same size, same concurrency)", raw
+    );
+    println!(
+        "  {:<52} {:>10.0}   {:.2} of redis-benchmark",
+        "seat-map read without HTTP (Lua script + decode)",
+        script,
+        script / raw
+    );
+    println!(
+        "  {:<52} {:>10.0}   {:.2} of redis-benchmark",
+        "GET /events/{id}/seats over HTTP",
+        ours,
+        ours / raw
+    );
+    instance.stop().await?;
+    Ok(())
+}
+
+/// Requests per second of the full seat-map endpoint.
+async fn http_read(http: &reqwest::Client, url: &str, args: &SeatMapArgs) -> anyhow::Result<f64> {
+    let left = Arc::new(AtomicUsize::new(args.requests));
+    let started = Instant::now();
+    let workers = (0..args.concurrency).map(|_| {
+        let left = Arc::clone(&left);
+        let http = http.clone();
+        let url = url.to_owned();
+        tokio::spawn(async move {
+            while left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                let response = http.get(&url).send().await?;
+                if !response.status().is_success() {
+                    bail!("seat map answered {}", response.status());
+                }
+                response.bytes().await?;
+            }
+            Ok(())
+        })
+    });
+    for worker in join_all(workers).await {
+        worker??;
+    }
+    Ok(per_second(args.requests, started.elapsed()))
+}
+
+/// Requests per second of the service's Redis read alone.
+async fn redis_read(instance: &Instance, concert: Uuid, args: &SeatMapArgs) -> anyhow::Result<f64> {
+    let left = Arc::new(AtomicUsize::new(args.requests));
+    let started = Instant::now();
+    let workers = (0..args.concurrency).map(|_| {
+        let left = Arc::clone(&left);
+        let seat_maps = instance.seat_maps.clone();
+        tokio::spawn(async move {
+            while left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                seat_maps
+                    .get(concert)
+                    .await?
+                    .context("the concert exists")?;
+            }
+            anyhow::Ok(())
+        })
+    });
+    for worker in join_all(workers).await {
+        worker??;
+    }
+    let rate = per_second(args.requests, started.elapsed());
+    Ok(rate)
+}
+
+/// `redis-benchmark -t get` at the same concurrency and value size.
+fn redis_benchmark(args: &SeatMapArgs, size: usize) -> anyhow::Result<f64> {
+    let url = url_host_port(&args.redis_url)?;
+    let output = Command::new("redis-benchmark")
+        .args(["-h", &url.0, "-p", &url.1])
+        .args(["-t", "get", "-q"])
+        .args(["-c", &args.concurrency.to_string()])
+        .args(["-n", &args.requests.to_string()])
+        .args(["-d", &size.to_string()])
+        .output()
+        .context("cannot run redis-benchmark (Debian package redis-tools)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    // The last carriage-return-separated segment holds the summary:
+    // "GET: 123456.79 requests per second, p50=0.175 msec".
+    let summary = text
+        .rsplit(['\r', '\n'])
+        .find(|s| s.starts_with("GET:"))
+        .with_context(|| format!("unexpected redis-benchmark output: {text}"))?;
+    let rate = summary
+        .trim_start_matches("GET:")
+        .split_whitespace()
+        .next()
+        .context("no rate in the redis-benchmark output")?;
+    Ok(rate.parse()?)
+}
+
+fn url_host_port(url: &str) -> anyhow::Result<(String, String)> {
+    let rest = url
+        .strip_prefix("redis://")
+        .context("REDIS_URL must start with redis://")?;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let rest = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "6379"));
+    Ok((host.to_owned(), port.to_owned()))
+}
+
+fn per_second(n: usize, took: Duration) -> f64 {
+    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+    let n = n as f64;
+    n / took.as_secs_f64()
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+async fn cleanup(args: &SeatMapArgs, scratch: &str, prefix: &str) -> anyhow::Result<()> {
+    let mut admin = PgConnection::connect(&args.database_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "drop database if exists {scratch} with (force)"
+    )))
+    .execute(&mut admin)
+    .await?;
+    let redis = redis::Client::open(args.redis_url.as_str())?;
+    let mut connection = redis.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await?;
+    if !keys.is_empty() {
+        redis::cmd("DEL")
+            .arg(keys)
+            .query_async::<()>(&mut connection)
+            .await?;
+    }
+    Ok(())
+}
