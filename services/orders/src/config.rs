@@ -19,6 +19,7 @@
 //! | `INVENTORY_TIMEOUT` | `2s` | longest wait for inventory's answer (connecting included); past it the create answers 503 |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -52,7 +53,7 @@ pub struct Config {
     /// Whether to consume inventory's events (off for API-only tests).
     pub consume_inventory_events: bool,
     /// Inventory's API, for verifying holds.
-    pub inventory_url: reqwest::Url,
+    pub inventory_url: HttpUrl,
     /// Longest wait for an answer from inventory.
     pub inventory_timeout: Duration,
     /// Logging and tracing.
@@ -85,10 +86,27 @@ impl Config {
     }
 }
 
+/// A plain `http://` URL; logged as the URL itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpUrl(reqwest::Url);
+
+impl HttpUrl {
+    /// The URL.
+    pub fn url(&self) -> &reqwest::Url {
+        &self.0
+    }
+}
+
+impl fmt::Debug for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0.as_str(), f)
+    }
+}
+
 /// `INVENTORY_URL`: an `http` URL. The client is built without TLS (the
 /// call stays inside the deployment), so `https` is refused here rather
 /// than failing on the first order.
-fn inventory_url(env: &Env) -> Result<reqwest::Url, ConfigError> {
+fn inventory_url(env: &Env) -> Result<HttpUrl, ConfigError> {
     const NAME: &str = "INVENTORY_URL";
     let url: reqwest::Url = env.parse_or(NAME, "http://127.0.0.1:8081".parse().expect("valid"))?;
     if url.scheme() != "http" || url.host().is_none() {
@@ -98,7 +116,7 @@ fn inventory_url(env: &Env) -> Result<reqwest::Url, ConfigError> {
             reason: "expected http://host:port (this build has no TLS)".to_owned(),
         });
     }
-    Ok(url)
+    Ok(HttpUrl(url))
 }
 
 #[cfg(test)]
@@ -110,7 +128,10 @@ mod tests {
         let config = Config::from_env(&Env::default()).unwrap();
         assert_eq!(config.http_addr.port(), 8080);
         assert_eq!(config.idempotency_key_ttl, Duration::from_hours(24));
-        assert_eq!(config.inventory_url.as_str(), "http://127.0.0.1:8081/");
+        assert_eq!(
+            format!("{:?}", config.inventory_url),
+            "\"http://127.0.0.1:8081/\""
+        );
         assert_eq!(config.inventory_timeout, Duration::from_secs(2));
     }
 

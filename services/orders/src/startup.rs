@@ -101,7 +101,7 @@ impl Application {
             db: db.clone(),
             idempotency_key_ttl: config.idempotency_key_ttl,
             outbox: outbox::Writer::with_notify(config.outbox_notify),
-            inventory: InventoryClient::new(&config.inventory_url, config.inventory_timeout)?,
+            inventory: InventoryClient::new(config.inventory_url.url(), config.inventory_timeout)?,
             consumer_metrics,
         };
         Ok(Self {
