@@ -1,10 +1,16 @@
 //! The payment saga across services: orders → relay → inventory → relay →
 //! orders, with reporting projecting it and notification e-mailing about
-//! it, on real Postgres and NATS, every service in this process.
+//! it, on real Postgres, NATS and Redis, every service in this process.
+//!
+//! Every order is created as a customer would: hold the seats in inventory,
+//! then order with the hold tokens (orders verifies them with inventory and
+//! stores their fencing tokens). A losing order is one whose hold was
+//! released and granted to someone else: it was valid when created, and
+//! the fencing token is what makes it lose at the sale.
 //!
 //! Invariants checked: no seat is sold twice; every paid order ends
 //! CONFIRMED or REFUNDED; a refund is a new fact (`OrderRefunded`), not an
-//! undone payment.
+//! undone payment; only the latest holder of a seat can buy it.
 
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -14,7 +20,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use testkit::{TestNats, TestPostgres, eventually};
+use testkit::{TestNats, TestPostgres, TestRedis, eventually};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -22,6 +28,7 @@ use uuid::Uuid;
 struct System {
     orders_base: String,
     orders_db: PgPool,
+    inventory_base: String,
     inventory_db: PgPool,
     reports_base: String,
     emails: std::path::PathBuf,
@@ -32,11 +39,42 @@ struct System {
     shutdown: CancellationToken,
     _databases: (TestPostgres, TestPostgres, TestPostgres, TestPostgres),
     _nats: TestNats,
+    _redis: TestRedis,
+}
+
+/// A granted hold: what a customer orders with.
+struct Hold {
+    seat: String,
+    hold_token: String,
+}
+
+/// A concert with seats A-1, A-2 and B-1 at 45.00, written into
+/// inventory's database.
+async fn seed_concert(inventory_db: &PgPool) -> Uuid {
+    let concert = Uuid::new_v4();
+    sqlx::query(
+        "insert into events (id, name, venue, starts_at, sale_opens_at) \
+         values ($1, 'Night Shift', 'Hall 1', now() + interval '30 days', now())",
+    )
+    .bind(concert)
+    .execute(inventory_db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into seats (event_id, seat_id, price_cents) \
+         select $1, s, 4500 from unnest(array['A-1', 'A-2', 'B-1']) s",
+    )
+    .bind(concert)
+    .execute(inventory_db)
+    .await
+    .unwrap();
+    concert
 }
 
 impl System {
     async fn start() -> Self {
         let nats = TestNats::start().await;
+        let redis = TestRedis::start().await;
         let (orders_pg, inventory_pg, reporting_pg, notification_pg) = (
             TestPostgres::start().await,
             TestPostgres::start().await,
@@ -61,22 +99,28 @@ impl System {
         };
         let env = |vars: Vec<(&str, String)>| settings::Env::from_pairs(vars);
 
-        let orders = orders::Application::build(
-            orders::Config::from_env(&env(common(orders_pg.url()))).unwrap(),
-        )
-        .await
-        .unwrap();
+        // Inventory first: orders needs its address to verify holds.
+        let mut vars = common(inventory_pg.url());
+        vars.extend([
+            ("REDIS_URL", redis.url().to_owned()),
+            ("REDIS_PREFIX", redis.prefix().to_owned()),
+        ]);
+        let inventory =
+            inventory::Application::build(inventory::Config::from_env(&env(vars)).unwrap())
+                .await
+                .unwrap();
+        let inventory_base = format!("http://127.0.0.1:{}", inventory.port());
+        let inventory_db = inventory.db().clone();
+        tokio::spawn(inventory.run_until_stopped(shutdown.clone()));
+
+        let mut vars = common(orders_pg.url());
+        vars.push(("INVENTORY_URL", inventory_base.clone()));
+        let orders = orders::Application::build(orders::Config::from_env(&env(vars)).unwrap())
+            .await
+            .unwrap();
         let orders_base = format!("http://127.0.0.1:{}", orders.port());
         let orders_db = orders.db().clone();
         tokio::spawn(orders.run_until_stopped(shutdown.clone()));
-
-        let inventory = inventory::Application::build(
-            inventory::Config::from_env(&env(common(inventory_pg.url()))).unwrap(),
-        )
-        .await
-        .unwrap();
-        let inventory_db = inventory.db().clone();
-        tokio::spawn(inventory.run_until_stopped(shutdown.clone()));
 
         let reporting = reporting::Application::build(
             reporting::Config::from_env(&env(common(reporting_pg.url()))).unwrap(),
@@ -112,27 +156,12 @@ impl System {
             tokio::spawn(relay.run_until_stopped(shutdown.clone()));
         }
 
-        let concert = Uuid::new_v4();
-        sqlx::query(
-            "insert into events (id, name, venue, starts_at, sale_opens_at) \
-             values ($1, 'Night Shift', 'Hall 1', now() + interval '30 days', now())",
-        )
-        .bind(concert)
-        .execute(&inventory_db)
-        .await
-        .unwrap();
-        sqlx::query(
-            "insert into seats (event_id, seat_id, price_cents) \
-             select $1, s, 4500 from unnest(array['A-1', 'A-2', 'B-1']) s",
-        )
-        .bind(concert)
-        .execute(&inventory_db)
-        .await
-        .unwrap();
+        let concert = seed_concert(&inventory_db).await;
 
         Self {
             orders_base,
             orders_db,
+            inventory_base,
             inventory_db,
             reports_base,
             emails,
@@ -143,14 +172,66 @@ impl System {
             shutdown,
             _databases: (orders_pg, inventory_pg, reporting_pg, notification_pg),
             _nats: nats,
+            _redis: redis,
         }
     }
 
-    /// Creates and pays an order for `seats`; returns its id.
-    async fn paid_order(&self, seats: &[&str]) -> Uuid {
+    /// Holds `seats` for a new customer, asserting each 201.
+    async fn hold(&self, seats: &[&str]) -> Vec<Hold> {
+        let customer = Uuid::new_v4();
+        let mut holds = Vec::new();
+        for seat in seats {
+            let response = self
+                .http
+                .post(format!(
+                    "{}/events/{}/seats/{seat}/hold",
+                    self.inventory_base, self.concert
+                ))
+                .header("x-customer-id", customer.to_string())
+                .json(&json!({ "customer_id": customer }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::CREATED, "hold {seat}");
+            let hold: Value = response.json().await.unwrap();
+            holds.push(Hold {
+                seat: (*seat).to_owned(),
+                hold_token: hold["hold_token"].as_str().unwrap().to_owned(),
+            });
+        }
+        holds
+    }
+
+    /// Gives the holds back, as a customer who changed their mind would.
+    async fn release(&self, holds: &[Hold]) {
+        for hold in holds {
+            let response = self
+                .http
+                .delete(format!(
+                    "{}/events/{}/seats/{}/hold",
+                    self.inventory_base, self.concert, hold.seat
+                ))
+                .header("hold-token", &hold.hold_token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::NO_CONTENT,
+                "release {}",
+                hold.seat
+            );
+        }
+    }
+
+    /// Creates an order with `holds`; returns its id.
+    async fn order(&self, holds: &[Hold]) -> Uuid {
         let body = json!({
             "event_id": self.concert,
-            "seats": seats.iter().map(|s| json!({ "seat_id": s, "hold_token": Uuid::new_v4() })).collect::<Vec<_>>(),
+            "seats": holds
+                .iter()
+                .map(|h| json!({ "seat_id": h.seat, "hold_token": h.hold_token }))
+                .collect::<Vec<_>>(),
             "customer_email": "ada@example.com",
         });
         let created = self
@@ -162,20 +243,39 @@ impl System {
             .await
             .unwrap();
         assert_eq!(created.status(), StatusCode::CREATED);
-        let id: Uuid = created.json::<Value>().await.unwrap()["id"]
+        created.json::<Value>().await.unwrap()["id"]
             .as_str()
             .unwrap()
             .parse()
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn pay(&self, order: Uuid) {
         let paid = self
             .http
-            .post(format!("{}/orders/{id}/pay", self.orders_base))
+            .post(format!("{}/orders/{order}/pay", self.orders_base))
             .header("idempotency-key", Uuid::new_v4().to_string())
             .send()
             .await
             .unwrap();
         assert_eq!(paid.status(), StatusCode::OK);
-        id
+    }
+
+    /// Holds `seats`, creates an order for them and pays it; returns its id.
+    async fn paid_order(&self, seats: &[&str]) -> Uuid {
+        let order = self.order(&self.hold(seats).await).await;
+        self.pay(order).await;
+        order
+    }
+
+    /// An order for `seats` whose customer then released the holds, so
+    /// that another customer can hold (and buy) the seats: created from
+    /// live holds, it is bound to lose any seat held after it. Not paid.
+    async fn order_then_released(&self, seats: &[&str]) -> Uuid {
+        let holds = self.hold(seats).await;
+        let order = self.order(&holds).await;
+        self.release(&holds).await;
+        order
     }
 
     async fn status(&self, order: Uuid) -> String {
@@ -293,11 +393,14 @@ async fn a_paid_order_is_confirmed_when_its_seats_are_free() {
 async fn two_paid_orders_for_one_seat_end_one_confirmed_and_one_refunded() {
     let system = Box::pin(System::start()).await;
 
-    // The first order takes B-1; the second wants B-1 and A-1 and arrives
-    // once the first has settled, so which one loses is known.
+    // The second order wants B-1 and A-1; it was created from live holds,
+    // whose customer then let them go. The first order holds B-1 next and
+    // is paid and settled; the second is paid after that, so which one
+    // loses is known.
+    let second = system.order_then_released(&["B-1", "A-1"]).await;
     let first = system.paid_order(&["B-1"]).await;
     assert_eq!(system.settled(first).await, "CONFIRMED");
-    let second = system.paid_order(&["B-1", "A-1"]).await;
+    system.pay(second).await;
 
     assert_eq!(system.settled(second).await, "REFUNDED");
     assert_eq!(
@@ -319,11 +422,42 @@ async fn two_paid_orders_for_one_seat_end_one_confirmed_and_one_refunded() {
 }
 
 #[tokio::test]
+async fn an_order_whose_hold_went_to_another_customer_loses_the_seat_even_when_paid_first() {
+    let system = Box::pin(System::start()).await;
+
+    // Both orders were valid when created; the earlier one's hold on A-2
+    // was released and granted to the later customer, with a newer token.
+    let stale = system.order_then_released(&["A-2"]).await;
+    let current = system.order(&system.hold(&["A-2"]).await).await;
+    // The stale order pays first, while A-2 is still available: only its
+    // fencing token can stop it.
+    system.pay(stale).await;
+    assert_eq!(system.settled(stale).await, "REFUNDED");
+    system.pay(current).await;
+
+    assert_eq!(system.settled(current).await, "CONFIRMED");
+    assert_eq!(system.owner_of("A-2").await, Some(current));
+    let fences: Vec<Option<i64>> = sqlx::query_scalar(
+        "select fencing_token from order_lines where order_id = any($1) order by fencing_token",
+    )
+    .bind([stale, current])
+    .fetch_all(&system.orders_db)
+    .await
+    .unwrap();
+    assert!(
+        matches!(fences[..], [Some(old), Some(new)] if old < new),
+        "each order stored its hold's token: {fences:?}"
+    );
+    system.stop().await;
+}
+
+#[tokio::test]
 async fn reporting_follows_the_orders_and_a_rebuild_from_the_log_reproduces_it() {
     let system = Box::pin(System::start()).await;
+    let refunded = system.order_then_released(&["A-1"]).await;
     let confirmed = system.paid_order(&["A-1", "A-2"]).await;
     assert_eq!(system.settled(confirmed).await, "CONFIRMED");
-    let refunded = system.paid_order(&["A-1"]).await;
+    system.pay(refunded).await;
     assert_eq!(system.settled(refunded).await, "REFUNDED");
 
     // Live totals: two tickets at 45.00, one refund.
@@ -389,9 +523,10 @@ async fn reporting_follows_the_orders_and_a_rebuild_from_the_log_reproduces_it()
 #[tokio::test]
 async fn the_full_flow_confirms_or_refunds_sends_one_email_per_step_and_updates_the_report() {
     let system = Box::pin(System::start()).await;
+    let refunded = system.order_then_released(&["A-1"]).await;
     let confirmed = system.paid_order(&["A-1"]).await;
     assert_eq!(system.settled(confirmed).await, "CONFIRMED");
-    let refunded = system.paid_order(&["A-1"]).await;
+    system.pay(refunded).await;
     assert_eq!(system.settled(refunded).await, "REFUNDED");
 
     eventually(Duration::from_secs(20), "four e-mails are sent", || async {

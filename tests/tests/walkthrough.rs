@@ -1,57 +1,204 @@
 //! The README's curl walk-through, step for step, as a test: if this fails,
 //! the README is lying to the next reader.
+//!
+//! Orders and inventory run as in the walk-through (orders verifies holds
+//! with inventory), on real Postgres, NATS and Redis; no relay, so the
+//! events stay in the outbox, as the walk-through shows.
 
-use orders::{Application, Config};
+// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use testkit::{TestNats, TestPostgres, TestRedis};
 use tokio_util::sync::CancellationToken;
+
+const CONCERT: &str = "0190a5e4-0000-7000-8000-000000000001";
+
+/// Orders and inventory as the walk-through runs them (no relay).
+struct Services {
+    base: String,
+    inventory_base: String,
+    orders_db: sqlx::PgPool,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    inventory_shutdown: CancellationToken,
+    servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _world: (TestPostgres, TestPostgres, TestNats, TestRedis),
+}
+
+impl Services {
+    async fn start() -> Self {
+        let (orders_pg, inventory_pg) = (TestPostgres::start().await, TestPostgres::start().await);
+        let (nats, redis) = (TestNats::start().await, TestRedis::start().await);
+        let js = async_nats::jetstream::new(nats.client().await);
+        let topology = messaging::Topology::new(nats.prefix()).unwrap();
+        messaging::provision(&js, &topology, Duration::from_mins(10))
+            .await
+            .unwrap();
+        let (shutdown, inventory_shutdown) = (CancellationToken::new(), CancellationToken::new());
+
+        let inventory = inventory::Application::build(
+            inventory::Config::from_env(&settings::Env::from_pairs([
+                ("HTTP_ADDR", "127.0.0.1:0"),
+                ("DATABASE_URL", inventory_pg.url()),
+                ("NATS_URL", nats.url()),
+                ("NATS_PREFIX", nats.prefix()),
+                ("REDIS_URL", redis.url()),
+                ("REDIS_PREFIX", redis.prefix()),
+            ]))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+        let inventory_base = format!("http://127.0.0.1:{}", inventory.port());
+        let inventory_server =
+            tokio::spawn(inventory.run_until_stopped(inventory_shutdown.clone()));
+
+        let orders = orders::Application::build(
+            orders::Config::from_env(&settings::Env::from_pairs([
+                ("HTTP_ADDR", "127.0.0.1:0"),
+                ("DATABASE_URL", orders_pg.url()),
+                ("CONSUME_INVENTORY_EVENTS", "false"),
+                ("INVENTORY_URL", &inventory_base),
+            ]))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+        let base = format!("http://127.0.0.1:{}", orders.port());
+        let orders_db = orders.db().clone();
+        let orders_server = tokio::spawn(orders.run_until_stopped(shutdown.clone()));
+        Self {
+            base,
+            inventory_base,
+            orders_db,
+            http: reqwest::Client::new(),
+            shutdown,
+            inventory_shutdown,
+            servers: vec![orders_server, inventory_server],
+            _world: (orders_pg, inventory_pg, nats, redis),
+        }
+    }
+
+    /// Steps 1 and 2: a concert with seats, both held; returns
+    /// the holds.
+    async fn concert_and_holds(&self) -> Vec<Value> {
+        let (http, inventory_base) = (&self.http, &self.inventory_base);
+        // 1. A concert with two seats, in inventory.
+        let concert = http
+            .post(format!("{inventory_base}/events"))
+            .json(&json!({
+                "id": CONCERT,
+                "name": "Night Shift",
+                "venue": "Hall 1",
+                "starts_at": "2027-03-01T20:00:00Z",
+                "sale_opens_at": "2026-11-01T10:00:00Z",
+                "seats": [
+                    { "seat_id": "A-1", "price_cents": 4500 },
+                    { "seat_id": "A-2", "price_cents": 4500 },
+                ],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(concert.status(), StatusCode::CREATED);
+
+        // 2. Hold both seats.
+        let mut holds = Vec::new();
+        for seat in ["A-1", "A-2"] {
+            let hold = http
+                .post(format!(
+                    "{inventory_base}/events/{CONCERT}/seats/{seat}/hold"
+                ))
+                .json(&json!({ "customer_id": "6f1d3c2a-8b4e-4f5a-9c7d-1e2f3a4b5c6d" }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(hold.status(), StatusCode::CREATED, "hold {seat}");
+            let hold: Value = hold.json().await.unwrap();
+            assert!(hold["fencing_token"].is_i64(), "{hold}");
+            holds.push(hold);
+        }
+        holds
+    }
+
+    /// Stops inventory and waits until its port refuses connections.
+    async fn stop_inventory(&mut self) {
+        self.inventory_shutdown.cancel();
+        self.servers.pop().unwrap().await.unwrap().unwrap();
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.inventory_shutdown.cancel();
+        for server in self.servers {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Services {
+    /// `POST {path}` on orders, with `key` as the `Idempotency-Key` if given.
+    async fn post(&self, path: &str, key: Option<&str>, body: Option<&Value>) -> reqwest::Response {
+        let mut request = self.http.post(format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// `(event_type, aggregate_version, subject, traceparent)` of every outbox row.
+    async fn outbox(&self) -> Vec<(String, i64, String, Option<String>)> {
+        sqlx::query_as(
+            "select event_type, aggregate_version, subject, traceparent from outbox order by id",
+        )
+        .fetch_all(&self.orders_db)
+        .await
+        .unwrap()
+    }
+}
 
 #[tokio::test]
 async fn the_readme_walkthrough_works_as_written() {
-    let postgres = testkit::TestPostgres::start().await;
-    let env = settings::Env::from_pairs([
-        ("HTTP_ADDR", "127.0.0.1:0"),
-        ("DATABASE_URL", postgres.url()),
-        ("CONSUME_INVENTORY_EVENTS", "false"),
-    ]);
-    let app = Application::build(Config::from_env(&env).unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    let http = reqwest::Client::new();
+    let mut services = Services::start().await;
+    let holds = services.concert_and_holds().await;
     let create_body = json!({
-        "event_id": "0190a5e4-0000-7000-8000-000000000001",
-        "seats": [{ "seat_id": "A-1", "hold_token": "4c1f0c6e-6a59-4d1a-9a55-3f1b9d0e7a10" }],
+        "event_id": CONCERT,
+        "seats": holds
+            .iter()
+            .map(|h| json!({ "seat_id": h["seat_id"], "hold_token": h["hold_token"] }))
+            .collect::<Vec<_>>(),
         "customer_email": "ada@example.com"
     });
 
-    // 1. Create an order.
-    let created = http
-        .post(format!("{base}/orders"))
-        .header("Idempotency-Key", "create-1")
-        .json(&create_body)
-        .send()
-        .await
-        .unwrap();
+    // 3. Create an order with the holds: each seat gets its fencing token.
+    let created = services
+        .post("/orders", Some("create-1"), Some(&create_body))
+        .await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let order: Value = created.json().await.unwrap();
     assert_eq!(order["status"], "PENDING");
+    for (seat, hold) in order["seats"].as_array().unwrap().iter().zip(&holds) {
+        assert_eq!(seat["hold_token"], hold["hold_token"]);
+        assert_eq!(seat["fencing_token"], hold["fencing_token"]);
+    }
     let id = order["id"].as_str().unwrap().to_owned();
+    let pay = format!("/orders/{id}/pay");
 
-    // 2. Pay it.
-    let paid = http
-        .post(format!("{base}/orders/{id}/pay"))
-        .header("Idempotency-Key", "pay-1")
-        .send()
-        .await
-        .unwrap();
+    // 4. Pay it.
+    let paid = services.post(&pay, Some("pay-1"), None).await;
     assert_eq!(paid.status(), StatusCode::OK);
 
-    // 3. Read it.
-    let read: Value = http
-        .get(format!("{base}/orders/{id}"))
+    // 5. Read it.
+    let read: Value = services
+        .http
+        .get(format!("{}/orders/{id}", services.base))
         .send()
         .await
         .unwrap()
@@ -60,41 +207,114 @@ async fn the_readme_walkthrough_works_as_written() {
         .unwrap();
     assert_eq!(read["status"], "PAID");
     assert_eq!(read["version"], 2);
+    assert_eq!(read["seats"], order["seats"]);
 
-    // 4. Retry the payment with the same key: replayed, not repeated.
-    let replay = http
-        .post(format!("{base}/orders/{id}/pay"))
-        .header("Idempotency-Key", "pay-1")
-        .send()
-        .await
-        .unwrap();
+    // 6. Retry the payment with the same key: replayed, not repeated.
+    let replay = services.post(&pay, Some("pay-1"), None).await;
     assert_eq!(replay.status(), StatusCode::OK);
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
 
-    // 5. Two bad inputs.
+    // 7. Paying again with a new key is refused by the state machine.
+    let again = services.post(&pay, Some("pay-2"), None).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["type"], "/problems/invalid-transition");
+    assert_eq!(
+        again["detail"],
+        format!("cannot pay order {id}: it is PAID")
+    );
+
+    // 8, 9. Bad input, and a hold that is not live.
+    bad_input_is_named_by_field(&services, &create_body).await;
+
+    // 10. Inventory down.
+    inventory_down(&mut services, &create_body, &holds[1]).await;
+
+    // 11. The events wait in the outbox, each with its request's trace.
+    let outbox = services.outbox().await;
+    let rows: Vec<(&str, i64, &str)> = outbox
+        .iter()
+        .map(|(t, v, s, _)| (t.as_str(), *v, s.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("OrderCreated", 1, "orders.events.order_created"),
+            ("OrderPaid", 2, "orders.events.order_paid")
+        ]
+    );
+    assert!(outbox.iter().all(|(.., tp)| tp.is_some()));
+
+    services.stop().await;
+}
+
+/// Steps 8 and 9: bad input, and a hold that is not live, are refused and
+/// named by field.
+async fn bad_input_is_named_by_field(services: &Services, create_body: &Value) {
     let mut bad_email = create_body.clone();
     bad_email["customer_email"] = json!("ada-at-example");
-    let rejected = http
-        .post(format!("{base}/orders"))
-        .header("Idempotency-Key", "create-2")
-        .json(&bad_email)
-        .send()
-        .await
-        .unwrap();
+    let rejected = services
+        .post("/orders", Some("create-2"), Some(&bad_email))
+        .await;
     assert_eq!(rejected.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
         rejected.json::<Value>().await.unwrap()["field"],
         "customer_email"
     );
 
-    let unkeyed = http
-        .post(format!("{base}/orders"))
-        .json(&create_body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unkeyed.status(), StatusCode::BAD_REQUEST);
+    let bad_token = json!({
+        "event_id": CONCERT,
+        "seats": [{ "seat_id": "A-3", "hold_token": "not-a-token" }],
+        "customer_email": "ada@example.com"
+    });
+    let rejected = services
+        .post("/orders", Some("create-2"), Some(&bad_token))
+        .await;
+    assert_eq!(rejected.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        rejected.json::<Value>().await.unwrap()["field"],
+        "seats[0].hold_token"
+    );
 
-    shutdown.cancel();
-    server.await.unwrap().unwrap();
+    // 9. A hold that is not live (here: a made-up token) is refused by
+    //    inventory, named by field.
+    let not_held = json!({
+        "event_id": CONCERT,
+        "seats": [{ "seat_id": "A-2", "hold_token": "9d2e4b7a-1c3f-4e5d-8a6b-7c8d9e0f1a2b" }],
+        "customer_email": "ada@example.com"
+    });
+    let refused = services
+        .post("/orders", Some("create-3"), Some(&not_held))
+        .await;
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["type"], "/problems/hold-not-valid");
+    assert_eq!(refused["field"], "seats[0].hold_token");
+
+    let unkeyed = services.post("/orders", None, Some(create_body)).await;
+    assert_eq!(unkeyed.status(), StatusCode::BAD_REQUEST);
+}
+
+/// Step 10: inventory down: no new order, a 503 naming it with
+/// `Retry-After`; the create that succeeded is still replayed from storage.
+async fn inventory_down(services: &mut Services, create_body: &Value, hold_a2: &Value) {
+    services.stop_inventory().await;
+    let second = json!({
+        "event_id": CONCERT,
+        "seats": [{ "seat_id": "A-2", "hold_token": hold_a2["hold_token"] }],
+        "customer_email": "ada@example.com"
+    });
+    let down = services
+        .post("/orders", Some("create-4"), Some(&second))
+        .await;
+    assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(down.headers()["retry-after"], "1");
+    let down: Value = down.json().await.unwrap();
+    assert_eq!(down["type"], "/problems/dependency-unavailable");
+    assert_eq!(down["dependency"], "inventory");
+    let replayed = services
+        .post("/orders", Some("create-1"), Some(create_body))
+        .await;
+    assert_eq!(replayed.status(), StatusCode::CREATED);
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
 }
