@@ -10,15 +10,68 @@
 //! still takes traffic, slower or with less, and says so (`"degraded"`), so
 //! that an operator sees it without the load balancer draining every
 //! instance at once over a cache outage.
+//!
+//! The answers are typed ([`Alive`], [`ReadinessReport`]) so that the
+//! services' API documents describe exactly what is sent; `/healthz`
+//! is documented here once ([`healthz`]), each service's `/readyz` next to
+//! its own checks.
+
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of `GET /healthz`: always `{"status":"ok"}`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct Alive {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
 
 /// `GET /healthz`: the process is alive.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "Liveness",
+    description = "Answers as long as the process serves HTTP; checks no dependency. \
+                   An orchestrator restarts the process when this fails.",
+    responses((status = 200, description = "The process is alive.", body = Alive)),
+)]
+pub async fn healthz() -> Json<Alive> {
+    Json(Alive { status: "ok" })
+}
+
+/// The body of a `/readyz` answer, whatever its status.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "status": "degraded",
+    "checks": { "postgres": "ok", "redis": "degraded: connection refused" }
+}))]
+pub struct ReadinessReport {
+    /// The verdict.
+    pub status: ReadinessStatus,
+    /// One entry per dependency: `ok`, `unavailable: <error>` (a required
+    /// one failed) or `degraded: <error>` (an optional one failed).
+    pub checks: BTreeMap<String, String>,
+}
+
+/// The verdict of a readiness check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub enum ReadinessStatus {
+    /// Every dependency answered (200).
+    #[serde(rename = "ready")]
+    Ready,
+    /// Only optional dependencies failed: still serving (200).
+    #[serde(rename = "degraded")]
+    Degraded,
+    /// A required dependency failed (503).
+    #[serde(rename = "not ready")]
+    NotReady,
 }
 
 /// The outcome of a readiness check, one entry per dependency.
@@ -76,31 +129,33 @@ impl IntoResponse for Readiness {
                 .iter()
                 .any(|c| c.required == required && c.result.is_err())
         };
-        let (status, word) = if failed(true) {
-            (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+        let (code, status) = if failed(true) {
+            (StatusCode::SERVICE_UNAVAILABLE, ReadinessStatus::NotReady)
         } else if failed(false) {
-            (StatusCode::OK, "degraded")
+            (StatusCode::OK, ReadinessStatus::Degraded)
         } else {
-            (StatusCode::OK, "ready")
+            (StatusCode::OK, ReadinessStatus::Ready)
         };
-        let checks: Map<String, Value> = self
+        let checks = self
             .checks
             .into_iter()
             .map(|check| {
                 let value = match (check.result, check.required) {
-                    (Ok(()), _) => json!("ok"),
-                    (Err(e), true) => json!(format!("unavailable: {e}")),
-                    (Err(e), false) => json!(format!("degraded: {e}")),
+                    (Ok(()), _) => "ok".to_owned(),
+                    (Err(e), true) => format!("unavailable: {e}"),
+                    (Err(e), false) => format!("degraded: {e}"),
                 };
                 (check.dependency.to_owned(), value)
             })
             .collect();
-        (status, Json(json!({ "status": word, "checks": checks }))).into_response()
+        (code, Json(ReadinessReport { status, checks })).into_response()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
 
     async fn answer(readiness: Readiness) -> (StatusCode, Value) {

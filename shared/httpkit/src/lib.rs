@@ -10,10 +10,13 @@
 //!   the API routes, answered 429/503 at once, never queued;
 //! - [`health`]: `/healthz` and `/readyz` (with optional dependencies that
 //!   only degrade);
+//! - [`docs`]: the service's `OpenAPI` document at `/openapi.json` and a
+//!   self-contained page that renders it at `/docs`;
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token;
 //! - [`service`]: the `main` every service shares.
 
 pub mod admission;
+pub mod docs;
 pub mod health;
 pub mod json;
 pub mod layers;

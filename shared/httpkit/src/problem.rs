@@ -3,14 +3,25 @@
 //! Every error a client can see has a stable `type`, a relative URI under
 //! `/problems/`, listed in the README. Clients branch on `type`, never on
 //! `title` or `detail`, which are for humans and may change.
+//!
+//! [`Problem`] is also the `Problem` schema of every service's API
+//! document (see [`crate::docs`]): the schema is derived from this type, so
+//! it cannot drift from what the services send.
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
-/// A problem details response.
-#[derive(Debug, Clone, Serialize)]
+/// A problem details response, sent as `application/problem+json`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "/problems/invalid-field",
+    "title": "A field is invalid",
+    "status": 422,
+    "detail": "\"ada at example\" is not an e-mail address",
+    "field": "customer_email"
+}))]
 pub struct Problem {
     /// Stable identifier of the error kind, e.g. `/problems/invalid-field`.
     #[serde(rename = "type")]
@@ -18,6 +29,7 @@ pub struct Problem {
     /// Short human summary of the kind; the same for every occurrence.
     pub title: String,
     /// The HTTP status, repeated for clients that lose headers.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     /// What went wrong this time, for humans.
     #[serde(skip_serializing_if = "Option::is_none")]
