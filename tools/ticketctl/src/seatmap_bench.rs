@@ -8,10 +8,10 @@
 //!    service's own counter) and the time until the last answer.
 //! 2. **Cached throughput.** `--requests` seat-map requests over HTTP from
 //!    `--concurrency` keep-alive clients against a warm cache; next to it,
-//!    the service's Redis read alone (the Lua script, from the same number
-//!    of concurrent tasks on one multiplexed connection, as the service
-//!    does it), and `redis-benchmark -t get` at the same concurrency with a
-//!    value as large as the seat map. The ratios say what HTTP, JSON and
+//!    the service's seat-map read without HTTP (its Lua script and the
+//!    decoding, from the same number of concurrent tasks on the service's
+//!    one multiplexed connection), and `redis-benchmark` GET at the same
+//!    concurrency with a value as large as the seat map. The ratios say what HTTP, JSON and
 //!    the hold overlay cost on top of Redis.
 //!
 //! Figures are printed, never asserted. Everything scratch is removed at
@@ -74,16 +74,18 @@ impl Instance {
     async fn start(
         args: &SeatMapArgs,
         db_url: &str,
-        prefix: &str,
+        scratch: &str,
         coalesce: bool,
     ) -> anyhow::Result<Self> {
+        let nats_prefix = format!("{scratch}_");
+        let redis_prefix = format!("{scratch}:");
         let env = settings::Env::from_pairs([
             ("HTTP_ADDR", "127.0.0.1:0"),
             ("DATABASE_URL", db_url),
             ("NATS_URL", &args.nats_url),
-            ("NATS_PREFIX", prefix),
+            ("NATS_PREFIX", &nats_prefix),
             ("REDIS_URL", &args.redis_url),
-            ("REDIS_PREFIX", prefix),
+            ("REDIS_PREFIX", &redis_prefix),
             ("SEATMAP_COALESCE", if coalesce { "true" } else { "false" }),
             // Measure the cache, not the admission control.
             ("RATE_LIMIT_PER_SECOND", "1000000000"),
@@ -94,7 +96,7 @@ impl Instance {
             ("SEATMAP_DB_CONCURRENCY", "64"),
             ("DB_MAX_CONNECTIONS", "64"),
             ("REDIS_TIMEOUT", "5s"),
-            ("LOG_FORMAT", "text"),
+            ("LOG_FORMAT", "pretty"),
             ("RUST_LOG", "warn"),
         ]);
         let config = inventory::Config::from_env(&env)?;
@@ -151,13 +153,12 @@ pub(crate) async fn run(args: SeatMapArgs) -> anyhow::Result<()> {
         .rsplit_once('/')
         .map_or(args.database_url.as_str(), |(server, _)| server);
     let db_url = format!("{base}/{scratch}");
-    let prefix = format!("{scratch}:");
-    let result = measure(&args, &db_url, &prefix).await;
-    cleanup(&args, &scratch, &prefix).await?;
+    let result = measure(&args, &db_url, &scratch).await;
+    cleanup(&args, &scratch, &format!("{scratch}:")).await?;
     result
 }
 
-async fn measure(args: &SeatMapArgs, db_url: &str, prefix: &str) -> anyhow::Result<()> {
+async fn measure(args: &SeatMapArgs, db_url: &str, scratch: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.stampede.max(args.concurrency))
         .build()?;
@@ -170,7 +171,7 @@ async fn measure(args: &SeatMapArgs, db_url: &str, prefix: &str) -> anyhow::Resu
     println!("\nstampede (one cold seat map):");
     println!("  {:<22} {:>12} {:>14}", "", "db queries", "last answer");
     for coalesce in [true, false] {
-        let instance = Instance::start(args, db_url, prefix, coalesce).await?;
+        let instance = Instance::start(args, db_url, scratch, coalesce).await?;
         let concert = instance.concert(&http, args.seats).await?;
         let before = instance.db_loads();
         let url = format!("{}/events/{concert}/seats", instance.base);
@@ -198,19 +199,10 @@ async fn measure(args: &SeatMapArgs, db_url: &str, prefix: &str) -> anyhow::Resu
     }
 
     // 2. Cached throughput against Redis's own limit.
-    let instance = Instance::start(args, db_url, prefix, true).await?;
+    let instance = Instance::start(args, db_url, scratch, true).await?;
     let concert = instance.concert(&http, args.seats).await?;
     let url = format!("{}/events/{concert}/seats", instance.base);
     let sample = http.get(&url).send().await?.bytes().await?;
-    let redis = redis::Client::open(args.redis_url.as_str())?;
-    let mut connection = redis.get_multiplexed_async_connection().await?;
-    let value_key = format!("{prefix}bench:value");
-    redis::cmd("SET")
-        .arg(&value_key)
-        .arg(vec![b'x'; sample.len()])
-        .query_async::<()>(&mut connection)
-        .await?;
-
     let (mut ours, mut script, mut raw) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.rounds {
         raw.push(redis_benchmark(args, sample.len())?);
@@ -298,12 +290,14 @@ async fn redis_read(instance: &Instance, concert: Uuid, args: &SeatMapArgs) -> a
     Ok(rate)
 }
 
-/// `redis-benchmark -t get` at the same concurrency and value size.
+/// `redis-benchmark` GET at the same concurrency and value size.
 fn redis_benchmark(args: &SeatMapArgs, size: usize) -> anyhow::Result<f64> {
     let url = url_host_port(&args.redis_url)?;
     let output = Command::new("redis-benchmark")
         .args(["-h", &url.0, "-p", &url.1])
-        .args(["-t", "get", "-q"])
+        // SET first, so that GET returns a value of the map's size (a GET
+        // of a missing key would answer a tiny nil).
+        .args(["-t", "set,get", "-q"])
         .args(["-c", &args.concurrency.to_string()])
         .args(["-n", &args.requests.to_string()])
         .args(["-d", &size.to_string()])
@@ -316,6 +310,11 @@ fn redis_benchmark(args: &SeatMapArgs, size: usize) -> anyhow::Result<f64> {
         .rsplit(['\r', '\n'])
         .find(|s| s.starts_with("GET:"))
         .with_context(|| format!("unexpected redis-benchmark output: {text}"))?;
+    // redis-benchmark's own key (without -r it is this literal name).
+    Command::new("redis-cli")
+        .args(["-h", &url.0, "-p", &url.1, "del", "key:__rand_int__"])
+        .output()
+        .context("cannot run redis-cli")?;
     let rate = summary
         .trim_start_matches("GET:")
         .split_whitespace()
