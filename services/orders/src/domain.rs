@@ -10,14 +10,16 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// The most seats one order may hold.
 pub const MAX_SEATS_PER_ORDER: usize = 10;
 
 /// A customer's e-mail address, trimmed and syntactically valid.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
+#[schema(format = Email, example = "ada@example.com")]
 pub struct CustomerEmail(String);
 
 impl TryFrom<String> for CustomerEmail {
@@ -50,8 +52,9 @@ impl CustomerEmail {
 
 /// A seat's label within its concert, e.g. `A-12`: 1–16 letters, digits,
 /// `-` or `_`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
+#[schema(pattern = "^[A-Za-z0-9_-]{1,16}$", example = "A-12")]
 pub struct SeatId(String);
 
 impl TryFrom<String> for SeatId {
@@ -86,7 +89,7 @@ impl SeatId {
 }
 
 /// One seat the customer wants, with the hold inventory gave them for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeatRequest {
     /// The seat.
@@ -132,12 +135,14 @@ impl SeatSelection {
 }
 
 /// `POST /orders` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrder {
     /// The concert.
     pub event_id: Uuid,
-    /// The seats, with their holds.
+    /// The seats, with their holds: 1 to 10, each seat once.
+    // The schema repeats MAX_SEATS_PER_ORDER: utoipa takes literals only.
+    #[schema(value_type = Vec<SeatRequest>, min_items = 1, max_items = 10)]
     pub seats: SeatSelection,
     /// Where confirmations go.
     pub customer_email: CustomerEmail,
@@ -148,7 +153,7 @@ pub struct CreateOrder {
 /// `PENDING → PAID → CONFIRMED`, `PENDING → CANCELLED`, `PAID → REFUNDED`.
 /// Transitions are enforced in SQL (`update … where status = <from>`), not
 /// by reading the status first, so two concurrent requests cannot both win.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     /// Created, waiting for payment.
@@ -242,7 +247,7 @@ impl Transition {
 }
 
 /// An order as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Order {
     /// The order id.
     pub id: Uuid,
@@ -263,7 +268,7 @@ pub struct Order {
 }
 
 /// A seat of an [`Order`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrderSeat {
     /// The seat.
     pub seat_id: String,
@@ -273,6 +278,7 @@ pub struct OrderSeat {
     /// was created; the sale checks it. `None` only on lines written
     /// before holds were verified (and then left out of the JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub fencing_token: Option<i64>,
 }
 

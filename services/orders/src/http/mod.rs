@@ -8,11 +8,13 @@
 //! | `POST /orders/{id}/cancel` | `PENDING → CANCELLED`, `OrderCancelled` |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness (Postgres) |
 //! | `GET /metrics` | the inventory-reactions consumer's counts and lag |
+//! | `GET /openapi.json`, `GET /docs` | this API's `OpenAPI` document and a page that renders it ([`ApiDoc`]) |
 //!
 //! Every POST requires an `Idempotency-Key` header (see
 //! [`crate::idempotency`]). Errors are `application/problem+json`
 //! ([`ApiError`]).
 
+mod docs;
 mod error;
 mod orders;
 
@@ -25,8 +27,25 @@ use axum::routing::get;
 use httpkit::health::{Readiness, healthz};
 use httpkit::layers::HttpLimits;
 use sqlx::PgPool;
+use utoipa::OpenApi as _;
 
+pub use docs::ApiDoc;
 pub use error::ApiError;
+
+/// Every route [`router`] mounts, as `(method, path)`. The API tests check
+/// that [`ApiDoc`] documents exactly these and that each one answers: add a
+/// route here, in the router and (with `#[utoipa::path]`) in [`ApiDoc`].
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/orders"),
+    ("GET", "/orders/{id}"),
+    ("POST", "/orders/{id}/pay"),
+    ("POST", "/orders/{id}/cancel"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+];
 
 /// What handlers share.
 #[derive(Clone)]
@@ -61,7 +80,8 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(Arc::new(state))
-        .route("/healthz", get(healthz));
+        .route("/healthz", get(healthz))
+        .merge(httpkit::docs::routes(&ApiDoc::openapi()));
     httpkit::layers::standard(api, limits)
 }
 
@@ -69,6 +89,16 @@ type SharedState = State<Arc<AppState>>;
 
 /// `GET /metrics`: the inventory-reactions consumer's counts and lag
 /// (empty when the consumer is off).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    summary = "Metrics",
+    description = "Prometheus text: the inventory-reactions consumer's counts and lag (empty \
+        when the consumer is off).",
+    responses((status = 200, description = "The metrics.",
+        content_type = "text/plain; version=0.0.4", body = String)),
+)]
 async fn metrics(State(state): SharedState) -> impl axum::response::IntoResponse {
     let body = match &state.consumer_metrics {
         Some(handle) => {
@@ -94,6 +124,19 @@ async fn metrics(State(state): SharedState) -> impl axum::response::IntoResponse
 /// `GET /readyz`: 200 when Postgres answers within a second, else 503.
 /// (NATS only carries inventory's answers to this service, which wait in
 /// the stream while it is away; it does not decide readiness.)
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    summary = "Readiness",
+    description = "Ready when Postgres answers within a second. NATS does not decide readiness: \
+        inventory's answers wait in the stream while it is away.",
+    responses(
+        (status = 200, description = "Ready.", body = httpkit::health::ReadinessReport),
+        (status = 503, description = "Not ready: Postgres did not answer.",
+            body = httpkit::health::ReadinessReport),
+    ),
+)]
 async fn readyz(State(state): SharedState) -> Readiness {
     Readiness::new().check("postgres", pgkit::ping(&state.db).await)
 }

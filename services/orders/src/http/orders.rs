@@ -24,6 +24,7 @@ use httpkit::StrictJson;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::docs::{BAD_ORDER_ID, IDEMPOTENCY_KEY, INTERNAL, KEY_REUSED, PROBLEM_JSON};
 use super::{ApiError, AppState, SharedState};
 use crate::domain::{CreateOrder, Order, Transition};
 use crate::idempotency::{self, Fingerprint, IdempotencyKey, StoredResponse};
@@ -80,6 +81,47 @@ impl<S: Send + Sync> FromRequestParts<S> for OrderId {
 /// retry with the same key could never succeed. A 409 needs a new hold, so
 /// a new body and key, anyway; not storing it keeps one rule for every
 /// error (see [`crate::idempotency`]).
+#[utoipa::path(
+    post,
+    path = "/orders",
+    tag = "orders",
+    summary = "Create an order for held seats",
+    description = "Asks inventory whether each hold is live, then creates a `PENDING` order that \
+        stores each hold's fencing token, and its `OrderCreated` event, in one transaction. \
+        Hold the seats in inventory first. A failed request writes nothing, so it can be \
+        retried with the same `Idempotency-Key`; a retry of a request that succeeded gets the \
+        stored 201 again, without asking inventory.",
+    params(("Idempotency-Key" = String, Header, description = IDEMPOTENCY_KEY)),
+    request_body = CreateOrder,
+    responses(
+        (status = 201, description = "The order, `PENDING`.", body = Order,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response of an earlier request with the same key."))),
+        (status = 400, description = "`/problems/idempotency-key-missing`, \
+            `/problems/invalid-field` (field `Idempotency-Key`) or `/problems/malformed-json`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "`/problems/hold-not-valid` (field `seats[i].hold_token`): \
+            inventory has no live hold with that token (it lapsed, was released, or the seat is \
+            someone else's); hold the seat again and order with the new token and a new key. \
+            Or `/problems/idempotency-key-in-progress`, see `Retry-After`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+        (status = 413, description = "`/problems/body-unreadable`: the body is too large.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "`/problems/unsupported-media-type`: send \
+            `Content-Type: application/json`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "`/problems/invalid-field` naming the field, e.g. \
+            `customer_email` or `seats[1].seat_id`; or `/problems/idempotency-key-reused`: the key \
+            came with a different request before.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`/problems/dependency-unavailable` naming `inventory` (the \
+            holds could not be verified; nothing was written) or `postgres`, or \
+            `/problems/timeout`. Retry with the same `Idempotency-Key` after `Retry-After`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+    ),
+)]
 #[tracing::instrument(
     name = "orders.create",
     skip_all,
@@ -140,6 +182,24 @@ async fn verify_and_insert(
 }
 
 /// `GET /orders/{id}`.
+#[utoipa::path(
+    get,
+    path = "/orders/{id}",
+    tag = "orders",
+    summary = "Read an order",
+    params(("id" = Uuid, Path, description = "The order's id.")),
+    responses(
+        (status = 200, description = "The order.", body = Order),
+        (status = 400, description = BAD_ORDER_ID, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "`/problems/order-not-found`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`/problems/dependency-unavailable` naming `postgres`, or \
+            `/problems/timeout`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+    ),
+)]
 #[tracing::instrument(name = "orders.get", skip_all, fields(order_id = %id.0))]
 async fn get_order(State(state): SharedState, id: OrderId) -> Result<axum::Json<Order>, ApiError> {
     let mut conn = state.db.acquire().await?;
@@ -150,6 +210,36 @@ async fn get_order(State(state): SharedState, id: OrderId) -> Result<axum::Json<
 }
 
 /// `POST /orders/{id}/pay`: `PENDING → PAID` and `OrderPaid`.
+#[utoipa::path(
+    post,
+    path = "/orders/{id}/pay",
+    tag = "orders",
+    summary = "Pay an order",
+    description = "`PENDING → PAID`, and `OrderPaid` in the same transaction. Inventory then sells the seats to the holds' fencing tokens and the order becomes `CONFIRMED`, or `REFUNDED` when a seat went to someone else. Paying does not ask inventory, so it works while inventory is down.",
+    params(
+        ("id" = Uuid, Path, description = "The order's id."),
+        ("Idempotency-Key" = String, Header, description = IDEMPOTENCY_KEY),
+    ),
+    responses(
+        (status = 200, description = "The order, `PAID`.", body = Order,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response of an earlier request with the same key."))),
+        (status = 400, description = "`/problems/idempotency-key-missing`, or \
+            `/problems/invalid-field` naming `Idempotency-Key` or `id`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "`/problems/order-not-found`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "`/problems/invalid-transition`: the order is not `PENDING`; \
+            or `/problems/idempotency-key-in-progress`, see `Retry-After`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+        (status = 422, description = KEY_REUSED, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`/problems/dependency-unavailable` naming `postgres`, or \
+            `/problems/timeout`. Retry with the same `Idempotency-Key` after `Retry-After`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+    ),
+)]
 #[tracing::instrument(name = "orders.pay", skip_all, fields(order_id = %id.0))]
 async fn pay_order(
     State(state): SharedState,
@@ -160,6 +250,36 @@ async fn pay_order(
 }
 
 /// `POST /orders/{id}/cancel`: `PENDING → CANCELLED` and `OrderCancelled`.
+#[utoipa::path(
+    post,
+    path = "/orders/{id}/cancel",
+    tag = "orders",
+    summary = "Cancel an order",
+    description = "`PENDING → CANCELLED`, and `OrderCancelled` in the same transaction.",
+    params(
+        ("id" = Uuid, Path, description = "The order's id."),
+        ("Idempotency-Key" = String, Header, description = IDEMPOTENCY_KEY),
+    ),
+    responses(
+        (status = 200, description = "The order, `CANCELLED`.", body = Order,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response of an earlier request with the same key."))),
+        (status = 400, description = "`/problems/idempotency-key-missing`, or \
+            `/problems/invalid-field` naming `Idempotency-Key` or `id`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "`/problems/order-not-found`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "`/problems/invalid-transition`: the order is not `PENDING`; \
+            or `/problems/idempotency-key-in-progress`, see `Retry-After`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+        (status = 422, description = KEY_REUSED, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`/problems/dependency-unavailable` naming `postgres`, or \
+            `/problems/timeout`. Retry with the same `Idempotency-Key` after `Retry-After`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+    ),
+)]
 #[tracing::instrument(name = "orders.cancel", skip_all, fields(order_id = %id.0))]
 async fn cancel_order(
     State(state): SharedState,

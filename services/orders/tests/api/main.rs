@@ -13,6 +13,7 @@
 mod atomicity;
 mod holds;
 mod idempotency;
+mod openapi;
 mod state_machine;
 mod test_app;
 mod tracing_context;
