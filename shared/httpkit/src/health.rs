@@ -36,7 +36,7 @@ pub struct Alive {
 #[utoipa::path(
     get,
     path = "/healthz",
-    tag = "health",
+    tag = "ops",
     summary = "Liveness",
     description = "Answers as long as the process serves HTTP; checks no dependency. \
                    An orchestrator restarts the process when this fails.",

@@ -33,16 +33,20 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong this time, for humans.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub detail: Option<String>,
     /// The request field at fault, as a path like `seats[0].hold_token`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub field: Option<String>,
     /// The dependency that is down, e.g. `postgres`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub dependency: Option<String>,
     /// Quote this when reporting a server error; it is the trace id, so it
     /// also finds the trace in Jaeger.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub correlation_id: Option<String>,
     /// Seconds after which a retry may succeed; sent as `Retry-After`.
     #[serde(skip)]
