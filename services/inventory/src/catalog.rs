@@ -22,10 +22,11 @@ use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// A concert as the catalog shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Concert {
     /// The concert's id (the `event_id` of orders and seat maps).
     pub id: Uuid,
@@ -42,7 +43,7 @@ pub struct Concert {
 }
 
 /// A seat to create with a new concert.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NewSeat {
     /// Its label, e.g. `A-12`.
     pub seat_id: String,
@@ -68,7 +69,7 @@ pub struct NewConcert {
 }
 
 /// Changes to a concert's details; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConcertChanges {
     /// New name.

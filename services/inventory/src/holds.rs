@@ -31,12 +31,13 @@ use chrono::{DateTime, TimeZone as _, Utc};
 use redis::Script;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::redis::{RedisLink, RedisUnavailable};
 
 /// A granted hold.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Hold {
     /// The concert.
     pub event_id: Uuid,
@@ -51,7 +52,7 @@ pub struct Hold {
 }
 
 /// A hold presented for verification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VerifiedHold {
     /// The seat.
     pub seat_id: String,

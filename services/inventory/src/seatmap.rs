@@ -42,6 +42,7 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::coalesce::Coalescer;
@@ -68,7 +69,7 @@ pub struct StoredSeat {
 }
 
 /// A seat's status on the map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SeatStatus {
     /// Free to hold.
@@ -80,7 +81,7 @@ pub enum SeatStatus {
 }
 
 /// A seat on the map a client sees.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SeatView {
     /// Its label.
     pub seat_id: String,
@@ -91,7 +92,7 @@ pub struct SeatView {
 }
 
 /// Whether the map's holds are known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HoldsKnown {
     /// Read from Redis with the map.
@@ -101,7 +102,7 @@ pub enum HoldsKnown {
 }
 
 /// The seat map a client sees.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SeatMap {
     /// The concert.
     pub event_id: Uuid,

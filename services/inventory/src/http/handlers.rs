@@ -11,13 +11,18 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use httpkit::StrictJson;
 use httpkit::health::Readiness;
 use serde::Deserialize;
-use serde_json::json;
+use serde::Serialize;
 use sha2::{Digest as _, Sha256};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::docs::{
+    BAD_EVENT_ID, CUSTOMER_ID, INTERNAL, MALFORMED_JSON, PROBLEM_JSON, RATE_LIMITED, TOO_LARGE,
+    UNSUPPORTED_MEDIA_TYPE,
+};
 use super::{ApiError, AppState};
-use crate::catalog::{ConcertChanges, Created, NewConcert, NewSeat};
-use crate::holds::HoldError;
+use crate::catalog::{Concert, ConcertChanges, Created, NewConcert, NewSeat};
+use crate::holds::{Hold, HoldError, VerifiedHold};
 use crate::seatmap::{HoldsKnown, SeatMap, SeatStatus};
 
 /// Browsers and CDNs may reuse a map for 2 s and serve it stale for 10 s
@@ -60,13 +65,62 @@ fn seat_id(raw: String) -> Result<String, ApiError> {
 
 // ---- catalog ---------------------------------------------------------------
 
+/// Body of a `GET /events` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct EventList<'a> {
+    /// Every concert, soonest first.
+    events: &'a [Concert],
+}
+
 /// `GET /events`.
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "catalog",
+    summary = "List the concerts",
+    description = "Every concert, soonest first, from a local cache that other instances \
+        invalidate by broadcast when a concert changes.",
+    params(("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID)),
+    responses(
+        (status = 200, description = "The catalog.", body = EventList<'_>),
+        (status = 429, description = RATE_LIMITED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds until this client may send again."))),
+        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`/problems/dependency-unavailable` naming `postgres`, \
+            `/problems/overloaded` or `/problems/timeout`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+    ),
+)]
 pub(super) async fn list_events(State(state): State<AppState>) -> Result<Response, ApiError> {
     let concerts = state.catalog.list().await?;
-    Ok(Json(json!({ "events": *concerts })).into_response())
+    Ok(Json(EventList { events: &concerts }).into_response())
 }
 
 /// `GET /events/{id}`.
+#[utoipa::path(
+    get,
+    path = "/events/{id}",
+    tag = "catalog",
+    summary = "Read a concert",
+    params(
+        ("id" = Uuid, Path, description = "The concert's id."),
+        ("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID),
+    ),
+    responses(
+        (status = 200, description = "The concert.", body = Concert),
+        (status = 400, description = BAD_EVENT_ID, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "`/problems/event-not-found`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = RATE_LIMITED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds until this client may send again."))),
+        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`/problems/dependency-unavailable` naming `postgres`, \
+            `/problems/overloaded` or `/problems/timeout`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+    ),
+)]
 pub(super) async fn get_event(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -81,14 +135,21 @@ pub(super) async fn get_event(
 }
 
 /// Body of `POST /events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateEvent {
+    /// The concert's id; chosen by the service when left out. Choose it
+    /// to make creation safe to retry.
     id: Option<Uuid>,
+    /// Its name, 1 to 200 characters.
     name: String,
+    /// Where it takes place, 1 to 200 characters.
     venue: String,
+    /// When it starts.
     starts_at: DateTime<Utc>,
+    /// When tickets go on sale; not after `starts_at`.
     sale_opens_at: DateTime<Utc>,
+    /// 1 to 10 000 seats, each label once, prices not negative.
     seats: Vec<NewSeat>,
 }
 
@@ -156,6 +217,35 @@ impl CreateEvent {
 
 /// `POST /events`: 201 when created, 200 with the existing concert when
 /// one with this id exists (a retried creation).
+#[utoipa::path(
+    post,
+    path = "/events",
+    tag = "catalog",
+    summary = "Create a concert with its seats",
+    description = "An operator's call. Idempotent by id: when a concert with this `id` exists, \
+        the answer is 200 with that concert and nothing changes.",
+    params(("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID)),
+    request_body = CreateEvent,
+    responses(
+        (status = 201, description = "Created.", body = Concert,
+            headers(("Location" = String, description = "`/events/{id}`."))),
+        (status = 200, description = "A concert with this id exists already: it is returned.",
+            body = Concert),
+        (status = 400, description = MALFORMED_JSON, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = TOO_LARGE, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "`/problems/invalid-field` naming the field, e.g. \
+            `sale_opens_at` or `seats[2].price_cents`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = RATE_LIMITED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds until this client may send again."))),
+        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`/problems/dependency-unavailable` naming `postgres`, \
+            `/problems/overloaded` or `/problems/timeout`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+    ),
+)]
 pub(super) async fn create_event(
     State(state): State<AppState>,
     StrictJson(body): StrictJson<CreateEvent>,
@@ -181,6 +271,39 @@ pub(super) async fn create_event(
 }
 
 /// `PATCH /events/{id}`.
+#[utoipa::path(
+    patch,
+    path = "/events/{id}",
+    tag = "catalog",
+    summary = "Change a concert's details",
+    description = "Changes the fields sent and bumps the concert's version, which retires its \
+        cached seat maps and tells the other instances to drop their cached copy.",
+    params(
+        ("id" = Uuid, Path, description = "The concert's id."),
+        ("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID),
+    ),
+    request_body = ConcertChanges,
+    responses(
+        (status = 200, description = "The concert as changed.", body = Concert),
+        (status = 400, description = "`/problems/invalid-field` naming `id` (not a UUID), or \
+            `/problems/malformed-json`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "`/problems/event-not-found`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = TOO_LARGE, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "`/problems/invalid-field` naming the field, e.g. `name`, \
+            or `sale_opens_at` when the sale would open after the start.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = RATE_LIMITED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds until this client may send again."))),
+        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`/problems/dependency-unavailable` naming `postgres`, \
+            `/problems/overloaded` or `/problems/timeout`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+    ),
+)]
 pub(super) async fn update_event(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -252,6 +375,46 @@ fn none_match(headers: &HeaderMap, etag: &str) -> bool {
 }
 
 /// `GET /events/{id}/seats`.
+#[utoipa::path(
+    get,
+    path = "/events/{id}/seats",
+    tag = "seat map",
+    summary = "Read a concert's seat map",
+    description = "Each seat with its price and status (available, held or sold), cache-aside \
+        in Redis. Revalidate with `If-None-Match`: an unchanged map answers 304 without a body. \
+        Without Redis the map comes from Postgres with `holds: unknown` (held seats show as \
+        available) and `Cache-Control: no-cache`.",
+    params(
+        ("id" = Uuid, Path, description = "The concert's id."),
+        ("If-None-Match" = Option<String>, Header, nullable = false,
+            description = "`ETag`s of maps the client has; `*` matches any."),
+        ("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID),
+    ),
+    responses(
+        (status = 200, description = "The seat map.", body = SeatMap, headers(
+            ("ETag" = String, description = "A strong validator: the concert's version and a \
+                digest of the seats held right now, e.g. `\"v3-9f86d081884c\"`."),
+            ("Cache-Control" = String, description = "`public, max-age=2, \
+                stale-while-revalidate=10`, or `no-cache` when holds are unknown."),
+        )),
+        (status = 304, description = "Not modified: `If-None-Match` lists the current `ETag`.",
+            headers(
+                ("ETag" = String, description = "The current validator."),
+                ("Cache-Control" = String, description = "As on a 200."),
+            )),
+        (status = 400, description = BAD_EVENT_ID, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "`/problems/event-not-found`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = RATE_LIMITED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds until this client may send again."))),
+        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`/problems/dependency-unavailable` naming `postgres`, \
+            `/problems/overloaded` (too many requests in progress, or too many maps loading \
+            from Postgres while Redis cannot help) or `/problems/timeout`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+    ),
+)]
 pub(super) async fn seat_map(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -285,13 +448,57 @@ pub(super) async fn seat_map(
 // ---- holds -----------------------------------------------------------------
 
 /// Body of `POST …/hold`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HoldRequest {
+    /// The customer who holds the seat (their holds are counted against
+    /// the per-customer limit).
     customer_id: Uuid,
 }
 
 /// `POST /events/{id}/seats/{seat}/hold`.
+#[utoipa::path(
+    post,
+    path = "/events/{id}/seats/{seat}/hold",
+    tag = "holds",
+    summary = "Hold a seat",
+    description = "Holds the seat for the customer for `HOLD_TTL`. The `hold_token` releases \
+        the hold and goes into the order; the `fencing_token` decides the sale: only the \
+        latest hold's token can buy the seat, so a hold that lapsed and was granted to \
+        someone else loses it even if it is paid first.",
+    params(
+        ("id" = Uuid, Path, description = "The concert's id."),
+        ("seat" = String, Path, description = "The seat's label, 1 to 16 letters, digits, `-` or `_`."),
+        ("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID),
+    ),
+    request_body = HoldRequest,
+    responses(
+        (status = 201, description = "Held.", body = Hold),
+        (status = 400, description = "`/problems/invalid-field` naming `id` or `seat`, or \
+            `/problems/malformed-json`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "`/problems/seat-not-found`: no such concert or seat.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "`/problems/seat-sold`, or `/problems/seat-held`: another \
+            customer holds it; it is free again after `Retry-After` at the latest unless they order.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "With `seat-held`: seconds until the other hold lapses."))),
+        (status = 413, description = TOO_LARGE, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "`/problems/invalid-field` naming `customer_id`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "`/problems/hold-limit-reached`: the customer holds as many \
+            seats as allowed; release one or wait for one to lapse. Or `/problems/rate-limited`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds until a hold lapses, or until this client may send again."))),
+        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`/problems/dependency-unavailable` naming `redis` (holds \
+            cannot be granted; seat maps still work) or `postgres`, `/problems/overloaded` or \
+            `/problems/timeout`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+    ),
+)]
 pub(super) async fn hold(
     State(state): State<AppState>,
     Path((id, seat)): Path<(String, String)>,
@@ -305,6 +512,35 @@ pub(super) async fn hold(
 
 /// `DELETE /events/{id}/seats/{seat}/hold` with header `Hold-Token`:
 /// 204, or 404 if that token holds nothing there.
+#[utoipa::path(
+    delete,
+    path = "/events/{id}/seats/{seat}/hold",
+    tag = "holds",
+    summary = "Release a hold",
+    description = "Releases the hold granted with `Hold-Token`; the seat is free at once.",
+    params(
+        ("id" = Uuid, Path, description = "The concert's id."),
+        ("seat" = String, Path, description = "The seat's label."),
+        ("Hold-Token" = Uuid, Header, description = "The `hold_token` the hold was granted with."),
+        ("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID),
+    ),
+    responses(
+        (status = 204, description = "Released."),
+        (status = 400, description = "`/problems/invalid-field` naming `id`, `seat` or \
+            `Hold-Token` (missing or not a UUID).",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "`/problems/hold-not-found`: this token holds nothing on \
+            that seat (it lapsed, was released, or is someone else's).",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = RATE_LIMITED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds until this client may send again."))),
+        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`/problems/dependency-unavailable` naming `redis`, \
+            `/problems/overloaded` or `/problems/timeout`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+    ),
+)]
 pub(super) async fn release(
     State(state): State<AppState>,
     Path((id, seat)): Path<(String, String)>,
@@ -333,22 +569,63 @@ pub(super) async fn release(
 }
 
 /// Body of `POST /holds/verify`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct VerifyRequest {
+    /// The concert.
     event_id: Uuid,
+    /// 1 to 10 seats with the tokens of their holds.
     seats: Vec<VerifySeat>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A seat and the hold presented for it.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct VerifySeat {
+    /// The seat's label.
     seat_id: String,
+    /// The `hold_token` the hold was granted with.
     hold_token: Uuid,
+}
+
+/// Body of a successful `POST /holds/verify`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct VerifiedHolds {
+    /// Each seat's live hold, in the order asked.
+    seats: Vec<VerifiedHold>,
 }
 
 /// `POST /holds/verify`: 200 `{seats: [{seat_id, fencing_token,
 /// expires_at}]}`, or 409 naming the first seat whose hold is not live.
+#[utoipa::path(
+    post,
+    path = "/holds/verify",
+    tag = "holds",
+    summary = "Verify holds",
+    description = "Orders calls this before it creates an order: are these holds live, and \
+        what are their fencing tokens? Reads only.",
+    params(("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID)),
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "Every hold is live.", body = VerifiedHolds),
+        (status = 400, description = MALFORMED_JSON, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "`/problems/hold-not-valid` naming the first seat whose hold \
+            is not live (field `seats[i].hold_token`).",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = TOO_LARGE, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "`/problems/invalid-field` naming the field, e.g. `seats` \
+            (not 1 to 10 seats) or `seats[0].seat_id`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = RATE_LIMITED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds until this client may send again."))),
+        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`/problems/dependency-unavailable` naming `redis`, \
+            `/problems/overloaded` or `/problems/timeout`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+    ),
+)]
 pub(super) async fn verify(
     State(state): State<AppState>,
     StrictJson(body): StrictJson<VerifyRequest>,
@@ -367,7 +644,7 @@ pub(super) async fn verify(
         seats.push((seat.seat_id, seat.hold_token));
     }
     match state.holds.verify(body.event_id, &seats).await {
-        Ok(verified) => Ok(Json(json!({ "seats": verified })).into_response()),
+        Ok(verified) => Ok(Json(VerifiedHolds { seats: verified }).into_response()),
         Err(HoldError::NotHeld(seat_id)) => {
             let index = seats.iter().position(|(s, _)| *s == seat_id).unwrap_or(0);
             Err(ApiError::HoldNotValid { seat_id, index })
@@ -378,19 +655,59 @@ pub(super) async fn verify(
 
 // ---- ops, health, metrics ----------------------------------------------------
 
+/// Body of a `POST /ops/warmup` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Warmup {
+    /// Seat maps loaded into Redis.
+    warmed: usize,
+    /// The window: concerts whose sale opens within it were warmed.
+    window_seconds: u64,
+}
+
 /// `POST /ops/warmup`: loads the seat maps of concerts whose sale opens
 /// within the warmup window.
+#[utoipa::path(
+    post,
+    path = "/ops/warmup",
+    tag = "ops",
+    summary = "Warm the seat-map cache",
+    description = "Loads into Redis the seat maps of the concerts whose sale opens within \
+        `WARMUP_WINDOW` (and that have not started), so the first buyers hit a warm cache. \
+        Not behind admission control.",
+    responses(
+        (status = 200, description = "Warmed.", body = Warmup),
+        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`/problems/dependency-unavailable` naming `postgres`, \
+            `/problems/overloaded` or `/problems/timeout`.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+    ),
+)]
 pub(super) async fn warmup(State(state): State<AppState>) -> Result<Response, ApiError> {
     let warmed = state.seat_maps.warmup(state.warmup_window).await?;
-    Ok(Json(json!({
-        "warmed": warmed,
-        "window_seconds": state.warmup_window.as_secs(),
-    }))
+    Ok(Json(Warmup {
+        warmed,
+        window_seconds: state.warmup_window.as_secs(),
+    })
     .into_response())
 }
 
 /// `GET /readyz`: Postgres and NATS are required; without Redis the
 /// service still serves (slower), so it reports itself degraded, not down.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    summary = "Readiness",
+    description = "Postgres and NATS are required. Without Redis the service still serves \
+        (slower, holds refused), so it answers 200 `degraded` rather than failing.",
+    responses(
+        (status = 200, description = "Ready, or degraded (Redis down).",
+            body = httpkit::health::ReadinessReport),
+        (status = 503, description = "Not ready: Postgres or NATS is unavailable.",
+            body = httpkit::health::ReadinessReport),
+    ),
+)]
 pub(super) async fn readyz(State(state): State<AppState>) -> Readiness {
     Readiness::new()
         .check("postgres", pgkit::ping(&state.db).await)
@@ -400,6 +717,16 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Readiness {
 
 /// `GET /metrics`: seat-map cache, admission control and the allocation
 /// consumer (Prometheus text).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    summary = "Metrics",
+    description = "Prometheus text: seat-map cache hits, misses and loads, admission \
+        rejections, and the allocation consumer's counts and lag.",
+    responses((status = 200, description = "The metrics.",
+        content_type = "text/plain; version=0.0.4", body = String)),
+)]
 pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let js = async_nats::jetstream::new(state.nats.clone());
     let lag = consumer::lag(

@@ -13,12 +13,14 @@
 //! | `POST /ops/warmup` | preload the seat maps of concerts whose sale opens soon |
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness (Postgres, NATS; Redis degrades) |
 //! | `GET /metrics` | cache, admission and consumer counters |
+//! | `GET /openapi.json`, `GET /docs` | this API's `OpenAPI` document and a page that renders it ([`ApiDoc`]) |
 //!
 //! The API routes sit behind admission control (per-client rate limit,
 //! global concurrency limit with load shedding: `httpkit::admission`);
-//! health, metrics and ops routes do not, so an overloaded instance still
-//! reports its state.
+//! health, metrics, ops and docs routes do not, so an overloaded instance
+//! still reports its state and describes its API.
 
+mod docs;
 mod error;
 mod handlers;
 
@@ -30,7 +32,9 @@ use axum::routing::{get, post};
 use httpkit::admission::{AdmissionLimits, AdmissionMetrics};
 use httpkit::layers::HttpLimits;
 use sqlx::PgPool;
+use utoipa::OpenApi as _;
 
+pub use docs::ApiDoc;
 pub use error::ApiError;
 
 use crate::catalog::Catalog;
@@ -63,6 +67,26 @@ pub struct AppState {
     pub admission: AdmissionMetrics,
 }
 
+/// Every route [`router`] mounts, as `(method, path)`. The API tests check
+/// that [`ApiDoc`] documents exactly these and that each one answers: add a
+/// route here, in the router and (with `#[utoipa::path]`) in [`ApiDoc`].
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/events"),
+    ("POST", "/events"),
+    ("GET", "/events/{id}"),
+    ("PATCH", "/events/{id}"),
+    ("GET", "/events/{id}/seats"),
+    ("POST", "/events/{id}/seats/{seat}/hold"),
+    ("DELETE", "/events/{id}/seats/{seat}/hold"),
+    ("POST", "/holds/verify"),
+    ("POST", "/ops/warmup"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+];
+
 /// The complete router, with admission control on the API and the
 /// standard middleware around everything.
 pub fn router(state: AppState, limits: HttpLimits, admission: AdmissionLimits) -> Router {
@@ -88,6 +112,7 @@ pub fn router(state: AppState, limits: HttpLimits, admission: AdmissionLimits) -
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
         .with_state(state)
-        .route("/healthz", get(httpkit::health::healthz));
+        .route("/healthz", get(httpkit::health::healthz))
+        .merge(httpkit::docs::routes(&ApiDoc::openapi()));
     httpkit::layers::standard(api.merge(ops), limits)
 }

@@ -10,5 +10,6 @@ mod allocation;
 mod app;
 mod catalog;
 mod holds;
+mod openapi;
 mod outage;
 mod seat_map;
