@@ -5,6 +5,7 @@
 //! | `GET /reports/events/{id}` | tickets sold, revenue and refunds of a concert |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness (Postgres, NATS) |
 //! | `GET /metrics` | the projection consumer's counts and lag |
+//! | `GET /openapi.json`, `GET /docs` | this API's `OpenAPI` document and a page that renders it ([`ApiDoc`]) |
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use httpkit::Problem;
 use httpkit::health::{Readiness, healthz};
 use serde::Serialize;
 use sqlx::PgPool;
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 /// What the handlers share.
@@ -33,7 +35,7 @@ pub struct HttpState {
 }
 
 /// A concert's sales.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SalesReport {
     /// The concert.
     pub event_id: Uuid,
@@ -47,6 +49,45 @@ pub struct SalesReport {
     pub generation: i32,
 }
 
+/// The reports API's `OpenAPI` document, served at `/openapi.json` and
+/// rendered at `/docs` (`httpkit::docs`).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Reporting API",
+        description = "Sales per concert: a read model projected from the order events.\n\n\
+            The numbers follow the events by a moment (eventual consistency), and the whole \
+            model can be rebuilt by replaying the stream (`ticketctl reporting rebuild`), after \
+            which `generation` changes. Every error is `application/problem+json`.",
+    ),
+    paths(
+        report,
+        readyz,
+        metrics,
+        httpkit::health::healthz,
+        httpkit::docs::openapi_json,
+        httpkit::docs::docs_page,
+    ),
+    tags(
+        (name = "reports", description = "Sales figures per concert."),
+        (name = "ops", description = "Health and metrics, for orchestrators and operators."),
+        (name = "docs", description = "This documentation."),
+    ),
+)]
+pub struct ApiDoc;
+
+/// Every route [`router`] mounts, as `(method, path)`. The API test checks
+/// that [`ApiDoc`] documents exactly these: add a route here, in the router
+/// and (with `#[utoipa::path]`) in [`ApiDoc`].
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/reports/events/{id}"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+];
+
 /// The router.
 pub fn router(state: HttpState) -> Router {
     Router::new()
@@ -55,8 +96,31 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .with_state(Arc::new(state))
         .route("/healthz", get(healthz))
+        .merge(httpkit::docs::routes(&ApiDoc::openapi()))
 }
 
+/// `GET /reports/events/{id}`.
+#[utoipa::path(
+    get,
+    path = "/reports/events/{id}",
+    tag = "reports",
+    summary = "A concert's sales",
+    description = "Tickets sold and revenue of the concert's confirmed orders, and how many \
+        paid orders were refunded, from the active read-model generation.",
+    params(("id" = Uuid, Path, description = "The concert's id.")),
+    responses(
+        (status = 200, description = "The report.", body = SalesReport),
+        (status = 400, description = "`/problems/invalid-field` naming `id`: not a UUID.",
+            body = httpkit::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`/problems/report-not-found`: no confirmed or refunded \
+            order for this concert yet.",
+            body = httpkit::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`/problems/dependency-unavailable` naming `postgres`, or \
+            `/problems/timeout`.",
+            body = httpkit::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
+    ),
+)]
 async fn report(
     State(state): State<Arc<HttpState>>,
     Path(id): Path<String>,
@@ -99,6 +163,16 @@ async fn report(
     }))
 }
 
+/// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    summary = "Metrics",
+    description = "Prometheus text: the projection consumer's counts and lag.",
+    responses((status = 200, description = "The metrics.",
+        content_type = "text/plain; version=0.0.4", body = String)),
+)]
 async fn metrics(State(state): State<Arc<HttpState>>) -> impl axum::response::IntoResponse {
     // Lag comes from the server; without NATS the counts are still worth showing.
     let lag = consumer::lag(
@@ -115,6 +189,19 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> impl axum::response::In
     )
 }
 
+/// `GET /readyz`.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    summary = "Readiness",
+    description = "Ready when Postgres answers and the NATS client is connected.",
+    responses(
+        (status = 200, description = "Ready.", body = httpkit::health::ReadinessReport),
+        (status = 503, description = "Not ready: Postgres or NATS is unavailable.",
+            body = httpkit::health::ReadinessReport),
+    ),
+)]
 async fn readyz(State(state): State<Arc<HttpState>>) -> Readiness {
     Readiness::new()
         .check("postgres", pgkit::ping(&state.db).await)
