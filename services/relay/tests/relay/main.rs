@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod harness;
+mod openapi;
 mod ordering;
 mod outages;
 mod poison;
