@@ -1,6 +1,7 @@
 //! Building and running the notification service: connect (creating the
 //! database on first start), migrate, bind, then run the translator and
-//! `WORKERS` senders, and serve health and metrics until shutdown.
+//! `WORKERS` senders, and serve health and metrics (documented at
+//! `/openapi.json` and `/docs`, [`ApiDoc`]) until shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use utoipa::OpenApi;
 
 use crate::Config;
 use crate::commands::{self, EmailRequests};
@@ -44,6 +46,41 @@ pub enum StartupError {
         source: std::io::Error,
     },
 }
+
+/// The notification service's `OpenAPI` document: it has no business API,
+/// only health and metrics.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Notification service",
+        description = "Health and metrics of the notification service, which turns order \
+            events into `SendEmail` commands on a work queue and sends them. It has no business \
+            API.",
+    ),
+    paths(
+        readyz,
+        metrics,
+        httpkit::health::healthz,
+        httpkit::docs::openapi_json,
+        httpkit::docs::docs_page,
+    ),
+    tags(
+        (name = "ops", description = "Health and metrics, for orchestrators and operators."),
+        (name = "docs", description = "This documentation."),
+    ),
+)]
+pub struct ApiDoc;
+
+/// Every route the service mounts, as `(method, path)`. The tests check
+/// that [`ApiDoc`] documents exactly these: add a route here, in
+/// [`Application::build`] and (with `#[utoipa::path]`) in [`ApiDoc`].
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+];
 
 /// A built service, bound and ready to run.
 pub struct Application {
@@ -127,7 +164,8 @@ impl Application {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .with_state(Arc::new(state))
-            .route("/healthz", get(healthz));
+            .route("/healthz", get(healthz))
+            .merge(httpkit::docs::routes(&ApiDoc::openapi()));
         let router = httpkit::layers::standard(
             router,
             httpkit::layers::HttpLimits {
@@ -180,6 +218,19 @@ impl Application {
     }
 }
 
+/// `GET /readyz`.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    summary = "Readiness",
+    description = "Ready when Postgres answers and the NATS client is connected.",
+    responses(
+        (status = 200, description = "Ready.", body = httpkit::health::ReadinessReport),
+        (status = 503, description = "Not ready: Postgres or NATS is unavailable.",
+            body = httpkit::health::ReadinessReport),
+    ),
+)]
 async fn readyz(State(state): State<Arc<HttpState>>) -> Readiness {
     Readiness::new()
         .check("postgres", pgkit::ping(&state.db).await)
@@ -187,6 +238,16 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> Readiness {
 }
 
 /// `GET /metrics`: both consumers' counts and lag (the workers summed).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    summary = "Metrics",
+    description = "Prometheus text: the counts and lag of the translator (order events to \
+        commands) and of the workers that send (summed).",
+    responses((status = 200, description = "The metrics.",
+        content_type = "text/plain; version=0.0.4", body = String)),
+)]
 async fn metrics(State(state): State<Arc<HttpState>>) -> impl axum::response::IntoResponse {
     let translator_lag = consumer::lag(
         &state.js,
