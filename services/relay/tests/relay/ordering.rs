@@ -86,7 +86,6 @@ async fn a_row_that_commits_late_with_a_lower_id_is_still_published() {
 async fn the_publish_continues_the_trace_stored_in_the_row() {
     let nats = TestNats::start().await;
     let world = World::new(nats.url(), nats.prefix()).await;
-    let relay = world.spawn_relay(&[]).await;
 
     let span = tracing::info_span!("request");
     world
@@ -99,6 +98,9 @@ async fn the_publish_continues_the_trace_stored_in_the_row() {
             .fetch_one(&world.db)
             .await
             .unwrap();
+    // Started only now: a relay running already could publish and delete
+    // the row before the query above reads it.
+    let relay = world.spawn_relay(&[]).await;
     world.drained(Duration::from_secs(10)).await;
 
     let stored = world.stream().await;
