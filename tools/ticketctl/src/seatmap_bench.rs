@@ -167,32 +167,33 @@ async fn measure(args: &SeatMapArgs, db_url: &str, scratch: &str) -> anyhow::Res
         args.seats, args.stampede, args.requests, args.concurrency
     );
 
-    // 1. Stampede, coalescing on and off.
-    println!("\nstampede (one cold seat map):");
-    println!("  {:<22} {:>12} {:>14}", "", "db queries", "last answer");
+    // 1. Stampede, coalescing on and off, over HTTP (requests arrive as
+    // fast as the server accepts connections) and in-process (every miss
+    // released at once by a barrier: the worst case).
+    println!("\nstampede (one cold seat map each time):");
+    println!(
+        "  {:<16} {:<38} {:>10} {:>13}",
+        "", "", "db queries", "last answer"
+    );
     for coalesce in [true, false] {
+        let mode = if coalesce {
+            "coalescing on"
+        } else {
+            "coalescing off"
+        };
         let instance = Instance::start(args, db_url, scratch, coalesce).await?;
         let concert = instance.concert(&http, args.seats).await?;
-        let before = instance.db_loads();
-        let url = format!("{}/events/{concert}/seats", instance.base);
-        let started = Instant::now();
-        let statuses = join_all((0..args.stampede).map(|_| http.get(&url).send())).await;
-        let took = started.elapsed();
-        let failed = statuses
-            .iter()
-            .filter(|r| !r.as_ref().is_ok_and(|r| r.status().is_success()))
-            .count();
-        if failed > 0 {
-            bail!("{failed} stampede requests failed");
-        }
+        let (queries, took) = http_stampede(&http, &instance, concert, args.stampede).await?;
         println!(
-            "  {:<22} {:>12} {:>11.1} ms",
-            if coalesce {
-                "coalescing on"
-            } else {
-                "coalescing off"
-            },
-            instance.db_loads() - before,
+            "  {mode:<16} {:<38} {queries:>10} {:>10.1} ms",
+            format!("{} HTTP requests", args.stampede),
+            took.as_secs_f64() * 1000.0
+        );
+        let concert = instance.concert(&http, args.seats).await?;
+        let (queries, took) = task_stampede(&instance, concert, args.stampede).await?;
+        println!(
+            "  {mode:<16} {:<38} {queries:>10} {:>10.1} ms",
+            format!("{} in-process calls, released at once", args.stampede),
             took.as_secs_f64() * 1000.0
         );
         instance.stop().await?;
@@ -233,6 +234,53 @@ async fn measure(args: &SeatMapArgs, db_url: &str, scratch: &str) -> anyhow::Res
     );
     instance.stop().await?;
     Ok(())
+}
+
+/// `n` concurrent HTTP requests for a cold map: database loads and time.
+async fn http_stampede(
+    http: &reqwest::Client,
+    instance: &Instance,
+    concert: Uuid,
+    n: usize,
+) -> anyhow::Result<(u64, Duration)> {
+    let url = format!("{}/events/{concert}/seats", instance.base);
+    let before = instance.db_loads();
+    let started = Instant::now();
+    let answers = join_all((0..n).map(|_| http.get(&url).send())).await;
+    let took = started.elapsed();
+    let failed = answers
+        .iter()
+        .filter(|r| !r.as_ref().is_ok_and(|r| r.status().is_success()))
+        .count();
+    if failed > 0 {
+        bail!("{failed} stampede requests failed");
+    }
+    Ok((instance.db_loads() - before, took))
+}
+
+/// `n` tasks missing the cold map at the same instant.
+async fn task_stampede(
+    instance: &Instance,
+    concert: Uuid,
+    n: usize,
+) -> anyhow::Result<(u64, Duration)> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let before = instance.db_loads();
+    let started = Instant::now();
+    let tasks = (0..n).map(|_| {
+        let barrier = Arc::clone(&barrier);
+        let seat_maps = instance.seat_maps.clone();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            seat_maps.get(concert).await
+        })
+    });
+    for task in join_all(tasks).await {
+        task?
+            .map_err(anyhow::Error::from)?
+            .context("the concert exists")?;
+    }
+    Ok((instance.db_loads() - before, started.elapsed()))
 }
 
 /// Requests per second of the full seat-map endpoint.
