@@ -46,13 +46,14 @@ pub(crate) struct Endpoints {
         default_value = "http://localhost:8081"
     )]
     inventory: String,
-    /// Jaeger's UI and query API.
+    /// Jaeger's UI as a browser reaches it (the printed link); inside
+    /// compose the services see Jaeger under another name than the host does.
     #[arg(
-        long = "jaeger-url",
-        env = "JAEGER_URL",
+        long = "jaeger-ui-url",
+        env = "JAEGER_UI_URL",
         default_value = "http://localhost:16686"
     )]
-    jaeger: String,
+    jaeger_ui: String,
 }
 
 /// Options of `seed`.
@@ -164,7 +165,7 @@ async fn story(endpoints: &Endpoints, exporting: bool) -> anyhow::Result<()> {
     println!("\norder  {order_id}");
     println!("trace  {trace_id}");
     if exporting {
-        println!("jaeger {}/trace/{trace_id}", endpoints.jaeger);
+        println!("jaeger {}/trace/{trace_id}", endpoints.jaeger_ui);
         println!(
             "tree   ticketctl trace {trace_id}   (the consumers' spans arrive within seconds)"
         );
