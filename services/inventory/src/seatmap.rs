@@ -382,13 +382,7 @@ impl SeatMaps {
                     .await
                     .map_err(|_| SeatMapError::Busy)?
                     .map_err(|_| SeatMapError::Busy)?;
-            self.load(event).await.map_err(|e| {
-                if pgkit::is_unavailable(&e) {
-                    SeatMapError::DatabaseUnavailable(e.to_string())
-                } else {
-                    SeatMapError::Internal(e.to_string())
-                }
-            })?
+            self.load(event).await.map_err(|e| db_error(&e))?
         };
         // Caching is best effort: the answer is right either way.
         let stored = match &loaded {
@@ -506,7 +500,7 @@ impl SeatMaps {
         )
         .fetch_all(&self.inner.db)
         .await
-        .map_err(|e| SeatMapError::DatabaseUnavailable(e.to_string()))?;
+        .map_err(|e| db_error(&e))?;
         for event in &events {
             self.fill(*event).await?;
         }
@@ -567,6 +561,14 @@ fn view(event: Uuid, map: &StoredSeatMap, held: Option<&HashSet<String>>) -> Sea
                 },
             })
             .collect(),
+    }
+}
+
+fn db_error(e: &sqlx::Error) -> SeatMapError {
+    if pgkit::is_unavailable(e) {
+        SeatMapError::DatabaseUnavailable(e.to_string())
+    } else {
+        SeatMapError::Internal(e.to_string())
     }
 }
 
