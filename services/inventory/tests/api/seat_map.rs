@@ -35,19 +35,53 @@ async fn a_thousand_cold_requests_make_one_database_query() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn without_coalescing_a_stampede_queries_many_times() {
-    // The control for the test above: it shows the test can fail.
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[("SEATMAP_COALESCE", "false")]).await;
-    let concert = app.concert(50).await;
-    join_all((0..200).map(|_| app.seat_map(concert))).await;
+/// `n` tasks that miss the cold map of `concert` at the same instant (a
+/// barrier releases them together); returns the database loads they caused.
+async fn simultaneous_misses(app: &TestApp, concert: Uuid, n: usize) -> u64 {
+    let before = app.db_loads();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let barrier = std::sync::Arc::clone(&barrier);
+            let seat_maps = app.seat_maps.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                seat_maps.get(concert).await.unwrap().unwrap()
+            })
+        })
+        .collect();
+    let maps = join_all(tasks).await;
     assert!(
-        app.db_loads() > 1,
-        "uncoalesced misses each query ({})",
-        app.db_loads()
+        maps.iter()
+            .all(|m| m.as_ref().unwrap() == maps[0].as_ref().unwrap())
     );
-    app.stop().await;
+    app.db_loads() - before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misses_released_at_the_same_instant_make_one_query_and_many_without_coalescing() {
+    let servers = Servers::start().await;
+    let settings = [("REDIS_TIMEOUT", "5s")];
+    let coalesced = TestApp::spawn(&servers, &settings).await;
+    let concert = coalesced.concert(50).await;
+    assert_eq!(simultaneous_misses(&coalesced, concert, 500).await, 1);
+    coalesced.stop().await;
+
+    // The control: the same stampede without coalescing reaches Postgres
+    // many times, which shows the assertion above can fail.
+    let uncoalesced = TestApp::spawn(
+        &servers,
+        &[
+            ("REDIS_TIMEOUT", "5s"),
+            ("SEATMAP_COALESCE", "false"),
+            ("SEATMAP_DB_CONCURRENCY", "64"),
+        ],
+    )
+    .await;
+    let concert = uncoalesced.concert(50).await;
+    let queries = simultaneous_misses(&uncoalesced, concert, 500).await;
+    assert!(queries > 1, "uncoalesced misses each query ({queries})");
+    uncoalesced.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
