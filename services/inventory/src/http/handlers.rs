@@ -641,6 +641,13 @@ pub(super) async fn verify(
                 "1-16 letters, digits, '-' or '_'",
             ));
         }
+        // A seat listed twice would make "which hold is not valid" ambiguous.
+        if seats.iter().any(|(s, _)| *s == seat.seat_id) {
+            return Err(invalid(
+                format!("seats[{i}].seat_id"),
+                format!("seat {} is listed twice", seat.seat_id),
+            ));
+        }
         seats.push((seat.seat_id, seat.hold_token));
     }
     match state.holds.verify(body.event_id, &seats).await {

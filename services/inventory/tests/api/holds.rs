@@ -212,5 +212,16 @@ async fn verify_returns_the_fencing_tokens_of_live_holds_only() {
     let problem: Value = swapped.json().await.unwrap();
     assert_eq!(problem["type"], "/problems/hold-not-valid");
     assert_eq!(problem["field"], "seats[1].hold_token");
+
+    let twice = verify(
+        json!([{ "seat_id": "A-1", "hold_token": t1 }, { "seat_id": "A-1", "hold_token": t1 }]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(twice.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        twice.json::<Value>().await.unwrap()["field"],
+        "seats[1].seat_id"
+    );
     app.stop().await;
 }
