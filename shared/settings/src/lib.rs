@@ -168,40 +168,87 @@ impl SecretUrl {
 }
 
 impl std::fmt::Display for SecretUrl {
-    /// The URL with its password (`user:password@`) and any secret-looking
-    /// query parameter (`password=`, `token=`, `secret=`…) replaced by `***`.
+    /// The URL with its credentials and any secret-looking query parameter
+    /// (`password=`, `token=`, `secret=`…) replaced by `***`:
+    /// `user:password@` becomes `user:***@`, and a user part without a
+    /// password (`nats://TOKEN@host`, where the user part is a token) becomes
+    /// `***@`. A comma-separated server list has each URL redacted.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let url = &self.0;
-        let (base, query) = url
-            .split_once('?')
-            .map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
-        let base = base
-            .find("://")
-            .and_then(|scheme_end| {
-                let rest = &base[scheme_end + 3..];
-                let at = rest.find('@')?;
-                let colon = rest[..at].find(':')?;
-                Some(format!(
-                    "{}{}:***{}",
-                    &base[..scheme_end + 3],
-                    &rest[..colon],
-                    &rest[at..]
-                ))
-            })
-            .unwrap_or_else(|| base.to_owned());
-        f.write_str(&base)?;
-        if let Some(query) = query {
-            let params: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            write!(f, "?{}", params.join("&"))?;
+        let mut first = true;
+        for url in split_server_list(&self.0) {
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            write_redacted(f, url)?;
         }
         Ok(())
     }
+}
+
+/// Splits `nats://a@h1,nats://b@h2` into its URLs. Only a comma followed by
+/// `scheme://` separates URLs, so a comma inside a password does not.
+fn split_server_list(list: &str) -> Vec<&str> {
+    let starts_url = |rest: &str| {
+        rest.find("://").is_some_and(|i| {
+            i > 0
+                && rest[..i]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        })
+    };
+    let mut urls = Vec::new();
+    let mut start = 0;
+    for (i, _) in list.match_indices(',') {
+        if starts_url(&list[i + 1..]) {
+            urls.push(&list[start..i]);
+            start = i + 1;
+        }
+    }
+    urls.push(&list[start..]);
+    urls
+}
+
+/// Writes one URL with its userinfo and secret query parameters redacted.
+///
+/// The userinfo is taken to end at the **last** `@` of the URL, not at the
+/// first `/` as a URL parser would: a password may hold an unencoded `@`,
+/// `/` or `?` (base64 does), and a URL that fails to parse is exactly the
+/// one that ends up in an error message. The price is on the safe side: a
+/// path or query that contains `@` is redacted along with the userinfo.
+fn write_redacted(f: &mut std::fmt::Formatter<'_>, url: &str) -> std::fmt::Result {
+    let (scheme, rest) = url
+        .find("://")
+        .map_or(("", url), |i| (&url[..i + 3], &url[i + 3..]));
+    // Without a scheme too: `user:pw@host:4222` is a NATS URL to async-nats.
+    let after_userinfo = if let Some(at) = rest.rfind('@') {
+        f.write_str(scheme)?;
+        match rest[..at].split_once(':') {
+            // The user name is not a secret; the password is.
+            Some((user, _password)) => write!(f, "{user}:***")?,
+            // A user part alone is a token (`nats://TOKEN@host`).
+            None => f.write_str("***")?,
+        }
+        &rest[at..]
+    } else {
+        f.write_str(scheme)?;
+        rest
+    };
+    let (base, query) = after_userinfo
+        .split_once('?')
+        .map_or((after_userinfo, None), |(b, q)| (b, Some(q)));
+    f.write_str(base)?;
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        write!(f, "?{}", params.join("&"))?;
+    }
+    Ok(())
 }
 
 fn is_secret_key(key: &str) -> bool {
@@ -290,6 +337,65 @@ mod tests {
         assert_eq!(
             SecretUrl::new("nats://127.0.0.1:4222").to_string(),
             "nats://127.0.0.1:4222"
+        );
+    }
+
+    #[test]
+    fn a_user_without_a_password_is_a_token_and_hidden_whole() {
+        let url = SecretUrl::new("nats://s3cr3t-token@nats:4222");
+        assert_eq!(url.to_string(), "nats://***@nats:4222");
+        assert!(!format!("{url:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_password_containing_at_signs_is_hidden_up_to_the_last_one() {
+        let url = SecretUrl::new("postgres://u:p@ss@db:5432/orders");
+        assert_eq!(url.to_string(), "postgres://u:***@db:5432/orders");
+        let url = SecretUrl::new("redis://inventory:a@b@c@redis:6379");
+        assert_eq!(url.to_string(), "redis://inventory:***@redis:6379");
+    }
+
+    #[test]
+    fn a_password_with_slashes_or_question_marks_is_hidden_too() {
+        // Unencoded, as base64 passwords often are: a URL parser rejects
+        // these URLs, and the error message is where they get printed.
+        assert_eq!(
+            SecretUrl::new("postgres://app:ab/c+d=@db:5432/orders").to_string(),
+            "postgres://app:***@db:5432/orders"
+        );
+        assert_eq!(
+            SecretUrl::new("postgres://app:p?ss@db/orders?sslmode=disable").to_string(),
+            "postgres://app:***@db/orders?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn urls_without_credentials_are_unchanged() {
+        for url in [
+            "http://inventory:8081",
+            "redis://127.0.0.1:6379/0",
+            "postgres://db/orders?sslmode=disable",
+            "127.0.0.1:4222",
+        ] {
+            assert_eq!(SecretUrl::new(url).to_string(), url);
+        }
+        assert_eq!(
+            SecretUrl::new("u:pw@127.0.0.1:4222").to_string(),
+            "u:***@127.0.0.1:4222"
+        );
+    }
+
+    #[test]
+    fn every_url_of_a_server_list_is_redacted() {
+        let url = SecretUrl::new("nats://a:pw1@n1:4222,nats://b:pw2@n2:4222");
+        assert_eq!(url.to_string(), "nats://a:***@n1:4222,nats://b:***@n2:4222");
+    }
+
+    #[test]
+    fn secret_query_parameters_stay_hidden() {
+        assert_eq!(
+            SecretUrl::new("postgres://db/orders?sslmode=disable&password=pw").to_string(),
+            "postgres://db/orders?sslmode=disable&password=***"
         );
     }
 
