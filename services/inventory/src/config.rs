@@ -21,6 +21,8 @@
 //! | `HOLD_LIMIT` | `10` | most live holds per customer |
 //! | `WARMUP_WINDOW` | `24h` | warm seat maps of concerts whose sale opens within this |
 //! | `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`, `MAX_IN_FLIGHT` | | admission control, see `httpkit::admission` |
+//! | `AUTH_JWKS_PATH` or `AUTH_JWKS_URL` | required | the keys bearer tokens are checked against, see `httpkit::auth` |
+//! | `AUTH_ISSUER`, `AUTH_AUDIENCE`, `AUTH_LEEWAY` | `ticketing-dev`, `ticketing`, `30s` | what a token must say |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
 use std::net::SocketAddr;
@@ -64,6 +66,8 @@ pub struct Config {
     pub warmup_window: Duration,
     /// Rate limit and load shedding of the API.
     pub admission: httpkit::admission::AdmissionLimits,
+    /// How bearer tokens are checked.
+    pub auth: httpkit::auth::AuthConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
 }
@@ -98,6 +102,7 @@ impl Config {
             hold_limit: env.parse_or("HOLD_LIMIT", 10)?,
             warmup_window: env.duration_or("WARMUP_WINDOW", Duration::from_hours(24))?,
             admission: httpkit::admission::AdmissionLimits::from_env(env)?,
+            auth: httpkit::auth::AuthConfig::from_env(env)?,
             telemetry: TelemetryConfig::from_env("inventory", env)?,
         })
     }

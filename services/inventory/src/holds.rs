@@ -295,7 +295,7 @@ impl Holds {
         };
         if let Some(error) = refused {
             // Best effort: if this fails too, the hold lapses by itself.
-            let _ = self.release(event_id, seat_id, token).await;
+            let _ = self.release(event_id, seat_id, token, customer).await;
             return Err(error);
         }
         Ok(Hold {
@@ -310,14 +310,17 @@ impl Holds {
         })
     }
 
-    /// Releases the hold if `token` owns it; `false` if it did not (wrong
-    /// token, or already lapsed).
+    /// Releases the hold if `token` owns it and it is `customer`'s;
+    /// `false` if not (wrong token, another customer's, already lapsed).
+    /// The token alone is not enough: it travels in the customer's order,
+    /// and whoever saw it must not be able to free the seat.
     #[tracing::instrument(name = "holds.release", skip(self, token))]
     pub async fn release(
         &self,
         event_id: Uuid,
         seat_id: &str,
         token: Uuid,
+        customer: Uuid,
     ) -> Result<bool, HoldError> {
         let keys = self.redis.keys();
         let mut connection = self.redis.connection()?;
@@ -331,6 +334,9 @@ impl Holds {
         let Some(current) = current.as_deref().and_then(HoldValue::decode) else {
             return Ok(false);
         };
+        if current.customer != customer {
+            return Ok(false);
+        }
         let released: i64 = RELEASE
             .key(hold_key)
             .key(keys.holds(event_id))
@@ -343,13 +349,14 @@ impl Holds {
         Ok(released == 1)
     }
 
-    /// Checks that each `(seat, token)` is a live hold and returns the
-    /// fencing tokens, or the first seat whose hold is not valid.
+    /// Checks that each `(seat, token)` is a live hold of `customer` and
+    /// returns the fencing tokens, or the first seat whose hold is not.
     #[tracing::instrument(name = "holds.verify", skip(self, seats), fields(seats = seats.len()))]
     pub async fn verify(
         &self,
         event_id: Uuid,
         seats: &[(String, Uuid)],
+        customer: Uuid,
     ) -> Result<Vec<VerifiedHold>, HoldError> {
         let keys = self.redis.keys();
         let mut connection = self.redis.connection()?;
@@ -366,14 +373,16 @@ impl Holds {
             .zip(values)
             .map(
                 |((seat, token), value)| match value.as_deref().and_then(HoldValue::decode) {
-                    Some(hold) if hold.token == *token => Ok(VerifiedHold {
-                        seat_id: seat.clone(),
-                        fencing_token: hold.fence,
-                        expires_at: Utc
-                            .timestamp_millis_opt(hold.expires_ms)
-                            .single()
-                            .unwrap_or_else(Utc::now),
-                    }),
+                    Some(hold) if hold.token == *token && hold.customer == customer => {
+                        Ok(VerifiedHold {
+                            seat_id: seat.clone(),
+                            fencing_token: hold.fence,
+                            expires_at: Utc
+                                .timestamp_millis_opt(hold.expires_ms)
+                                .single()
+                                .unwrap_or_else(Utc::now),
+                        })
+                    }
                     _ => Err(HoldError::NotHeld(seat.clone())),
                 },
             )

@@ -37,6 +37,9 @@ pub enum StartupError {
     /// `REDIS_URL` does not parse (an unreachable Redis is not an error).
     #[error("REDIS_URL is invalid")]
     Redis(#[from] ::redis::RedisError),
+    /// The keys for bearer tokens cannot be loaded.
+    #[error(transparent)]
+    Keys(#[from] httpkit::auth::KeysError),
     /// A migration failed.
     #[error("cannot migrate the inventory database")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -112,8 +115,10 @@ impl Application {
             topology: config.topology.clone(),
             admission: httpkit::admission::AdmissionMetrics::default(),
         };
+        let verifier = httpkit::auth::Verifier::load(&config.auth).await?;
         let router = crate::http::router(
             state.clone(),
+            verifier,
             httpkit::layers::HttpLimits {
                 request_timeout: Duration::from_secs(10),
                 body_limit: 1024 * 1024,

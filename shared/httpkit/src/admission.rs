@@ -7,7 +7,7 @@
 //! queue hides the overload from everyone until it is too late.
 //!
 //! 1. A per-client rate limit ([`rate_limit`]): a token bucket per client
-//!    (`X-Customer-Id`, else the peer IP), so that one client (a script, a
+//!    (the verified caller, else the peer IP), so that one client (a script, a
 //!    retry loop) cannot spend the capacity everyone shares. Over it: 429
 //!    `/problems/rate-limited` with `Retry-After` set to when that client's
 //!    next token arrives.
@@ -41,7 +41,9 @@
 //! the worst moment) and can still be observed. The peer IP comes from
 //! axum's `ConnectInfo`, so the server must be started with
 //! `into_make_service_with_connect_info::<SocketAddr>()`; without it,
-//! every request without `X-Customer-Id` shares one bucket.
+//! every anonymous request shares one bucket. The verified caller comes
+//! from [`crate::auth::authenticate`], which must wrap this layer (be
+//! added after it), so that the rate limit sees the identity.
 //!
 //! ```no_run
 //! use std::net::SocketAddr;
@@ -306,12 +308,17 @@ mod tests {
         )
     }
 
+    /// A request from a verified `customer` (what `auth::authenticate`
+    /// leaves in the extensions), from `peer`.
     fn request(customer: Option<&str>, peer: Option<&str>) -> Request<Body> {
-        let mut builder = Request::get("/");
+        let mut request = Request::get("/")
+            .body(Body::empty())
+            .expect("a valid request");
         if let Some(id) = customer {
-            builder = builder.header("x-customer-id", id);
+            request
+                .extensions_mut()
+                .insert(crate::auth::Identity::verified(id, None, "token"));
         }
-        let mut request = builder.body(Body::empty()).expect("a valid request");
         if let Some(peer) = peer {
             let addr: SocketAddr = peer.parse().expect("a socket address");
             request.extensions_mut().insert(ConnectInfo(addr));
@@ -390,14 +397,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn without_a_valid_customer_id_the_peer_ip_is_the_key_and_is_not_disclosed() {
+    async fn without_a_verified_caller_the_peer_ip_is_the_key_and_is_not_disclosed() {
         let metrics = AdmissionMetrics::default();
         let app = app(limits(1.0, 1, 16), &metrics);
-        let too_long = "c".repeat(rate_limit::MAX_CUSTOMER_ID_LEN + 1);
 
         let first = send(&app, request(None, Some("192.0.2.1:40000"))).await;
-        // Another connection from the same address, with an unusable id.
-        let second = send(&app, request(Some(&too_long), Some("192.0.2.1:40001"))).await;
+        // Another connection from the same address, naming a customer in a
+        // header: a header the client writes is not an identity.
+        let mut forged = request(None, Some("192.0.2.1:40001"));
+        forged
+            .headers_mut()
+            .insert("x-customer-id", http::HeaderValue::from_static(CUSTOMER_B));
+        let second = send(&app, forged).await;
         let other_ip = send(&app, request(None, Some("192.0.2.2:40000"))).await;
 
         assert_eq!(first.status(), StatusCode::OK);

@@ -101,6 +101,25 @@ async fn docs_page() -> impl IntoResponse {
 /// Every operation of `openapi` as `(METHOD, path)`, e.g.
 /// `("POST", "/orders/{id}/pay")`, sorted.
 pub fn operations(openapi: &OpenApi) -> BTreeSet<(String, String)> {
+    operations_where(openapi, |_| true)
+}
+
+/// The operations that declare a security requirement (a bearer token),
+/// as `(METHOD, path)`: the API tests check that exactly these answer 401
+/// without a token.
+pub fn secured_operations(openapi: &OpenApi) -> BTreeSet<(String, String)> {
+    operations_where(openapi, |operation| {
+        operation
+            .security
+            .as_ref()
+            .is_some_and(|requirements| !requirements.is_empty())
+    })
+}
+
+fn operations_where(
+    openapi: &OpenApi,
+    keep: impl Fn(&Operation) -> bool,
+) -> BTreeSet<(String, String)> {
     openapi
         .paths
         .paths
@@ -118,7 +137,7 @@ pub fn operations(openapi: &OpenApi) -> BTreeSet<(String, String)> {
             ];
             methods
                 .into_iter()
-                .filter(|(_, operation)| operation.is_some())
+                .filter(|(_, operation)| operation.as_ref().is_some_and(&keep))
                 .map(|(method, _)| (method.to_owned(), path.clone()))
                 .collect::<Vec<_>>()
         })

@@ -8,6 +8,8 @@
 //!   timeouts and panics answered as problems, never as hung connections;
 //! - [`admission`]: per-client rate limit and load shedding in front of
 //!   the API routes, answered 429/503 at once, never queued;
+//! - [`auth`]: verified identity from bearer tokens (JWT, JWKS), customer
+//!   and operator extractors, and the development issuer;
 //! - [`health`]: `/healthz` and `/readyz` (with optional dependencies that
 //!   only degrade);
 //! - [`docs`]: the service's `OpenAPI` document at `/openapi.json` and a
@@ -16,6 +18,7 @@
 //! - [`service`]: the `main` every service shares.
 
 pub mod admission;
+pub mod auth;
 pub mod docs;
 pub mod health;
 pub mod json;

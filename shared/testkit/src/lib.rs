@@ -16,9 +16,11 @@
 //! [`RestartableRedis`]) follow the same rules with `NATS_URL` and
 //! `REDIS_URL`.
 
+pub mod identity;
 pub mod nats;
 pub mod redis;
 
+pub use identity::TestIdentity;
 pub use nats::{RestartableNats, TestNats};
 pub use redis::{RestartableRedis, TestRedis};
 use testcontainers_modules::postgres::Postgres;

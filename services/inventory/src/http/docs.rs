@@ -5,6 +5,7 @@
 //! The descriptions that several operations share live here, so that the
 //! same error reads the same everywhere.
 
+use httpkit::auth::BearerScheme;
 use utoipa::OpenApi;
 
 use super::handlers;
@@ -12,6 +13,7 @@ use super::handlers;
 /// The inventory API.
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&BearerScheme),
     info(
         title = "Inventory API",
         description = "The concert catalog, seat maps and seat holds.\n\n\
@@ -19,8 +21,11 @@ use super::handlers;
             orders them with the hold tokens through the orders API. The catalog is served from \
             a local cache, seat maps from Redis (cache-aside, `ETag`/304), holds live in Redis \
             and carry fencing tokens from Postgres, which decide who gets a seat.\n\n\
+            Holds and verification need a customer's bearer token (the customer is its `sub`); \
+            creating or changing a concert and warmup need an operator's (`role: operator`). \
+            The catalog and seat maps are anonymous.\n\n\
             The catalog, seat-map and hold routes are behind admission control: a per-client \
-            rate limit (client = `X-Customer-Id`, else the IP address; 429 \
+            rate limit (client = the verified customer, else the IP address; 429 \
             `/problems/rate-limited`) and load shedding (503 `/problems/overloaded`), both with \
             `Retry-After`. Health, metrics, ops and docs routes are not. Every error is \
             `application/problem+json` with a stable `type` to branch on.",
@@ -56,10 +61,17 @@ pub struct ApiDoc;
 /// Content type of every error.
 pub(super) const PROBLEM_JSON: &str = "application/problem+json";
 
-/// The `X-Customer-Id` request header.
-pub(super) const CUSTOMER_ID: &str = "Who the client is, for the per-client rate limit: at \
-    most 64 characters of `[A-Za-z0-9._:-]`, e.g. the customer's UUID. Without it (or with an \
-    invalid value) the client is its IP address.";
+/// 401 on every route that needs a token.
+pub(super) const UNAUTHENTICATED: &str = "`/problems/unauthenticated`: no bearer token, or one \
+    that does not verify (expired, another audience or issuer, an unknown key, a bad \
+    signature); `WWW-Authenticate` says which.";
+
+/// 403 on the operators' routes.
+pub(super) const NOT_OPERATOR: &str = "`/problems/forbidden`: the token has no `role: operator`.";
+
+/// 403 on the customers' routes.
+pub(super) const NOT_CUSTOMER: &str =
+    "`/problems/forbidden`: the token is not a customer's (its `sub` is not a customer id).";
 
 /// 429 from the rate limit.
 pub(super) const RATE_LIMITED: &str =

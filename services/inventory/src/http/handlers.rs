@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use httpkit::StrictJson;
+use httpkit::auth::{Customer, Operator};
 use httpkit::health::Readiness;
 use serde::Deserialize;
 use serde::Serialize;
@@ -17,8 +18,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::docs::{
-    BAD_EVENT_ID, CUSTOMER_ID, INTERNAL, MALFORMED_JSON, PROBLEM_JSON, RATE_LIMITED, TOO_LARGE,
-    UNSUPPORTED_MEDIA_TYPE,
+    BAD_EVENT_ID, INTERNAL, MALFORMED_JSON, NOT_CUSTOMER, NOT_OPERATOR, PROBLEM_JSON, RATE_LIMITED,
+    TOO_LARGE, UNAUTHENTICATED, UNSUPPORTED_MEDIA_TYPE,
 };
 use super::{ApiError, AppState};
 use crate::catalog::{Concert, ConcertChanges, Created, NewConcert, NewSeat};
@@ -80,7 +81,6 @@ pub(super) struct EventList<'a> {
     summary = "List the concerts",
     description = "Every concert, soonest first, from a local cache that other instances \
         invalidate by broadcast when a concert changes.",
-    params(("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID)),
     responses(
         (status = 200, description = "The catalog.", body = EventList<'_>),
         (status = 429, description = RATE_LIMITED, body = httpkit::Problem, content_type = PROBLEM_JSON,
@@ -105,7 +105,6 @@ pub(super) async fn list_events(State(state): State<AppState>) -> Result<Respons
     summary = "Read a concert",
     params(
         ("id" = Uuid, Path, description = "The concert's id."),
-        ("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID),
     ),
     responses(
         (status = 200, description = "The concert.", body = Concert),
@@ -224,9 +223,12 @@ impl CreateEvent {
     summary = "Create a concert with its seats",
     description = "An operator's call. Idempotent by id: when a concert with this `id` exists, \
         the answer is 200 with that concert and nothing changes.",
-    params(("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID)),
+    security(("bearer" = [])),
     request_body = CreateEvent,
     responses(
+        (status = 401, description = UNAUTHENTICATED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`, with the reason when a token was refused."))),
+        (status = 403, description = NOT_OPERATOR, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 201, description = "Created.", body = Concert,
             headers(("Location" = String, description = "`/events/{id}`."))),
         (status = 200, description = "A concert with this id exists already: it is returned.",
@@ -248,6 +250,7 @@ impl CreateEvent {
 )]
 pub(super) async fn create_event(
     State(state): State<AppState>,
+    _: Operator,
     StrictJson(body): StrictJson<CreateEvent>,
 ) -> Result<Response, ApiError> {
     let concert = body.validate()?;
@@ -280,10 +283,13 @@ pub(super) async fn create_event(
         cached seat maps and tells the other instances to drop their cached copy.",
     params(
         ("id" = Uuid, Path, description = "The concert's id."),
-        ("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID),
     ),
+    security(("bearer" = [])),
     request_body = ConcertChanges,
     responses(
+        (status = 401, description = UNAUTHENTICATED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`, with the reason when a token was refused."))),
+        (status = 403, description = NOT_OPERATOR, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 200, description = "The concert as changed.", body = Concert),
         (status = 400, description = "`/problems/invalid-field` naming `id` (not a UUID), or \
             `/problems/malformed-json`.",
@@ -306,6 +312,7 @@ pub(super) async fn create_event(
 )]
 pub(super) async fn update_event(
     State(state): State<AppState>,
+    _: Operator,
     Path(id): Path<String>,
     StrictJson(changes): StrictJson<ConcertChanges>,
 ) -> Result<Response, ApiError> {
@@ -388,7 +395,6 @@ fn none_match(headers: &HeaderMap, etag: &str) -> bool {
         ("id" = Uuid, Path, description = "The concert's id."),
         ("If-None-Match" = Option<String>, Header, nullable = false,
             description = "`ETag`s of maps the client has; `*` matches any."),
-        ("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID),
     ),
     responses(
         (status = 200, description = "The seat map.", body = SeatMap, headers(
@@ -447,35 +453,28 @@ pub(super) async fn seat_map(
 
 // ---- holds -----------------------------------------------------------------
 
-/// Body of `POST …/hold`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct HoldRequest {
-    /// The customer who holds the seat (their holds are counted against
-    /// the per-customer limit).
-    customer_id: Uuid,
-}
-
 /// `POST /events/{id}/seats/{seat}/hold`.
 #[utoipa::path(
     post,
     path = "/events/{id}/seats/{seat}/hold",
     tag = "holds",
     summary = "Hold a seat",
-    description = "Holds the seat for the customer for `HOLD_TTL`. The `hold_token` releases \
-        the hold and goes into the order; the `fencing_token` decides the sale: only the \
+    description = "Holds the seat for the calling customer (the token's `sub`; no body) for \
+        `HOLD_TTL`. The `hold_token` releases the hold (with the same customer's token) and \
+        goes into the order; the `fencing_token` decides the sale: only the \
         latest hold's token can buy the seat, so a hold that lapsed and was granted to \
         someone else loses it even if it is paid first.",
     params(
         ("id" = Uuid, Path, description = "The concert's id."),
         ("seat" = String, Path, description = "The seat's label, 1 to 16 letters, digits, `-` or `_`."),
-        ("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID),
     ),
-    request_body = HoldRequest,
+    security(("bearer" = [])),
     responses(
         (status = 201, description = "Held.", body = Hold),
-        (status = 400, description = "`/problems/invalid-field` naming `id` or `seat`, or \
-            `/problems/malformed-json`.",
+        (status = 401, description = UNAUTHENTICATED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`, with the reason when a token was refused."))),
+        (status = 403, description = NOT_CUSTOMER, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 400, description = "`/problems/invalid-field` naming `id` or `seat`.",
             body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "`/problems/seat-not-found`: no such concert or seat.",
             body = httpkit::Problem, content_type = PROBLEM_JSON),
@@ -483,10 +482,6 @@ pub(super) struct HoldRequest {
             customer holds it; it is free again after `Retry-After` at the latest unless they order.",
             body = httpkit::Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = u64, description = "With `seat-held`: seconds until the other hold lapses."))),
-        (status = 413, description = TOO_LARGE, body = httpkit::Problem, content_type = PROBLEM_JSON),
-        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = httpkit::Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "`/problems/invalid-field` naming `customer_id`.",
-            body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "`/problems/hold-limit-reached`: the customer holds as many \
             seats as allowed; release one or wait for one to lapse. Or `/problems/rate-limited`.",
             body = httpkit::Problem, content_type = PROBLEM_JSON,
@@ -501,12 +496,12 @@ pub(super) struct HoldRequest {
 )]
 pub(super) async fn hold(
     State(state): State<AppState>,
+    customer: Customer,
     Path((id, seat)): Path<(String, String)>,
-    StrictJson(body): StrictJson<HoldRequest>,
 ) -> Result<Response, ApiError> {
     let id = event_id(&id)?;
     let seat = seat_id(seat)?;
-    let hold = state.holds.acquire(id, &seat, body.customer_id).await?;
+    let hold = state.holds.acquire(id, &seat, customer.id).await?;
     Ok((StatusCode::CREATED, Json(hold)).into_response())
 }
 
@@ -517,20 +512,24 @@ pub(super) async fn hold(
     path = "/events/{id}/seats/{seat}/hold",
     tag = "holds",
     summary = "Release a hold",
-    description = "Releases the hold granted with `Hold-Token`; the seat is free at once.",
+    description = "Releases the calling customer's hold granted with `Hold-Token`; the seat is \
+        free at once. The token alone is not enough: another customer's release is a 404.",
     params(
         ("id" = Uuid, Path, description = "The concert's id."),
         ("seat" = String, Path, description = "The seat's label."),
         ("Hold-Token" = Uuid, Header, description = "The `hold_token` the hold was granted with."),
-        ("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID),
     ),
+    security(("bearer" = [])),
     responses(
         (status = 204, description = "Released."),
+        (status = 401, description = UNAUTHENTICATED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`, with the reason when a token was refused."))),
+        (status = 403, description = NOT_CUSTOMER, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 400, description = "`/problems/invalid-field` naming `id`, `seat` or \
             `Hold-Token` (missing or not a UUID).",
             body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "`/problems/hold-not-found`: this token holds nothing on \
-            that seat (it lapsed, was released, or is someone else's).",
+            that seat held by this customer (it lapsed, was released, or is someone else's).",
             body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 429, description = RATE_LIMITED, body = httpkit::Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = u64, description = "Seconds until this client may send again."))),
@@ -543,6 +542,7 @@ pub(super) async fn hold(
 )]
 pub(super) async fn release(
     State(state): State<AppState>,
+    customer: Customer,
     Path((id, seat)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -561,7 +561,7 @@ pub(super) async fn release(
             field: "Hold-Token".into(),
             reason: "not a UUID".into(),
         })?;
-    if state.holds.release(id, &seat, token).await? {
+    if state.holds.release(id, &seat, token, customer.id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(HoldError::NotHeld(seat).into())
@@ -602,15 +602,19 @@ pub(super) struct VerifiedHolds {
     path = "/holds/verify",
     tag = "holds",
     summary = "Verify holds",
-    description = "Orders calls this before it creates an order: are these holds live, and \
-        what are their fencing tokens? Reads only.",
-    params(("X-Customer-Id" = Option<String>, Header, nullable = false, description = CUSTOMER_ID)),
+    description = "Orders calls this before it creates an order, with the customer's own token: \
+        are these holds live and the calling customer's, and what are their fencing tokens? \
+        Reads only.",
+    security(("bearer" = [])),
     request_body = VerifyRequest,
     responses(
-        (status = 200, description = "Every hold is live.", body = VerifiedHolds),
+        (status = 200, description = "Every hold is live and the customer's.", body = VerifiedHolds),
+        (status = 401, description = UNAUTHENTICATED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`, with the reason when a token was refused."))),
+        (status = 403, description = NOT_CUSTOMER, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 400, description = MALFORMED_JSON, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "`/problems/hold-not-valid` naming the first seat whose hold \
-            is not live (field `seats[i].hold_token`).",
+            is not live or not this customer's (field `seats[i].hold_token`).",
             body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 413, description = TOO_LARGE, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = httpkit::Problem, content_type = PROBLEM_JSON),
@@ -628,6 +632,7 @@ pub(super) struct VerifiedHolds {
 )]
 pub(super) async fn verify(
     State(state): State<AppState>,
+    customer: Customer,
     StrictJson(body): StrictJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
     if body.seats.is_empty() || body.seats.len() > MAX_VERIFY {
@@ -650,7 +655,7 @@ pub(super) async fn verify(
         }
         seats.push((seat.seat_id, seat.hold_token));
     }
-    match state.holds.verify(body.event_id, &seats).await {
+    match state.holds.verify(body.event_id, &seats, customer.id).await {
         Ok(verified) => Ok(Json(VerifiedHolds { seats: verified }).into_response()),
         Err(HoldError::NotHeld(seat_id)) => {
             let index = seats.iter().position(|(s, _)| *s == seat_id).unwrap_or(0);
@@ -680,9 +685,13 @@ pub(super) struct Warmup {
     summary = "Warm the seat-map cache",
     description = "Loads into Redis the seat maps of the concerts whose sale opens within \
         `WARMUP_WINDOW` (and that have not started), so the first buyers hit a warm cache. \
-        Not behind admission control.",
+        Not behind admission control. An operator's call.",
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "Warmed.", body = Warmup),
+        (status = 401, description = UNAUTHENTICATED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`, with the reason when a token was refused."))),
+        (status = 403, description = NOT_OPERATOR, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "`/problems/dependency-unavailable` naming `postgres`, \
             `/problems/overloaded` or `/problems/timeout`.",
@@ -690,7 +699,10 @@ pub(super) struct Warmup {
             headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
     ),
 )]
-pub(super) async fn warmup(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(super) async fn warmup(
+    State(state): State<AppState>,
+    _: Operator,
+) -> Result<Response, ApiError> {
     let warmed = state.seat_maps.warmup(state.warmup_window).await?;
     Ok(Json(Warmup {
         warmed,

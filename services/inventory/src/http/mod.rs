@@ -3,17 +3,21 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /events` | the catalog (local cache, broadcast invalidation) |
-//! | `POST /events` | create a concert with its seats (ops; idempotent by id) |
+//! | `POST /events` | create a concert with its seats (operator; idempotent by id) |
 //! | `GET /events/{id}` | one concert |
-//! | `PATCH /events/{id}` | change a concert's details (bumps its version) |
+//! | `PATCH /events/{id}` | change a concert's details (operator; bumps its version) |
 //! | `GET /events/{id}/seats` | the seat map (Redis cache-aside; `ETag`, 304) |
-//! | `POST /events/{id}/seats/{seat}/hold` | hold a seat: 201 `{hold_token, fencing_token, expires_at}` |
-//! | `DELETE /events/{id}/seats/{seat}/hold` | release it (header `Hold-Token`) |
-//! | `POST /holds/verify` | orders checks a customer's holds and gets their fencing tokens |
-//! | `POST /ops/warmup` | preload the seat maps of concerts whose sale opens soon |
+//! | `POST /events/{id}/seats/{seat}/hold` | customer: hold a seat: 201 `{hold_token, fencing_token, expires_at}` |
+//! | `DELETE /events/{id}/seats/{seat}/hold` | customer: release their hold (header `Hold-Token`) |
+//! | `POST /holds/verify` | orders, with the customer's token, checks their holds and gets the fencing tokens |
+//! | `POST /ops/warmup` | operator: preload the seat maps of concerts whose sale opens soon |
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness (Postgres, NATS; Redis degrades) |
 //! | `GET /metrics` | cache, admission and consumer counters |
 //! | `GET /openapi.json`, `GET /docs` | this API's `OpenAPI` document and a page that renders it ([`ApiDoc`]) |
+//!
+//! Who may call what comes from the bearer token alone (`httpkit::auth`):
+//! customers are the token's `sub`, operators carry `role: operator`; the
+//! catalog and seat maps are anonymous.
 //!
 //! The API routes sit behind admission control (per-client rate limit,
 //! global concurrency limit with load shedding: `httpkit::admission`);
@@ -30,6 +34,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 use httpkit::admission::{AdmissionLimits, AdmissionMetrics};
+use httpkit::auth::{self, Verifier};
 use httpkit::layers::HttpLimits;
 use sqlx::PgPool;
 use utoipa::OpenApi as _;
@@ -87,9 +92,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/docs"),
 ];
 
-/// The complete router, with admission control on the API and the
-/// standard middleware around everything.
-pub fn router(state: AppState, limits: HttpLimits, admission: AdmissionLimits) -> Router {
+/// The complete router: bearer tokens verified in front of admission
+/// control (so the rate limit keys on the verified customer), admission
+/// control on the API, and the standard middleware around everything.
+pub fn router(
+    state: AppState,
+    verifier: Verifier,
+    limits: HttpLimits,
+    admission: AdmissionLimits,
+) -> Router {
+    let authenticate = axum::middleware::from_fn_with_state(verifier, auth::authenticate);
     let api = Router::new()
         .route(
             "/events",
@@ -106,9 +118,11 @@ pub fn router(state: AppState, limits: HttpLimits, admission: AdmissionLimits) -
         )
         .route("/holds/verify", post(handlers::verify))
         .with_state(state.clone());
-    let api = httpkit::admission::admission(api, admission, &state.admission);
+    let api =
+        httpkit::admission::admission(api, admission, &state.admission).layer(authenticate.clone());
     let ops = Router::new()
         .route("/ops/warmup", post(handlers::warmup))
+        .route_layer(authenticate)
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
         .with_state(state)

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::app::{Servers, TestApp, retry_after};
 
@@ -80,28 +81,54 @@ async fn each_customer_has_a_rate_limit_of_their_own() {
         &[("RATE_LIMIT_PER_SECOND", "0.1"), ("RATE_LIMIT_BURST", "2")],
     )
     .await;
-    let get = |customer: &'static str| {
+    let (ada, bob) = (Uuid::new_v4(), Uuid::new_v4());
+    // The customer is the verified token's `sub`; a header naming someone
+    // else (a fresh one on every request) changes nothing.
+    let get = |customer: Uuid| {
         app.http
             .get(app.url("/events"))
-            .header("x-customer-id", customer)
+            .bearer_auth(app.token(customer))
+            .header("x-customer-id", Uuid::new_v4().to_string())
             .send()
     };
-    assert_eq!(get("ada").await.unwrap().status(), StatusCode::OK);
-    assert_eq!(get("ada").await.unwrap().status(), StatusCode::OK);
-    let limited = get("ada").await.unwrap();
+    assert_eq!(get(ada).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get(ada).await.unwrap().status(), StatusCode::OK);
+    let limited = get(ada).await.unwrap();
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(retry_after(&limited) >= 1);
-    assert_eq!(get("bob").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get(bob).await.unwrap().status(), StatusCode::OK);
     // Health is not rate limited: an overloaded instance still reports.
     for _ in 0..5 {
         let ready = app
             .http
             .get(app.url("/healthz"))
-            .header("x-customer-id", "ada")
+            .bearer_auth(app.token(ada))
             .send()
             .await
             .unwrap();
         assert_eq!(ready.status(), StatusCode::OK);
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn anonymous_clients_are_limited_by_address_whatever_id_they_claim() {
+    let servers = Servers::start().await;
+    let app = TestApp::spawn(
+        &servers,
+        &[("RATE_LIMIT_PER_SECOND", "0.1"), ("RATE_LIMIT_BURST", "2")],
+    )
+    .await;
+    // Each request names a fresh customer in the header a client writes
+    // itself: before identity was verified, each got a bucket of its own.
+    let get = || {
+        app.http
+            .get(app.url("/events"))
+            .header("x-customer-id", Uuid::new_v4().to_string())
+            .send()
+    };
+    assert_eq!(get().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get().await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
     app.stop().await;
 }

@@ -13,15 +13,17 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use settings::Env;
 use sqlx::PgPool;
-use testkit::{TestNats, TestPostgres, TestRedis};
+use testkit::{TestIdentity, TestNats, TestPostgres, TestRedis};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// The servers one test's inventory instances share.
+/// The servers one test's inventory instances share, and the identity
+/// provider whose tokens they trust.
 pub(crate) struct Servers {
     pub(crate) postgres: TestPostgres,
     pub(crate) nats: TestNats,
     pub(crate) redis: TestRedis,
+    pub(crate) identity: TestIdentity,
 }
 
 impl Servers {
@@ -30,6 +32,7 @@ impl Servers {
             postgres: TestPostgres::start().await,
             nats: TestNats::start().await,
             redis: TestRedis::start().await,
+            identity: TestIdentity::new(),
         }
     }
 }
@@ -38,7 +41,11 @@ impl Servers {
 pub(crate) struct TestApp {
     pub(crate) base: String,
     pub(crate) db: PgPool,
+    /// Anonymous requests.
     pub(crate) http: reqwest::Client,
+    /// Requests with an operator's token.
+    pub(crate) ops: reqwest::Client,
+    issuer: httpkit::auth::dev::Issuer,
     pub(crate) seat_maps: SeatMaps,
     shutdown: CancellationToken,
     stopped: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -56,6 +63,7 @@ impl TestApp {
         redis_url: &str,
         extra: &[(&str, &str)],
     ) -> Self {
+        let jwks_path = servers.identity.jwks_path().display().to_string();
         let mut vars: Vec<(String, String)> = [
             ("HTTP_ADDR", "127.0.0.1:0"),
             ("DATABASE_URL", servers.postgres.url()),
@@ -63,6 +71,7 @@ impl TestApp {
             ("NATS_PREFIX", servers.nats.prefix()),
             ("REDIS_URL", redis_url),
             ("REDIS_PREFIX", servers.redis.prefix()),
+            ("AUTH_JWKS_PATH", jwks_path.as_str()),
             // Tests fire hundreds of requests from one address.
             ("RATE_LIMIT_PER_SECOND", "100000"),
             ("RATE_LIMIT_BURST", "100000"),
@@ -83,10 +92,22 @@ impl TestApp {
         let seat_maps = app.seat_maps().clone();
         let shutdown = CancellationToken::new();
         let stopped = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let mut operator = reqwest::header::HeaderMap::new();
+        operator.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", servers.identity.operator())
+                .parse()
+                .unwrap(),
+        );
         Self {
             base,
             db,
             http: reqwest::Client::new(),
+            ops: reqwest::Client::builder()
+                .default_headers(operator)
+                .build()
+                .unwrap(),
+            issuer: servers.identity.issuer().clone(),
             seat_maps,
             shutdown,
             stopped,
@@ -101,6 +122,13 @@ impl TestApp {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A bearer token for `customer` from the issuer this instance trusts.
+    pub(crate) fn token(&self, customer: Uuid) -> String {
+        self.issuer
+            .mint(&httpkit::auth::dev::TokenRequest::customer(customer))
+            .unwrap()
     }
 
     /// Creates a concert whose sale opens in `sale_in` with `seats` seats
@@ -119,7 +147,7 @@ impl TestApp {
             "seats": (1..=seats).map(|i| json!({ "seat_id": format!("A-{i}"), "price_cents": 4500 })).collect::<Vec<_>>(),
         });
         let response = self
-            .http
+            .ops
             .post(self.url("/events"))
             .json(&body)
             .send()
@@ -146,7 +174,7 @@ impl TestApp {
     pub(crate) async fn hold(&self, event: Uuid, seat: &str, customer: Uuid) -> Response {
         self.http
             .post(self.url(&format!("/events/{event}/seats/{seat}/hold")))
-            .json(&json!({ "customer_id": customer }))
+            .bearer_auth(self.token(customer))
             .send()
             .await
             .unwrap()

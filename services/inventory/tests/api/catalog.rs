@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::app::{Servers, TestApp};
 
@@ -40,7 +41,7 @@ async fn two_instances_agree_within_a_second_of_a_change() {
     assert_eq!(list["events"][0]["name"], "Night Shift");
 
     let changed = a
-        .http
+        .ops
         .patch(url(&a))
         .json(&json!({ "name": "Night Shift (moved)" }))
         .send()
@@ -103,7 +104,7 @@ async fn bad_input_is_a_problem_naming_the_field_and_changes_nothing() {
     ];
     for (body, field) in cases {
         let response = app
-            .http
+            .ops
             .post(app.url("/events"))
             .json(&body)
             .send()
@@ -125,7 +126,7 @@ async fn bad_input_is_a_problem_naming_the_field_and_changes_nothing() {
 
     let concert = app.concert(1).await;
     let response = app
-        .http
+        .ops
         .patch(app.url(&format!("/events/{concert}")))
         .json(&json!({ "sale_opens_at": now + chrono::Duration::days(365) }))
         .send()
@@ -141,5 +142,71 @@ async fn bad_input_is_a_problem_naming_the_field_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(bad_id.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concert_management_and_warmup_need_the_operator_role() {
+    let servers = Servers::start().await;
+    let app = TestApp::spawn(&servers, &[]).await;
+    let concert = app.concert(1).await;
+    let now = chrono::Utc::now();
+    let create = json!({
+        "name": "Sneaky", "venue": "Hall 9",
+        "starts_at": now + chrono::Duration::days(1), "sale_opens_at": now,
+        "seats": [{ "seat_id": "A-1", "price_cents": 1 }],
+    });
+    let customer = app.token(Uuid::new_v4());
+    let calls = [
+        (
+            "POST /events",
+            app.url("/events"),
+            Some(create.clone()),
+            reqwest::Method::POST,
+        ),
+        (
+            "PATCH /events/{id}",
+            app.url(&format!("/events/{concert}")),
+            Some(json!({ "name": "Renamed" })),
+            reqwest::Method::PATCH,
+        ),
+        (
+            "POST /ops/warmup",
+            app.url("/ops/warmup"),
+            None,
+            reqwest::Method::POST,
+        ),
+    ];
+    for (name, url, body, method) in calls {
+        let send = |token: Option<&str>| {
+            let mut request = app.http.request(method.clone(), &url);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            request.send()
+        };
+        let anonymous = send(None).await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "{name}");
+        assert!(
+            anonymous.headers().contains_key("www-authenticate"),
+            "{name}"
+        );
+        let as_customer = send(Some(&customer)).await.unwrap();
+        assert_eq!(as_customer.status(), StatusCode::FORBIDDEN, "{name}");
+        assert_eq!(
+            as_customer.json::<Value>().await.unwrap()["type"],
+            "/problems/forbidden",
+            "{name}"
+        );
+    }
+    // Nothing changed: one concert, with its name.
+    let concerts: Vec<String> = sqlx::query_scalar("select name from events")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(concerts, ["Night Shift"]);
     app.stop().await;
 }

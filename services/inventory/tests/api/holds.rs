@@ -95,25 +95,39 @@ async fn only_the_owner_releases_a_hold() {
     let servers = Servers::start().await;
     let app = TestApp::spawn(&servers, &[]).await;
     let concert = app.concert(1).await;
-    let (token, _) = app.held(concert, "A-1", Uuid::new_v4()).await;
-    let release = |token: String| {
+    let (owner, stranger) = (Uuid::new_v4(), Uuid::new_v4());
+    let (token, _) = app.held(concert, "A-1", owner).await;
+    let release = |customer: Uuid, token: String| {
         app.http
             .delete(app.url(&format!("/events/{concert}/seats/A-1/hold")))
+            .bearer_auth(app.token(customer))
             .header("hold-token", token)
             .send()
     };
 
-    let wrong = release(Uuid::new_v4().to_string()).await.unwrap();
+    let wrong = release(owner, Uuid::new_v4().to_string()).await.unwrap();
     assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
-    let malformed = release("nope".into()).await.unwrap();
+    let malformed = release(owner, "nope".into()).await.unwrap();
     assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    // The right hold token is not enough: it is in the owner's order, and
+    // whoever saw it must not free the seat.
+    let foreign = release(stranger, token.to_string()).await.unwrap();
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    let anonymous = app
+        .http
+        .delete(app.url(&format!("/events/{concert}/seats/A-1/hold")))
+        .header("hold-token", token.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         app.hold(concert, "A-1", Uuid::new_v4()).await.status(),
         StatusCode::CONFLICT,
         "still held after a wrong token"
     );
     assert_eq!(
-        release(token.to_string()).await.unwrap().status(),
+        release(owner, token.to_string()).await.unwrap().status(),
         StatusCode::NO_CONTENT
     );
     assert_eq!(
@@ -137,12 +151,25 @@ async fn a_customer_may_hold_only_so_many_seats() {
     assert!(retry_after(&third) >= 1);
     let problem: Value = third.json().await.unwrap();
     assert_eq!(problem["type"], "/problems/hold-limit-reached");
+    // Naming a fresh customer in the body or a header does not make a new
+    // customer: the hold is the token's `sub`'s, and so is the limit.
+    let forged = app
+        .http
+        .post(app.url(&format!("/events/{concert}/seats/A-3/hold")))
+        .bearer_auth(app.token(ada))
+        .header("x-customer-id", Uuid::new_v4().to_string())
+        .json(&json!({ "customer_id": Uuid::new_v4() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::TOO_MANY_REQUESTS);
     // Another customer is not affected.
     app.held(concert, "A-3", Uuid::new_v4()).await;
     // Releasing one makes room at once.
     let released = app
         .http
         .delete(app.url(&format!("/events/{concert}/seats/A-1/hold")))
+        .bearer_auth(app.token(ada))
         .header("hold-token", first.to_string())
         .send()
         .await
@@ -166,15 +193,45 @@ async fn sold_and_unknown_seats_cannot_be_held() {
     );
     let unknown = app.hold(concert, "Z-9", Uuid::new_v4()).await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    let bad = app
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_hold_needs_a_customers_token() {
+    let servers = Servers::start().await;
+    let app = TestApp::spawn(&servers, &[]).await;
+    let concert = app.concert(1).await;
+    let url = app.url(&format!("/events/{concert}/seats/A-1/hold"));
+
+    let anonymous = app.http.post(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        anonymous.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    assert_eq!(
+        anonymous.json::<Value>().await.unwrap()["type"],
+        "/problems/unauthenticated"
+    );
+    // An operator is not a customer: the hold would have no owner.
+    let operator = app.ops.post(&url).send().await.unwrap();
+    assert_eq!(operator.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        operator.json::<Value>().await.unwrap()["type"],
+        "/problems/forbidden"
+    );
+    // A token from an issuer this instance does not trust.
+    let stranger = testkit::TestIdentity::new();
+    let forged = app
         .http
-        .post(app.url(&format!("/events/{concert}/seats/A-1/hold")))
-        .json(&json!({ "customer_id": "ada" }))
+        .post(&url)
+        .bearer_auth(stranger.customer(Uuid::new_v4()))
         .send()
         .await
         .unwrap();
-    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(bad.json::<Value>().await.unwrap()["field"], "customer_id");
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
     app.stop().await;
 }
 
@@ -186,12 +243,14 @@ async fn verify_returns_the_fencing_tokens_of_live_holds_only() {
     let customer = Uuid::new_v4();
     let (t1, f1) = app.held(concert, "A-1", customer).await;
     let (t2, f2) = app.held(concert, "A-2", customer).await;
-    let verify = |seats: Value| {
+    let verify_as = |who: Uuid, seats: Value| {
         app.http
             .post(app.url("/holds/verify"))
+            .bearer_auth(app.token(who))
             .json(&json!({ "event_id": concert, "seats": seats }))
             .send()
     };
+    let verify = |seats: Value| verify_as(customer, seats);
 
     let ok = verify(
         json!([{ "seat_id": "A-1", "hold_token": t1 }, { "seat_id": "A-2", "hold_token": t2 }]),
@@ -202,6 +261,15 @@ async fn verify_returns_the_fencing_tokens_of_live_holds_only() {
     let body: Value = ok.json().await.unwrap();
     assert_eq!(body["seats"][0]["fencing_token"], f1);
     assert_eq!(body["seats"][1]["fencing_token"], f2);
+
+    // The same live holds are not another customer's to order.
+    let foreign = verify_as(
+        Uuid::new_v4(),
+        json!([{ "seat_id": "A-1", "hold_token": t1 }]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(foreign.status(), StatusCode::CONFLICT);
 
     let swapped = verify(
         json!([{ "seat_id": "A-1", "hold_token": t1 }, { "seat_id": "A-2", "hold_token": t1 }]),

@@ -76,6 +76,39 @@ async fn every_documented_route_exists() {
 }
 
 #[tokio::test]
+async fn exactly_the_routes_that_declare_the_bearer_scheme_refuse_anonymous_calls() {
+    let servers = Servers::start().await;
+    let app = TestApp::spawn(&servers, &[]).await;
+    let doc = document(&app).await;
+    let secured = httpkit::docs::secured_operations(&doc);
+    assert!(
+        doc.components
+            .as_ref()
+            .is_some_and(|c| c.security_schemes.contains_key("bearer")),
+        "the bearer scheme is declared"
+    );
+
+    for (method, path) in httpkit::docs::operations(&doc) {
+        let url = app.url(
+            &path
+                .replace("{id}", &Uuid::new_v4().to_string())
+                .replace("{seat}", "A-1"),
+        );
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let response = app.http.request(method.clone(), url).send().await.unwrap();
+        let refused = response.status() == StatusCode::UNAUTHORIZED;
+        let declared = secured.contains(&(method.to_string(), path.clone()));
+        assert_eq!(
+            refused,
+            declared,
+            "{method} {path}: answered {} anonymously, bearer declared: {declared}",
+            response.status()
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_docs_answer_while_the_api_is_rate_limited() {
     let servers = Servers::start().await;
     let app = TestApp::spawn(

@@ -112,7 +112,7 @@ async fn a_concert_created_after_its_id_was_cached_as_missing_is_found() {
     assert_eq!(app.seat_map(id).await.status(), StatusCode::NOT_FOUND);
     let now = chrono::Utc::now();
     let created = app
-        .http
+        .ops
         .post(app.url("/events"))
         .json(&serde_json::json!({
             "id": id, "name": "Late", "venue": "Hall 2",
@@ -211,7 +211,7 @@ async fn warmup_preloads_the_maps_of_concerts_whose_sale_opens_soon() {
         .await;
 
     let warmed: Value = app
-        .http
+        .ops
         .post(app.url("/ops/warmup"))
         .send()
         .await

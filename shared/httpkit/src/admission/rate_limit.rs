@@ -7,21 +7,19 @@
 //! client spend everyone's allowance; this one is keyed by client.
 //!
 //! Who is a client, in order:
-//! 1. the `X-Customer-Id` header, when it is a short token (at most 64
-//!    characters of `[A-Za-z0-9._:-]`, e.g. a UUID);
-//!    an invalid value is ignored rather than rejected, because refusing
-//!    requests is not this layer's job;
+//! 1. the verified caller: the [`Identity`] that [`crate::auth::authenticate`]
+//!    put in the request's extensions (the token's `sub`), so a client can
+//!    neither spread its requests over made-up ids nor spend someone
+//!    else's allowance;
 //! 2. the peer IP from axum's `ConnectInfo<SocketAddr>` (an IPv6 client by
-//!    its /64, which is what one subscriber is usually given);
+//!    its /64, which is what one subscriber is usually given), for
+//!    anonymous reads such as the seat map;
 //! 3. else one shared "unknown" bucket, and a warning in the log, because
 //!    that means the server was not started with connect info.
 //!
-//! The header is taken on trust: it must be set (or checked) by whatever
-//! authenticates the caller. A client that may write any value can spread
-//! its requests over many ids; memory stays bounded (below) and the
-//! in-flight limit still protects the process, but the per-client fairness
-//! is only as good as the identity. Behind a reverse proxy the peer IP is
-//! the proxy's: `X-Forwarded-For` is not read, as any client can forge it.
+//! Nothing the client writes into a header is taken on trust. Behind a
+//! reverse proxy the peer IP is the proxy's: `X-Forwarded-For` is not
+//! read, as any client can forge it.
 //!
 //! Memory is bounded: a bucket that has refilled to full is the same as no
 //! bucket, so full buckets are swept away when the map reaches 50 000
@@ -42,18 +40,13 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderName, Request, StatusCode};
+use http::{Request, StatusCode};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
 use super::{AdmissionMetrics, whole_seconds};
 use crate::Problem;
-
-/// The header that names the customer a request is for.
-pub(crate) const CUSTOMER_ID_HEADER: HeaderName = HeaderName::from_static("x-customer-id");
-
-/// The longest `X-Customer-Id` used as a key (a UUID is 36).
-pub(crate) const MAX_CUSTOMER_ID_LEN: usize = 64;
+use crate::auth::Identity;
 
 /// Buckets kept before full ones are swept. A bucket is not full for at
 /// most `burst / rate` seconds after its client's last request (2 s with
@@ -76,7 +69,7 @@ pub(crate) struct Quota {
 /// Who a request is counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum ClientKey {
-    Customer(Box<str>),
+    Caller(Box<str>),
     Ip(IpAddr),
     Unknown,
 }
@@ -84,13 +77,8 @@ pub(crate) enum ClientKey {
 impl ClientKey {
     /// The client a request comes from, as described in the module docs.
     pub(crate) fn of<B>(request: &Request<B>) -> Self {
-        let customer = request
-            .headers()
-            .get(&CUSTOMER_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .filter(|id| is_valid_customer_id(id));
-        if let Some(id) = customer {
-            return Self::Customer(id.into());
+        if let Some(identity) = request.extensions().get::<Identity>() {
+            return Self::Caller(identity.subject.as_str().into());
         }
         match request.extensions().get::<ConnectInfo<SocketAddr>>() {
             Some(ConnectInfo(addr)) => Self::Ip(network_of(addr.ip())),
@@ -102,18 +90,11 @@ impl ClientKey {
     /// never the IP address itself (it would end up in client-side logs).
     fn describe(&self) -> &'static str {
         match self {
-            Self::Customer(_) => "this customer",
+            Self::Caller(_) => "this customer",
             Self::Ip(_) => "this IP address",
             Self::Unknown => "clients without a known address",
         }
     }
-}
-
-fn is_valid_customer_id(id: &str) -> bool {
-    (1..=MAX_CUSTOMER_ID_LEN).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// The address a client is keyed by: IPv4 as is (also when it arrives
@@ -205,7 +186,7 @@ impl ClientLimiter {
     pub(crate) fn check(&self, key: ClientKey, now: Instant) -> Result<(), Duration> {
         if key == ClientKey::Unknown && !self.warned_unknown.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                "a request has neither X-Customer-Id nor a peer address: serve with \
+                "a request has neither a verified caller nor a peer address: serve with \
                  into_make_service_with_connect_info::<SocketAddr>(), or every such \
                  request shares one rate-limit bucket"
             );
@@ -351,7 +332,7 @@ mod tests {
     };
 
     fn customer(id: &str) -> ClientKey {
-        ClientKey::Customer(id.into())
+        ClientKey::Caller(id.into())
     }
 
     #[test]
@@ -422,16 +403,6 @@ mod tests {
         }
         assert!(limiter.check(customer("w"), t0).is_err());
         assert_eq!(limiter.tracked(), 1);
-    }
-
-    #[test]
-    fn customer_ids_are_short_plain_tokens() {
-        assert!(is_valid_customer_id("0190a5e4-0000-7000-8000-000000000001"));
-        assert!(is_valid_customer_id("acme:42"));
-        assert!(!is_valid_customer_id(""));
-        assert!(!is_valid_customer_id(&"a".repeat(MAX_CUSTOMER_ID_LEN + 1)));
-        assert!(!is_valid_customer_id("has space"));
-        assert!(!is_valid_customer_id("émile"));
     }
 
     #[test]
