@@ -7,6 +7,9 @@
 //!   start again on the same port and the same JetStream store, to prove
 //!   what survives a broker outage. A `nats-server` process when running
 //!   against given URLs (as CI does), a container otherwise.
+//! - [`ConfiguredNats`]: a `nats-server` process of the test's own, started
+//!   with a configuration file (e.g. compose's `docker/nats/nats.conf`, to
+//!   test its permissions) and environment variables for it.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -202,6 +205,87 @@ impl Drop for RestartableNats {
             }
             let _ = std::fs::remove_dir_all(store);
         }
+    }
+}
+
+/// A `nats-server` process started with a configuration file, on a free
+/// port with JetStream in a temporary store (both given as flags, which
+/// override the file). Killed, and its store removed, on drop.
+///
+/// Always a process, never a container: the file is read from this
+/// machine, and `nats-server` must be on `PATH`.
+pub struct ConfiguredNats {
+    port: u16,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl ConfiguredNats {
+    /// Starts `nats-server --config <config>` with `env` added to its
+    /// environment (the file's `$VARIABLE` references), and waits until it
+    /// accepts connections. Fails the test, with the server's log, if it
+    /// exits instead (a bad file, a missing variable).
+    pub async fn start(config: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        telemetry::init_for_tests();
+        let port = free_port();
+        let dir = std::env::temp_dir().join(unique_name("nats-configured"));
+        std::fs::create_dir_all(&dir).expect("a temporary directory for nats-server");
+        let log = dir.join("nats-server.log");
+        let child = Command::new("nats-server")
+            .arg("--config")
+            .arg(config)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.join("store"))
+            .arg("-l")
+            .arg(&log)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("this test starts its own nats-server: it needs `nats-server` on PATH: {e}")
+            });
+        let mut server = Self { port, dir, child };
+        server.wait_until_listening(&log).await;
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>`, without credentials.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_until_listening(&mut self, log: &std::path::Path) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "nats-server --config exited ({status}):\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nats-server on port {} did not start within 20s:\n{}",
+                self.port,
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for ConfiguredNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
