@@ -32,7 +32,8 @@ impl Handler for SeatAllocation {
     async fn handle(&self, tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
         let envelope = &delivery.envelope;
         match (envelope.event_type.as_str(), envelope.schema_version) {
-            (OrderPaid::EVENT_TYPE, 1) => {
+            // v1 reads as v2: it only adds the seats' hold tokens, ignored here.
+            (OrderPaid::EVENT_TYPE, 1 | 2) => {
                 let paid: OrderPaid = serde_json::from_value(envelope.data.clone())
                     .map_err(|e| HandlerError::Poison(format!("invalid OrderPaid data: {e}")))?;
                 self.allocate(tx, &paid).await

@@ -26,7 +26,8 @@ impl Handler for EmailRequests {
             HandlerError::Poison(format!("invalid {} data: {e}", envelope.event_type))
         };
         let command = match (envelope.event_type.as_str(), envelope.schema_version) {
-            (OrderPaid::EVENT_TYPE, 1) => {
+            // v1 of these two reads as v2 (it only adds hold tokens).
+            (OrderPaid::EVENT_TYPE, 1 | 2) => {
                 let paid: OrderPaid = serde_json::from_value(data).map_err(poison)?;
                 email(
                     paid.order_id,
@@ -39,7 +40,7 @@ impl Handler for EmailRequests {
                     ),
                 )
             }
-            (OrderConfirmed::EVENT_TYPE, 1) => {
+            (OrderConfirmed::EVENT_TYPE, 1 | 2) => {
                 let confirmed: OrderConfirmed = serde_json::from_value(data).map_err(poison)?;
                 email(
                     confirmed.order_id,

@@ -17,6 +17,8 @@
 //! | `CONSUME_INVENTORY_EVENTS` | `true` | run the reaction to inventory's answers |
 //! | `INVENTORY_URL` | `http://127.0.0.1:8081` | inventory's API, where `POST /orders` verifies the customer's holds (plain `http`) |
 //! | `INVENTORY_TIMEOUT` | `2s` | longest wait for inventory's answer (connecting included); past it the create answers 503 |
+//! | `AUTH_JWKS_PATH` or `AUTH_JWKS_URL` | required | the keys bearer tokens are checked against, see `httpkit::auth` |
+//! | `AUTH_ISSUER`, `AUTH_AUDIENCE`, `AUTH_LEEWAY` | `ticketing-dev`, `ticketing`, `30s` | what a token must say |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
 use std::fmt;
@@ -56,6 +58,8 @@ pub struct Config {
     pub inventory_url: HttpUrl,
     /// Longest wait for an answer from inventory.
     pub inventory_timeout: Duration,
+    /// How bearer tokens are checked.
+    pub auth: httpkit::auth::AuthConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
 }
@@ -81,6 +85,7 @@ impl Config {
             consume_inventory_events: env.flag_or("CONSUME_INVENTORY_EVENTS", true)?,
             inventory_url: inventory_url(env)?,
             inventory_timeout: env.duration_or("INVENTORY_TIMEOUT", Duration::from_secs(2))?,
+            auth: httpkit::auth::AuthConfig::from_env(env)?,
             telemetry: TelemetryConfig::from_env("orders", env)?,
         })
     }
@@ -125,7 +130,8 @@ mod tests {
 
     #[test]
     fn defaults_point_at_local_servers() {
-        let config = Config::from_env(&Env::default()).unwrap();
+        // The keys have no default: a service that trusts no key is useless.
+        let config = Config::from_env(&Env::from_pairs([("AUTH_JWKS_PATH", "jwks.json")])).unwrap();
         assert_eq!(config.http_addr.port(), 8080);
         assert_eq!(config.idempotency_key_ttl, Duration::from_hours(24));
         assert_eq!(
@@ -142,6 +148,12 @@ mod tests {
             let err = Config::from_env(&env).unwrap_err().to_string();
             assert!(err.contains("INVENTORY_URL"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn the_token_keys_are_required() {
+        let err = Config::from_env(&Env::default()).unwrap_err().to_string();
+        assert!(err.contains("AUTH_JWKS_PATH"), "{err}");
     }
 
     #[test]

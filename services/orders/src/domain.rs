@@ -253,6 +253,11 @@ pub struct Order {
     pub id: Uuid,
     /// The concert.
     pub event_id: Uuid,
+    /// The customer who created it (the `sub` of their token); absent only
+    /// on orders written before identity was verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub customer_id: Option<Uuid>,
     /// Where confirmations go.
     pub customer_email: String,
     /// Current status.
@@ -272,11 +277,11 @@ pub struct Order {
 pub struct OrderSeat {
     /// The seat.
     pub seat_id: String,
-    /// The hold it was ordered with.
-    pub hold_token: Uuid,
-    /// That hold's fencing token, as inventory reported it when the order
-    /// was created; the sale checks it. `None` only on lines written
-    /// before holds were verified (and then left out of the JSON).
+    /// The fencing token of the hold it was ordered with, as inventory
+    /// reported it when the order was created; the sale checks it. `None`
+    /// only on lines written before holds were verified (and then left out
+    /// of the JSON). The hold token itself is never shown: see
+    /// `migrations/orders/0005_owners.sql`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub fencing_token: Option<i64>,
@@ -289,7 +294,6 @@ impl Order {
             .iter()
             .map(|s| contracts::orders::OrderSeat {
                 seat_id: s.seat_id.clone(),
-                hold_token: s.hold_token,
                 fencing_token: s.fencing_token,
             })
             .collect()

@@ -19,6 +19,10 @@
 //! waiting then gets 409 `/problems/idempotency-key-in-progress` with
 //! `Retry-After`, so a retry storm cannot hold every pooled connection.
 //!
+//! Keys are scoped per customer (the verified token's `sub`): the same key
+//! from two customers is two keys, so one customer can neither replay nor
+//! block another's request by guessing its key.
+//!
 //! Errors are not stored: a request that failed changed nothing, and
 //! retrying it with the same key runs it again. Keys expire after
 //! `IDEMPOTENCY_KEY_TTL`; a background sweeper deletes expired rows.
@@ -48,6 +52,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::http::ApiError;
 
@@ -176,11 +181,12 @@ enum Stored {
 )]
 pub async fn lookup(
     pool: &PgPool,
+    owner: Uuid,
     key: &IdempotencyKey,
     fingerprint: &Fingerprint,
 ) -> Result<Option<StoredResponse>, ApiError> {
     let mut conn = pool.acquire().await?;
-    match stored(&mut conn, key, fingerprint).await? {
+    match stored(&mut conn, owner, key, fingerprint).await? {
         None => Ok(None),
         Some(Stored::Replay(response)) => {
             tracing::Span::current().record("replayed", true);
@@ -190,7 +196,7 @@ pub async fn lookup(
     }
 }
 
-/// Runs `work` at most once per key: see the module docs.
+/// Runs `work` at most once per `owner`'s key: see the module docs.
 ///
 /// `work` gets the transaction's connection; its writes, the stored
 /// response and the key commit together or not at all.
@@ -201,6 +207,7 @@ pub async fn lookup(
 )]
 pub async fn execute<F>(
     pool: &PgPool,
+    owner: Uuid,
     key: &IdempotencyKey,
     fingerprint: &Fingerprint,
     ttl: Duration,
@@ -216,7 +223,7 @@ where
     sqlx::query!("set local lock_timeout = '2s'")
         .execute(&mut *tx)
         .await?;
-    match claim(&mut tx, key, fingerprint, ttl).await? {
+    match claim(&mut tx, owner, key, fingerprint, ttl).await? {
         Claim::Taken(Stored::Replay(response)) => {
             tracing::Span::current().record("replayed", true);
             return Ok(response);
@@ -227,7 +234,9 @@ where
     let response = work(&mut tx).await?;
     let status = i16::try_from(response.status.as_u16()).expect("HTTP statuses fit in i16");
     sqlx::query!(
-        "update idempotency_keys set response_status = $2, response_body = $3 where key = $1",
+        "update idempotency_keys set response_status = $3, response_body = $4 \
+         where customer_id = $1 and key = $2",
+        owner,
         key.as_str(),
         status,
         &response.body,
@@ -241,6 +250,7 @@ where
 /// Inserts the key, or finds the committed row that already has it.
 async fn claim(
     tx: &mut PgConnection,
+    owner: Uuid,
     key: &IdempotencyKey,
     fingerprint: &Fingerprint,
     ttl: Duration,
@@ -250,8 +260,8 @@ async fn claim(
     // key makes this statement wait for that transaction to end.
     let inserted = sqlx::query_scalar!(
         r#"
-        insert into idempotency_keys (key, request_hash, expires_at)
-        values ($1, $2, now() + make_interval(secs => $3))
+        insert into idempotency_keys (customer_id, key, request_hash, expires_at)
+        values ($1, $2, $3, now() + make_interval(secs => $4))
         on conflict on constraint idempotency_keys_pkey do update
             set request_hash = excluded.request_hash,
                 response_status = null,
@@ -261,6 +271,7 @@ async fn claim(
             where idempotency_keys.expires_at <= now()
         returning key
         "#,
+        owner,
         key.as_str(),
         &fingerprint.0[..],
         ttl.as_secs_f64(),
@@ -272,7 +283,7 @@ async fn claim(
     }
     // Not inserted: a live row exists and, once the insert stopped
     // waiting, is committed.
-    stored(tx, key, fingerprint)
+    stored(tx, owner, key, fingerprint)
         .await?
         .map(Claim::Taken)
         .ok_or(sqlx::Error::RowNotFound)
@@ -281,6 +292,7 @@ async fn claim(
 /// The committed, unexpired row of `key`, as a replay or a mismatch.
 async fn stored(
     conn: &mut PgConnection,
+    owner: Uuid,
     key: &IdempotencyKey,
     fingerprint: &Fingerprint,
 ) -> sqlx::Result<Option<Stored>> {
@@ -290,8 +302,9 @@ async fn stored(
         r#"
         select request_hash, response_status as "response_status!", response_body as "response_body!"
         from idempotency_keys
-        where key = $1 and expires_at > now()
+        where customer_id = $1 and key = $2 and expires_at > now()
         "#,
+        owner,
         key.as_str(),
     )
     .fetch_optional(&mut *conn)
@@ -319,8 +332,8 @@ pub async fn sweep_expired(pool: &PgPool, batch: i64) -> sqlx::Result<u64> {
     let done = sqlx::query!(
         r#"
         delete from idempotency_keys
-        where key in (
-            select key from idempotency_keys
+        where (customer_id, key) in (
+            select customer_id, key from idempotency_keys
             where expires_at <= now()
             order by expires_at
             limit $1

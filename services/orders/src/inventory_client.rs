@@ -20,6 +20,12 @@
 //! and never retried here: the customer's client retries with the same
 //! `Idempotency-Key`, which is safe because a failed create stores nothing.
 //!
+//! Orders calls as the customer: it passes the customer's own bearer token
+//! on, so inventory verifies the same identity, answers whether the holds
+//! are *this customer's*, and charges this customer's rate limit. There is
+//! no header orders could set (and so none a client could forge) that
+//! names a customer.
+//!
 //! Each call is a client span (`inventory.verify_holds`) whose context goes
 //! out in the `traceparent` header, so inventory's server span joins the
 //! trace of the order request.
@@ -27,11 +33,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{CustomerEmail, SeatRequest};
+use crate::domain::SeatRequest;
 
 /// The path of inventory's verification endpoint.
 const VERIFY_PATH: &str = "holds/verify";
@@ -41,12 +47,6 @@ const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
 /// The longest `Retry-After` passed on from inventory: a bad header must
 /// not tell customers to go away for a day.
 const MAX_RETRY_AFTER_SECS: u64 = 60;
-
-/// Inventory's admission control keys its per-client rate limit by this
-/// header (else by the peer address). Every verification comes from the
-/// orders instance's address, so without it all customers would share one
-/// bucket and order creation would be capped at one client's rate.
-const CUSTOMER_ID_HEADER: HeaderName = HeaderName::from_static("x-customer-id");
 
 /// Calls inventory; cheap to clone (one connection pool).
 #[derive(Debug, Clone)]
@@ -185,9 +185,9 @@ impl InventoryClient {
         })
     }
 
-    /// Verifies the customer's holds on `seats` of concert `event_id`;
-    /// returns the holds in the order of `seats`, with their fencing
-    /// tokens.
+    /// Verifies the holds on `seats` of concert `event_id` of the customer
+    /// whose bearer token is `bearer`; returns the holds in the order of
+    /// `seats`, with their fencing tokens.
     #[tracing::instrument(
         name = "inventory.verify_holds",
         skip_all,
@@ -204,11 +204,11 @@ impl InventoryClient {
         &self,
         event_id: Uuid,
         seats: &[SeatRequest],
-        customer: &CustomerEmail,
+        bearer: &str,
     ) -> Result<Vec<VerifiedHold>, VerifyError> {
         let span = tracing::Span::current();
         let request = self
-            .request(event_id, seats, customer)
+            .request(event_id, seats, bearer)
             .map_err(|e| VerifyError::Contract(format!("cannot build the request: {e}")))?;
         let outcome = match self.http.execute(request).await {
             Ok(response) => {
@@ -226,17 +226,21 @@ impl InventoryClient {
         outcome
     }
 
-    /// The request, carrying the current span's trace context.
+    /// The request, carrying the customer's token and the current span's
+    /// trace context.
     fn request(
         &self,
         event_id: Uuid,
         seats: &[SeatRequest],
-        customer: &CustomerEmail,
+        bearer: &str,
     ) -> reqwest::Result<reqwest::Request> {
         let mut headers = HeaderMap::new();
         telemetry::propagation::inject_into_http(&mut headers);
-        if let Ok(value) = HeaderValue::from_str(&customer_key(customer)) {
-            headers.insert(CUSTOMER_ID_HEADER, value);
+        // The token was verified on the way in, so it is a valid header
+        // value; should it not be, inventory answers 401 and says why.
+        if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {bearer}")) {
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
         }
         self.http
             .post(self.verify_url.clone())
@@ -323,15 +327,6 @@ fn endpoint(base: &reqwest::Url, path: &str) -> reqwest::Url {
     url
 }
 
-/// The rate-limit key of the customer a verification is for: a digest of
-/// the e-mail address (orders knows no other identity), so the address
-/// itself never travels in a header or lands in inventory's logs.
-fn customer_key(customer: &CustomerEmail) -> String {
-    use sha2::{Digest as _, Sha256};
-    let digest = Sha256::digest(customer.as_str().to_lowercase().as_bytes());
-    format!("orders:{}", hex::encode(&digest[..16]))
-}
-
 /// `i` from `seats[i].hold_token`.
 fn hold_index(field: &str) -> Option<usize> {
     field
@@ -399,22 +394,23 @@ mod tests {
     }
 
     #[test]
-    fn the_request_carries_the_trace_of_the_current_span() {
+    fn the_request_carries_the_customers_token_and_the_trace_of_the_current_span() {
         telemetry::init_for_tests();
         let span = tracing::info_span!("inventory.verify_holds");
         let _entered = span.enter();
-        let email = CustomerEmail::try_from("Ada@example.com".to_owned()).unwrap();
 
         let request = client()
-            .request(Uuid::new_v4(), &[seat("A-1")], &email)
+            .request(Uuid::new_v4(), &[seat("A-1")], "the.customers.token")
             .unwrap();
 
         let traceparent = request.headers()["traceparent"].to_str().unwrap();
         let ours = telemetry::propagation::TraceContext::of(&span);
         assert_eq!(ours.traceparent.as_deref(), Some(traceparent));
         assert_eq!(request.url().as_str(), "http://127.0.0.1:8081/holds/verify");
-        let key = request.headers()["x-customer-id"].to_str().unwrap();
-        assert!(key.starts_with("orders:") && !key.contains("ada"), "{key}");
+        let authorization = &request.headers()["authorization"];
+        assert_eq!(authorization, "Bearer the.customers.token");
+        assert!(authorization.is_sensitive(), "kept out of debug output");
+        assert!(!request.headers().contains_key("x-customer-id"));
     }
 
     #[test]

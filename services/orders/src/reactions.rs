@@ -103,7 +103,7 @@ async fn transition(
     order_id: Uuid,
     transition: Transition,
 ) -> Result<Order, HandlerError> {
-    match store::transition(tx, order_id, transition).await? {
+    match store::transition(tx, order_id, store::Owner::System, transition).await? {
         Ok(order) => Ok(order),
         Err(Refusal::NotFound) => Err(HandlerError::Poison(format!(
             "order {order_id} does not exist"

@@ -32,6 +32,9 @@ pub enum StartupError {
     /// The HTTP client for inventory could not be built.
     #[error(transparent)]
     InventoryClient(#[from] crate::inventory_client::ClientBuildError),
+    /// The keys for bearer tokens cannot be loaded.
+    #[error(transparent)]
+    Keys(#[from] httpkit::auth::KeysError),
     /// A migration failed.
     #[error("cannot migrate the orders database")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -57,6 +60,7 @@ pub struct Application {
 impl Application {
     /// Connects, migrates and binds; see the module docs.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let verifier = httpkit::auth::Verifier::load(&config.auth).await?;
         let db = pgkit::connect(
             &config.database_url,
             pgkit::PoolSettings {
@@ -106,7 +110,7 @@ impl Application {
         };
         Ok(Self {
             listener,
-            router: router(state, config.http),
+            router: router(state, verifier, config.http),
             db,
             reactions,
         })

@@ -20,12 +20,34 @@ pub enum Refusal {
     WrongStatus(OrderStatus),
 }
 
-/// Inserts a new `PENDING` order (version 1) with its lines, each with the
-/// fencing token inventory reported for its hold (`verified`, in the
-/// order of the request's seats).
+/// Who may see and change an order: its customer, or the system itself
+/// (inventory's answers, which change orders no customer is calling about).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// Only the order of this customer (the verified token's `sub`);
+    /// anyone else's order is "not found".
+    Customer(Uuid),
+    /// Any order.
+    System,
+}
+
+impl Owner {
+    /// The customer to filter on, `None` for the system.
+    fn customer(self) -> Option<Uuid> {
+        match self {
+            Self::Customer(id) => Some(id),
+            Self::System => None,
+        }
+    }
+}
+
+/// Inserts a new `PENDING` order (version 1) of `customer` with its lines,
+/// each with the fencing token inventory reported for its hold
+/// (`verified`, in the order of the request's seats).
 pub async fn insert(
     tx: &mut PgConnection,
     id: Uuid,
+    customer: Uuid,
     request: &CreateOrder,
     verified: &[VerifiedHold],
 ) -> sqlx::Result<Order> {
@@ -38,12 +60,13 @@ pub async fn insert(
     }
     let row = sqlx::query!(
         r#"
-        insert into orders (id, event_id, customer_email, status)
-        values ($1, $2, $3, 'PENDING')
+        insert into orders (id, event_id, customer_id, customer_email, status)
+        values ($1, $2, $3, $4, 'PENDING')
         returning version, created_at, updated_at
         "#,
         id,
         request.event_id,
+        customer,
         request.customer_email.as_str(),
     )
     .fetch_one(&mut *tx)
@@ -56,12 +79,11 @@ pub async fn insert(
         .zip(verified)
         .map(|(seat, hold)| OrderSeat {
             seat_id: seat.seat_id.as_str().to_owned(),
-            hold_token: seat.hold_token,
             fencing_token: Some(hold.fencing_token),
         })
         .collect();
     let seat_ids: Vec<String> = seats.iter().map(|s| s.seat_id.clone()).collect();
-    let hold_tokens: Vec<Uuid> = seats.iter().map(|s| s.hold_token).collect();
+    let hold_tokens: Vec<Uuid> = request.seats.seats().iter().map(|s| s.hold_token).collect();
     let fencing_tokens: Vec<i64> = verified.iter().map(|h| h.fencing_token).collect();
     // One statement for all lines: `unnest` zips the arrays into rows.
     sqlx::query!(
@@ -82,6 +104,7 @@ pub async fn insert(
     Ok(Order {
         id,
         event_id: request.event_id,
+        customer_id: Some(customer),
         customer_email: request.customer_email.as_str().to_owned(),
         status: OrderStatus::Pending,
         version: row.version,
@@ -91,53 +114,65 @@ pub async fn insert(
     })
 }
 
-/// Applies `transition` to order `id` if, and only if, the order is in the
-/// status the transition starts from.
+/// Applies `transition` to order `id` of `owner` if, and only if, the
+/// order is in the status the transition starts from.
 ///
 /// The check and the change are one conditional `UPDATE`: of two concurrent
 /// transitions on one order, the second waits for the first's row lock,
-/// then finds the status changed and updates nothing.
+/// then finds the status changed and updates nothing. Another customer's
+/// order is [`Refusal::NotFound`], exactly like an id that does not exist.
 pub async fn transition(
     tx: &mut PgConnection,
     id: Uuid,
+    owner: Owner,
     transition: Transition,
 ) -> sqlx::Result<Result<Order, Refusal>> {
+    let customer = owner.customer();
     let updated = sqlx::query!(
         r#"
         update orders
         set status = $2, version = version + 1, updated_at = now()
-        where id = $1 and status = $3
+        where id = $1 and status = $3 and ($4::uuid is null or customer_id = $4)
         returning id
         "#,
         id,
         transition.to().as_str(),
         transition.from().as_str(),
+        customer,
     )
     .fetch_optional(&mut *tx)
     .await?;
 
     if updated.is_some() {
-        let order = find(tx, id).await?.ok_or(sqlx::Error::RowNotFound)?;
+        let order = find(tx, id, owner)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
         return Ok(Ok(order));
     }
-    let current = sqlx::query_scalar!("select status from orders where id = $1", id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let current = sqlx::query_scalar!(
+        "select status from orders where id = $1 and ($2::uuid is null or customer_id = $2)",
+        id,
+        customer,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     Ok(Err(match current {
         None => Refusal::NotFound,
         Some(status) => Refusal::WrongStatus(parse_status(&status)?),
     }))
 }
 
-/// Loads order `id` with its seats.
-pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Order>> {
+/// Loads order `id` of `owner` with its seats (`None` for another
+/// customer's order, as for one that does not exist).
+pub async fn find(conn: &mut PgConnection, id: Uuid, owner: Owner) -> sqlx::Result<Option<Order>> {
     let Some(row) = sqlx::query!(
         r#"
-        select id, event_id, customer_email, status, version, created_at, updated_at
+        select id, event_id, customer_id, customer_email, status, version, created_at, updated_at
         from orders
-        where id = $1
+        where id = $1 and ($2::uuid is null or customer_id = $2)
         "#,
         id,
+        owner.customer(),
     )
     .fetch_optional(&mut *conn)
     .await?
@@ -146,7 +181,7 @@ pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Orde
     };
     let seats = sqlx::query_as!(
         OrderSeat,
-        "select seat_id, hold_token, fencing_token from order_lines where order_id = $1 order by position",
+        "select seat_id, fencing_token from order_lines where order_id = $1 order by position",
         id,
     )
     .fetch_all(&mut *conn)
@@ -154,6 +189,7 @@ pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Orde
     Ok(Some(Order {
         id: row.id,
         event_id: row.event_id,
+        customer_id: row.customer_id,
         customer_email: row.customer_email,
         status: parse_status(&row.status)?,
         version: row.version,

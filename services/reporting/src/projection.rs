@@ -34,7 +34,8 @@ pub async fn count(
         HandlerError::Poison(format!("invalid {} data: {e}", envelope.event_type))
     };
     match (envelope.event_type.as_str(), envelope.schema_version) {
-        (OrderConfirmed::EVENT_TYPE, 1) => {
+        // v1 reads as v2: it only adds the seats' hold tokens.
+        (OrderConfirmed::EVENT_TYPE, 1 | 2) => {
             let confirmed: OrderConfirmed =
                 serde_json::from_value(envelope.data.clone()).map_err(poison)?;
             let tickets = i64::try_from(confirmed.seats.len()).unwrap_or(i64::MAX);

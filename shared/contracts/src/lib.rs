@@ -25,6 +25,9 @@ pub use envelope::{Envelope, Event, MessageId};
 /// Every event type whose schema is committed, for the schema test and tools.
 pub fn registry() -> Vec<SchemaEntry> {
     vec![
+        SchemaEntry::of::<orders::v1::OrderCreated>(),
+        SchemaEntry::of::<orders::v1::OrderPaid>(),
+        SchemaEntry::of::<orders::v1::OrderConfirmed>(),
         SchemaEntry::of::<orders::OrderCreated>(),
         SchemaEntry::of::<orders::OrderPaid>(),
         SchemaEntry::of::<orders::OrderCancelled>(),

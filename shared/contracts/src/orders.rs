@@ -2,6 +2,13 @@
 //!
 //! State changes: `PENDING → PAID → CONFIRMED`, `PENDING → CANCELLED`,
 //! `PAID → REFUNDED`. Each change commits with exactly one of these events.
+//!
+//! `OrderCreated`, `OrderPaid` and `OrderConfirmed` are at version 2: their
+//! seats no longer carry the customer's `hold_token` (identity made it
+//! unnecessary downstream, and a hold token in a log that several services
+//! read was a credential in too many places). Removing a required field is
+//! breaking, so v1 stays committed ([`v1`]) and consumers read both: a v1
+//! payload decodes as v2, since v2 ignores the extra field.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -15,8 +22,6 @@ use crate::Event;
 pub struct OrderSeat {
     /// The seat's label within its concert, e.g. `A-12`.
     pub seat_id: String,
-    /// The hold the customer had on the seat when ordering.
-    pub hold_token: Uuid,
     /// The hold's fencing token, as inventory issued it. Inventory sells
     /// the seat only if this is the token of the seat's latest hold; an
     /// order without one can only buy a seat that was never held. Optional
@@ -40,7 +45,7 @@ pub struct OrderCreated {
 
 impl Event for OrderCreated {
     const EVENT_TYPE: &'static str = "OrderCreated";
-    const SCHEMA_VERSION: u32 = 1;
+    const SCHEMA_VERSION: u32 = 2;
     const AGGREGATE_TYPE: &'static str = "order";
     const SUBJECT: &'static str = "orders.events.order_created";
 }
@@ -62,7 +67,7 @@ pub struct OrderPaid {
 
 impl Event for OrderPaid {
     const EVENT_TYPE: &'static str = "OrderPaid";
-    const SCHEMA_VERSION: u32 = 1;
+    const SCHEMA_VERSION: u32 = 2;
     const AGGREGATE_TYPE: &'static str = "order";
     const SUBJECT: &'static str = "orders.events.order_paid";
 }
@@ -104,7 +109,7 @@ pub struct OrderConfirmed {
 
 impl Event for OrderConfirmed {
     const EVENT_TYPE: &'static str = "OrderConfirmed";
-    const SCHEMA_VERSION: u32 = 1;
+    const SCHEMA_VERSION: u32 = 2;
     const AGGREGATE_TYPE: &'static str = "order";
     const SUBJECT: &'static str = "orders.events.order_confirmed";
 }
@@ -131,4 +136,131 @@ impl Event for OrderRefunded {
     const SCHEMA_VERSION: u32 = 1;
     const AGGREGATE_TYPE: &'static str = "order";
     const SUBJECT: &'static str = "orders.events.order_refunded";
+}
+
+/// Version 1 of the events whose seats carried `hold_token`: kept so that
+/// their committed schemas still have a type, and so that the test below
+/// can prove that a v1 payload reads as v2. Nothing produces them any more.
+pub mod v1 {
+    use chrono::{DateTime, Utc};
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+    use uuid::Uuid;
+
+    use crate::Event;
+
+    // The doc comments repeat v1's word for word: they are part of the
+    // committed schema files, which must not change.
+
+    /// One seat of an order.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    pub struct OrderSeat {
+        /// The seat's label within its concert, e.g. `A-12`.
+        pub seat_id: String,
+        /// The hold the customer had on the seat when ordering.
+        pub hold_token: Uuid,
+        /// The hold's fencing token, as inventory issued it. Inventory sells
+        /// the seat only if this is the token of the seat's latest hold; an
+        /// order without one can only buy a seat that was never held. Optional
+        /// so that events written before fencing still read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub fencing_token: Option<i64>,
+    }
+
+    /// A customer created an order for seats they hold. Status `PENDING`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    pub struct OrderCreated {
+        /// The order.
+        pub order_id: Uuid,
+        /// The concert (domain event) the seats belong to.
+        pub event_id: Uuid,
+        /// Where confirmations go.
+        pub customer_email: String,
+        /// The seats, in the order the customer listed them.
+        pub seats: Vec<OrderSeat>,
+    }
+
+    impl Event for OrderCreated {
+        const EVENT_TYPE: &'static str = "OrderCreated";
+        const SCHEMA_VERSION: u32 = 1;
+        const AGGREGATE_TYPE: &'static str = "order";
+        const SUBJECT: &'static str = "orders.events.order_created";
+    }
+
+    /// The customer paid. Status `PAID`: inventory now confirms the seats.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    pub struct OrderPaid {
+        /// The order.
+        pub order_id: Uuid,
+        /// The concert.
+        pub event_id: Uuid,
+        /// Where confirmations go.
+        pub customer_email: String,
+        /// The seats paid for.
+        pub seats: Vec<OrderSeat>,
+        /// When the payment was accepted.
+        pub paid_at: DateTime<Utc>,
+    }
+
+    impl Event for OrderPaid {
+        const EVENT_TYPE: &'static str = "OrderPaid";
+        const SCHEMA_VERSION: u32 = 1;
+        const AGGREGATE_TYPE: &'static str = "order";
+        const SUBJECT: &'static str = "orders.events.order_paid";
+    }
+
+    /// Inventory sold every seat of the paid order to it. Status `CONFIRMED`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    pub struct OrderConfirmed {
+        /// The order.
+        pub order_id: Uuid,
+        /// The concert.
+        pub event_id: Uuid,
+        /// Where the confirmation goes.
+        pub customer_email: String,
+        /// The seats, now sold.
+        pub seats: Vec<OrderSeat>,
+        /// What the seats cost, in cents (from inventory's confirmation).
+        pub amount_cents: i64,
+        /// When it was confirmed.
+        pub confirmed_at: DateTime<Utc>,
+    }
+
+    impl Event for OrderConfirmed {
+        const EVENT_TYPE: &'static str = "OrderConfirmed";
+        const SCHEMA_VERSION: u32 = 1;
+        const AGGREGATE_TYPE: &'static str = "order";
+        const SUBJECT: &'static str = "orders.events.order_confirmed";
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_v1_payload_reads_as_v2_without_its_hold_tokens() {
+        let v1 = v1::OrderPaid {
+            order_id: Uuid::new_v4(),
+            event_id: Uuid::new_v4(),
+            customer_email: "ada@example.com".into(),
+            seats: vec![v1::OrderSeat {
+                seat_id: "A-1".into(),
+                hold_token: Uuid::new_v4(),
+                fencing_token: Some(7),
+            }],
+            paid_at: Utc::now(),
+        };
+        let v2: OrderPaid = serde_json::from_value(serde_json::to_value(&v1).unwrap()).unwrap();
+        assert_eq!(v2.order_id, v1.order_id);
+        assert_eq!(
+            v2.seats,
+            [OrderSeat {
+                seat_id: "A-1".into(),
+                fencing_token: Some(7),
+            }]
+        );
+        let back = serde_json::to_value(&v2).unwrap();
+        assert!(back["seats"][0].get("hold_token").is_none());
+    }
 }

@@ -563,6 +563,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Operator {
     }
 }
 
+/// The 401 of every route that needs a token, for its `OpenAPI` entry.
+pub const UNAUTHENTICATED: &str = "`/problems/unauthenticated`: no bearer token, or one \
+    that does not verify (expired, another audience or issuer, an unknown key, a bad \
+    signature); `WWW-Authenticate` says which.";
+
+/// The 403 of the operators' routes.
+pub const NOT_OPERATOR: &str = "`/problems/forbidden`: the token has no `role: operator`.";
+
+/// The 403 of the customers' routes.
+pub const NOT_CUSTOMER: &str =
+    "`/problems/forbidden`: the token is not a customer's (its `sub` is not a customer id).";
+
 /// Adds the `bearer` security scheme to an `OpenAPI` document; routes
 /// that need a token say `security(("bearer" = []))`.
 #[derive(Debug, Clone, Copy)]

@@ -5,11 +5,13 @@
 //! The descriptions that several operations share live here, so that the
 //! same error reads the same everywhere.
 
+use httpkit::auth::BearerScheme;
 use utoipa::OpenApi;
 
 /// The orders API.
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&BearerScheme),
     info(
         title = "Orders API",
         description = "Create, read, pay and cancel orders for concert seats.\n\n\
@@ -17,7 +19,9 @@ use utoipa::OpenApi;
             hold there and keeps its fencing token, which decides the sale after payment. Each \
             state change and its event commit together (transactional outbox); inventory's \
             answer to a payment then moves the order to `CONFIRMED` or `REFUNDED`.\n\n\
-            Every POST needs an `Idempotency-Key` header. Every error is \
+            Every order route needs the customer's bearer token (the customer is its `sub`); \
+            an order is visible only to the customer who created it. \
+            Every POST needs an `Idempotency-Key` header, scoped to the customer. Every error is \
             `application/problem+json` with a stable `type` to branch on.",
     ),
     paths(
@@ -39,6 +43,8 @@ use utoipa::OpenApi;
     ),
 )]
 pub struct ApiDoc;
+
+pub(super) use httpkit::auth::{NOT_CUSTOMER, UNAUTHENTICATED};
 
 /// Content type of every error.
 pub(super) const PROBLEM_JSON: &str = "application/problem+json";

@@ -10,7 +10,9 @@
 //! | `GET /metrics` | the inventory-reactions consumer's counts and lag |
 //! | `GET /openapi.json`, `GET /docs` | this API's `OpenAPI` document and a page that renders it ([`ApiDoc`]) |
 //!
-//! Every POST requires an `Idempotency-Key` header (see
+//! Every order route needs the customer's bearer token
+//! (`httpkit::auth::Customer`), and an order exists only for the customer
+//! who created it. Every POST requires an `Idempotency-Key` header (see
 //! [`crate::idempotency`]). Errors are `application/problem+json`
 //! ([`ApiError`]).
 
@@ -25,6 +27,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use httpkit::health::{Readiness, healthz};
+use httpkit::auth::Verifier;
 use httpkit::layers::HttpLimits;
 use sqlx::PgPool;
 use utoipa::OpenApi as _;
@@ -73,10 +76,15 @@ pub struct ConsumerMetricsHandle {
     pub topology: messaging::Topology,
 }
 
-/// The complete router, with the standard middleware.
-pub fn router(state: AppState, limits: HttpLimits) -> Router {
+/// The complete router: bearer tokens verified on the order routes, and the
+/// standard middleware around everything.
+pub fn router(state: AppState, verifier: Verifier, limits: HttpLimits) -> Router {
     let api = Router::new()
         .merge(orders::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            verifier,
+            httpkit::auth::authenticate,
+        ))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(Arc::new(state))

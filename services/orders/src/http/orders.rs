@@ -1,5 +1,10 @@
 //! Order routes: create, read, pay, cancel.
 //!
+//! Every route is a customer's ([`Customer`]: the verified token's `sub`).
+//! An order belongs to the customer who created it; for anyone else it
+//! does not exist (404, the same as an unknown id, so ids reveal nothing),
+//! and idempotency keys are the customer's own.
+//!
 //! Each command runs inside [`idempotency::execute`], which owns the
 //! transaction: the order change, its outbox event and the stored response
 //! commit together (transactional outbox + idempotency key).
@@ -21,14 +26,17 @@ use contracts::orders::{OrderCancelled, OrderCreated, OrderPaid};
 use http::StatusCode;
 use http::request::Parts;
 use httpkit::StrictJson;
+use httpkit::auth::Customer;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::docs::{BAD_ORDER_ID, IDEMPOTENCY_KEY, INTERNAL, KEY_REUSED, PROBLEM_JSON};
+use super::docs::{
+    BAD_ORDER_ID, IDEMPOTENCY_KEY, INTERNAL, KEY_REUSED, NOT_CUSTOMER, PROBLEM_JSON, UNAUTHENTICATED,
+};
 use super::{ApiError, AppState, SharedState};
 use crate::domain::{CreateOrder, Order, Transition};
 use crate::idempotency::{self, Fingerprint, IdempotencyKey, StoredResponse};
-use crate::store::{self, Refusal};
+use crate::store::{self, Owner, Refusal};
 
 /// `producer` in every envelope this service writes.
 const PRODUCER: &str = "orders";
@@ -92,8 +100,12 @@ impl<S: Send + Sync> FromRequestParts<S> for OrderId {
         retried with the same `Idempotency-Key`; a retry of a request that succeeded gets the \
         stored 201 again, without asking inventory.",
     params(("Idempotency-Key" = String, Header, description = IDEMPOTENCY_KEY)),
+    security(("bearer" = [])),
     request_body = CreateOrder,
     responses(
+        (status = 401, description = UNAUTHENTICATED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`, with the reason when a token was refused."))),
+        (status = 403, description = NOT_CUSTOMER, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 201, description = "The order, `PENDING`.", body = Order,
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response of an earlier request with the same key."))),
         (status = 400, description = "`/problems/idempotency-key-missing`, \
@@ -129,14 +141,16 @@ impl<S: Send + Sync> FromRequestParts<S> for OrderId {
 )]
 async fn create_order(
     State(state): SharedState,
+    customer: Customer,
     key: IdempotencyKey,
     StrictJson(request): StrictJson<CreateOrder>,
 ) -> Result<StoredResponse, ApiError> {
     let fingerprint = Fingerprint::of("POST", "/orders", &request);
-    let response = if let Some(replay) = idempotency::lookup(&state.db, &key, &fingerprint).await? {
+    let replay = idempotency::lookup(&state.db, customer.id, &key, &fingerprint).await?;
+    let response = if let Some(replay) = replay {
         replay
     } else {
-        verify_and_insert(&state, &key, &fingerprint, &request).await?
+        verify_and_insert(&state, &customer, &key, &fingerprint, &request).await?
     };
     if let Some(id) = response.body.get("id").and_then(|v| v.as_str()) {
         tracing::Span::current().record("order_id", id);
@@ -147,25 +161,30 @@ async fn create_order(
 /// Steps 2 and 3 of [`create_order`].
 async fn verify_and_insert(
     state: &AppState,
+    customer: &Customer,
     key: &IdempotencyKey,
     fingerprint: &Fingerprint,
     request: &CreateOrder,
 ) -> Result<StoredResponse, ApiError> {
+    // Inventory is asked with the customer's own token: it checks that the
+    // holds are this customer's, and charges this customer's rate limit.
     let verified = state
         .inventory
         .verify(
             request.event_id,
             request.seats.seats(),
-            &request.customer_email,
+            customer.identity.bearer(),
         )
         .await?;
     idempotency::execute(
         &state.db,
+        customer.id,
         key,
         fingerprint,
         state.idempotency_key_ttl,
         async |tx: &mut PgConnection| {
-            let order = store::insert(tx, Uuid::now_v7(), request, &verified).await?;
+            let order =
+                store::insert(tx, Uuid::now_v7(), customer.id, request, &verified).await?;
             let created = OrderCreated {
                 order_id: order.id,
                 event_id: order.event_id,
@@ -188,10 +207,15 @@ async fn verify_and_insert(
     tag = "orders",
     summary = "Read an order",
     params(("id" = Uuid, Path, description = "The order's id.")),
+    security(("bearer" = [])),
     responses(
+        (status = 401, description = UNAUTHENTICATED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`, with the reason when a token was refused."))),
+        (status = 403, description = NOT_CUSTOMER, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 200, description = "The order.", body = Order),
         (status = 400, description = BAD_ORDER_ID, body = httpkit::Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "`/problems/order-not-found`.",
+        (status = 404, description = "`/problems/order-not-found`: no such order, or another \
+            customer's.",
             body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "`/problems/dependency-unavailable` naming `postgres`, or \
@@ -201,9 +225,13 @@ async fn verify_and_insert(
     ),
 )]
 #[tracing::instrument(name = "orders.get", skip_all, fields(order_id = %id.0))]
-async fn get_order(State(state): SharedState, id: OrderId) -> Result<axum::Json<Order>, ApiError> {
+async fn get_order(
+    State(state): SharedState,
+    customer: Customer,
+    id: OrderId,
+) -> Result<axum::Json<Order>, ApiError> {
     let mut conn = state.db.acquire().await?;
-    store::find(&mut conn, id.0)
+    store::find(&mut conn, id.0, Owner::Customer(customer.id))
         .await?
         .map(axum::Json)
         .ok_or(ApiError::OrderNotFound(id.0))
@@ -220,13 +248,18 @@ async fn get_order(State(state): SharedState, id: OrderId) -> Result<axum::Json<
         ("id" = Uuid, Path, description = "The order's id."),
         ("Idempotency-Key" = String, Header, description = IDEMPOTENCY_KEY),
     ),
+    security(("bearer" = [])),
     responses(
+        (status = 401, description = UNAUTHENTICATED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`, with the reason when a token was refused."))),
+        (status = 403, description = NOT_CUSTOMER, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 200, description = "The order, `PAID`.", body = Order,
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response of an earlier request with the same key."))),
         (status = 400, description = "`/problems/idempotency-key-missing`, or \
             `/problems/invalid-field` naming `Idempotency-Key` or `id`.",
             body = httpkit::Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "`/problems/order-not-found`.",
+        (status = 404, description = "`/problems/order-not-found`: no such order, or another \
+            customer's.",
             body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "`/problems/invalid-transition`: the order is not `PENDING`; \
             or `/problems/idempotency-key-in-progress`, see `Retry-After`.",
@@ -243,10 +276,11 @@ async fn get_order(State(state): SharedState, id: OrderId) -> Result<axum::Json<
 #[tracing::instrument(name = "orders.pay", skip_all, fields(order_id = %id.0))]
 async fn pay_order(
     State(state): SharedState,
+    customer: Customer,
     key: IdempotencyKey,
     id: OrderId,
 ) -> Result<StoredResponse, ApiError> {
-    change_status(&state, &key, id.0, Transition::Pay).await
+    change_status(&state, customer.id, &key, id.0, Transition::Pay).await
 }
 
 /// `POST /orders/{id}/cancel`: `PENDING → CANCELLED` and `OrderCancelled`.
@@ -260,13 +294,18 @@ async fn pay_order(
         ("id" = Uuid, Path, description = "The order's id."),
         ("Idempotency-Key" = String, Header, description = IDEMPOTENCY_KEY),
     ),
+    security(("bearer" = [])),
     responses(
+        (status = 401, description = UNAUTHENTICATED, body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`, with the reason when a token was refused."))),
+        (status = 403, description = NOT_CUSTOMER, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 200, description = "The order, `CANCELLED`.", body = Order,
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response of an earlier request with the same key."))),
         (status = 400, description = "`/problems/idempotency-key-missing`, or \
             `/problems/invalid-field` naming `Idempotency-Key` or `id`.",
             body = httpkit::Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "`/problems/order-not-found`.",
+        (status = 404, description = "`/problems/order-not-found`: no such order, or another \
+            customer's.",
             body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "`/problems/invalid-transition`: the order is not `PENDING`; \
             or `/problems/idempotency-key-in-progress`, see `Retry-After`.",
@@ -283,14 +322,16 @@ async fn pay_order(
 #[tracing::instrument(name = "orders.cancel", skip_all, fields(order_id = %id.0))]
 async fn cancel_order(
     State(state): SharedState,
+    customer: Customer,
     key: IdempotencyKey,
     id: OrderId,
 ) -> Result<StoredResponse, ApiError> {
-    change_status(&state, &key, id.0, Transition::Cancel).await
+    change_status(&state, customer.id, &key, id.0, Transition::Cancel).await
 }
 
 async fn change_status(
     state: &AppState,
+    customer: Uuid,
     key: &IdempotencyKey,
     order_id: Uuid,
     transition: Transition,
@@ -299,11 +340,14 @@ async fn change_status(
     let fingerprint = Fingerprint::of("POST", &path, &());
     idempotency::execute(
         &state.db,
+        customer,
         key,
         &fingerprint,
         state.idempotency_key_ttl,
         async |tx: &mut PgConnection| {
-            let order = match store::transition(tx, order_id, transition).await? {
+            let order = match store::transition(tx, order_id, Owner::Customer(customer), transition)
+                .await?
+            {
                 Ok(order) => order,
                 Err(Refusal::NotFound) => return Err(ApiError::OrderNotFound(order_id)),
                 Err(Refusal::WrongStatus(status)) => {

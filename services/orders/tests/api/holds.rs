@@ -113,6 +113,7 @@ async fn a_released_hold_or_someone_elses_seat_is_refused_naming_the_field_and_n
         .release(
             holds[1]["seat_id"].as_str().unwrap(),
             holds[1]["hold_token"].as_str().unwrap(),
+            app.customer,
         )
         .await;
     let response = app.create_order(&released, &new_key()).await;
@@ -144,7 +145,7 @@ async fn a_lapsed_hold_is_refused_and_nothing_is_written() {
     testkit::eventually(
         Duration::from_secs(10),
         "the hold lapsed in inventory",
-        || async { app.inventory.verify_status(&body).await == StatusCode::CONFLICT },
+        || async { app.inventory.verify_status(&body, app.customer).await == StatusCode::CONFLICT },
     )
     .await;
 

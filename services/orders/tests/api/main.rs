@@ -14,6 +14,7 @@ mod atomicity;
 mod holds;
 mod idempotency;
 mod openapi;
+mod ownership;
 mod state_machine;
 mod test_app;
 mod tracing_context;

@@ -17,12 +17,19 @@ async fn creating_an_order_stores_it_pending_with_its_created_event() {
     let order: Value = response.json().await.unwrap();
     assert_eq!(order["status"], "PENDING");
     assert_eq!(order["version"], 1);
-    // The seats as asked for, each with its hold's fencing token.
-    let mut expected = body["seats"].clone();
-    for (seat, hold) in expected.as_array_mut().unwrap().iter_mut().zip(&holds) {
-        seat["fencing_token"] = hold["fencing_token"].clone();
-    }
-    assert_eq!(order["seats"], expected);
+    // The seats as asked for, each with its hold's fencing token, and not
+    // the hold token: that stays with the customer who holds the seat.
+    let expected: Vec<Value> = body["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&holds)
+        .map(|(seat, hold)| {
+            serde_json::json!({ "seat_id": seat["seat_id"], "fencing_token": hold["fencing_token"] })
+        })
+        .collect();
+    assert_eq!(order["seats"], Value::from(expected));
+    assert_eq!(order["customer_id"], app.customer.to_string());
     let id = order["id"].as_str().unwrap().parse().unwrap();
     assert_eq!(app.events_of(id).await, [("OrderCreated".to_owned(), 1)]);
 

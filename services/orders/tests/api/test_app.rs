@@ -10,16 +10,20 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use settings::Env;
 use sqlx::PgPool;
-use testkit::{TestNats, TestPostgres, TestRedis};
+use testkit::{TestIdentity, TestNats, TestPostgres, TestRedis};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// A running orders service with its own database and its own inventory.
+/// A running orders service with its own database and its own inventory,
+/// and the customer the test acts as.
 pub(crate) struct TestApp {
     pub(crate) base: String,
     pub(crate) db: PgPool,
+    /// Requests as [`Self::customer`] (its bearer token on every request).
     pub(crate) http: reqwest::Client,
+    /// The customer the helpers act as.
+    pub(crate) customer: Uuid,
     pub(crate) inventory: TestInventory,
     shutdown: CancellationToken,
     // The database outlives the service's tasks only loosely (dropping
@@ -48,6 +52,12 @@ impl TestApp {
             ("DATABASE_URL".to_owned(), postgres.url().to_owned()),
             ("CONSUME_INVENTORY_EVENTS".to_owned(), "false".to_owned()),
             ("INVENTORY_URL".to_owned(), inventory.base.clone()),
+            // The same identity provider as inventory's: orders passes the
+            // customer's token on, and both must trust it.
+            (
+                "AUTH_JWKS_PATH".to_owned(),
+                inventory.identity.jwks_path().display().to_string(),
+            ),
         ];
         vars.extend(
             extra
@@ -60,10 +70,12 @@ impl TestApp {
         let db = app.db().clone();
         let shutdown = CancellationToken::new();
         tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let customer = Uuid::new_v4();
         Self {
             base,
             db,
-            http: reqwest::Client::new(),
+            http: inventory.client_for(customer),
+            customer,
             inventory,
             shutdown,
             _postgres: postgres,
@@ -86,10 +98,11 @@ impl TestApp {
         self.order_body_for(2).await.0
     }
 
-    /// A create body for `seats` fresh seats held by a new customer, and
-    /// the holds as inventory granted them (`hold_token`, `fencing_token`…).
+    /// A create body for `seats` fresh seats held by the test's customer,
+    /// and the holds as inventory granted them (`hold_token`,
+    /// `fencing_token`…).
     pub(crate) async fn order_body_for(&self, seats: usize) -> (Value, Vec<Value>) {
-        let customer = Uuid::new_v4();
+        let customer = self.customer;
         let mut holds = Vec::with_capacity(seats);
         for seat in self.inventory.fresh_seats(seats) {
             holds.push(self.inventory.held(&seat, customer).await);
@@ -168,12 +181,14 @@ impl Drop for TestApp {
 const CONCERT_SEATS: usize = 100;
 
 /// A real inventory service for one test: its own database, NATS prefix
-/// and Redis key prefix, and a concert with [`CONCERT_SEATS`] seats `A-1`…
-/// created through its API.
+/// and Redis key prefix, the identity provider it trusts, and a concert
+/// with [`CONCERT_SEATS`] seats `A-1`… created through its API.
 pub(crate) struct TestInventory {
     pub(crate) base: String,
     pub(crate) concert: Uuid,
+    /// Requests with an operator's token.
     pub(crate) http: reqwest::Client,
+    pub(crate) identity: TestIdentity,
     port: u16,
     vars: Vec<(String, String)>,
     next_seat: AtomicUsize,
@@ -203,12 +218,17 @@ impl TestInventory {
         messaging::provision(&js, &topology, Duration::from_mins(10))
             .await
             .unwrap();
+        let identity = TestIdentity::new();
+        let jwks_path = identity.jwks_path().display().to_string();
         let mut vars: Vec<(String, String)> = [
             ("DATABASE_URL", postgres.url()),
             ("NATS_URL", nats.url()),
             ("NATS_PREFIX", nats.prefix()),
             ("REDIS_URL", redis_url.unwrap_or(redis.url())),
             ("REDIS_PREFIX", redis.prefix()),
+            ("AUTH_JWKS_PATH", jwks_path.as_str()),
+            // Each test acts as one customer, and some order many seats.
+            ("HOLD_LIMIT", "1000"),
         ]
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -220,10 +240,12 @@ impl TestInventory {
         );
         let shutdown = CancellationToken::new();
         let (port, stopped) = run_inventory(&vars, 0, &shutdown).await;
+        let operator = authorized(&identity.operator());
         let mut inventory = Self {
             base: format!("http://127.0.0.1:{port}"),
             concert: Uuid::nil(),
-            http: reqwest::Client::new(),
+            http: operator,
+            identity,
             port,
             vars,
             next_seat: AtomicUsize::new(1),
@@ -268,16 +290,19 @@ impl TestInventory {
         (first..first + n).map(|i| format!("A-{i}")).collect()
     }
 
+    /// A client whose every request carries `customer`'s bearer token.
+    pub(crate) fn client_for(&self, customer: Uuid) -> reqwest::Client {
+        authorized(&self.identity.customer(customer))
+    }
+
     /// Asks for a hold on `seat` of the concert for `customer`, as the
-    /// customer's browser would (with its `X-Customer-Id`).
+    /// customer's browser would (with their bearer token).
     pub(crate) async fn hold(&self, seat: &str, customer: Uuid) -> Response {
-        self.http
+        self.client_for(customer)
             .post(format!(
                 "{}/events/{}/seats/{seat}/hold",
                 self.base, self.concert
             ))
-            .header("x-customer-id", customer.to_string())
-            .json(&json!({ "customer_id": customer }))
             .send()
             .await
             .unwrap()
@@ -290,10 +315,10 @@ impl TestInventory {
         response.json().await.unwrap()
     }
 
-    /// Releases a hold, asserting the 204.
-    pub(crate) async fn release(&self, seat: &str, hold_token: &str) {
+    /// Releases `customer`'s hold, asserting the 204.
+    pub(crate) async fn release(&self, seat: &str, hold_token: &str, customer: Uuid) {
         let response = self
-            .http
+            .client_for(customer)
             .delete(format!(
                 "{}/events/{}/seats/{seat}/hold",
                 self.base, self.concert
@@ -305,9 +330,10 @@ impl TestInventory {
         assert_eq!(response.status(), StatusCode::NO_CONTENT, "release {seat}");
     }
 
-    /// Inventory's own answer to a verification of the holds in `body`.
-    pub(crate) async fn verify_status(&self, body: &Value) -> StatusCode {
-        self.http
+    /// Inventory's own answer to `customer`'s verification of the holds in
+    /// `body`.
+    pub(crate) async fn verify_status(&self, body: &Value, customer: Uuid) -> StatusCode {
+        self.client_for(customer)
             .post(format!("{}/holds/verify", self.base))
             .json(&json!({ "event_id": body["event_id"], "seats": body["seats"] }))
             .send()
@@ -355,6 +381,19 @@ async fn run_inventory(
         .expect("inventory starts");
     let port = app.port();
     (port, tokio::spawn(app.run_until_stopped(shutdown.clone())))
+}
+
+/// A client whose every request carries `token`.
+fn authorized(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 pub(crate) fn new_key() -> String {
