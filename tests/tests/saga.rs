@@ -20,7 +20,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use testkit::{TestNats, TestPostgres, TestRedis, eventually};
+use testkit::{TestIdentity, TestNats, TestPostgres, TestRedis, eventually};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -36,6 +36,11 @@ struct System {
     rebuild: (PgPool, async_nats::jetstream::Context, messaging::Topology),
     concert: Uuid,
     http: reqwest::Client,
+    /// The identity provider every service trusts; each customer signs in
+    /// with a token from it.
+    identity: TestIdentity,
+    /// Who created each order, to pay it as them.
+    owners: std::sync::Mutex<std::collections::HashMap<Uuid, Uuid>>,
     shutdown: CancellationToken,
     _databases: (TestPostgres, TestPostgres, TestPostgres, TestPostgres),
     _nats: TestNats,
@@ -45,7 +50,8 @@ struct System {
 /// A granted hold: what a customer orders with.
 struct Hold {
     seat: String,
-    hold_token: String,
+    token: String,
+    customer: Uuid,
 }
 
 /// A concert with seats and B-1 at 45.00, written into
@@ -89,12 +95,15 @@ impl System {
             .await
             .unwrap();
 
+        let identity = TestIdentity::new();
+        let jwks_path = identity.jwks_path().display().to_string();
         let common = |db: &str| {
             vec![
                 ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
                 ("DATABASE_URL", db.to_owned()),
                 ("NATS_URL", nats.url().to_owned()),
                 ("NATS_PREFIX", nats.prefix().to_owned()),
+                ("AUTH_JWKS_PATH", jwks_path.clone()),
             ]
         };
         let env = |vars: Vec<(&str, String)>| settings::Env::from_pairs(vars);
@@ -169,6 +178,8 @@ impl System {
             rebuild,
             concert,
             http: reqwest::Client::new(),
+            identity,
+            owners: std::sync::Mutex::default(),
             shutdown,
             _databases: (orders_pg, inventory_pg, reporting_pg, notification_pg),
             _nats: nats,
@@ -187,8 +198,7 @@ impl System {
                     "{}/events/{}/seats/{seat}/hold",
                     self.inventory_base, self.concert
                 ))
-                .header("x-customer-id", customer.to_string())
-                .json(&json!({ "customer_id": customer }))
+                .bearer_auth(self.identity.customer(customer))
                 .send()
                 .await
                 .unwrap();
@@ -196,7 +206,8 @@ impl System {
             let hold: Value = response.json().await.unwrap();
             holds.push(Hold {
                 seat: (*seat).to_owned(),
-                hold_token: hold["hold_token"].as_str().unwrap().to_owned(),
+                token: hold["hold_token"].as_str().unwrap().to_owned(),
+                customer,
             });
         }
         holds
@@ -211,7 +222,8 @@ impl System {
                     "{}/events/{}/seats/{}/hold",
                     self.inventory_base, self.concert, hold.seat
                 ))
-                .header("hold-token", &hold.hold_token)
+                .bearer_auth(self.identity.customer(hold.customer))
+                .header("hold-token", &hold.token)
                 .send()
                 .await
                 .unwrap();
@@ -224,36 +236,43 @@ impl System {
         }
     }
 
-    /// Creates an order with `holds`; returns its id.
+    /// Creates an order with `holds`, as the customer who holds them;
+    /// returns its id.
     async fn order(&self, holds: &[Hold]) -> Uuid {
+        let customer = holds[0].customer;
         let body = json!({
             "event_id": self.concert,
             "seats": holds
                 .iter()
-                .map(|h| json!({ "seat_id": h.seat, "hold_token": h.hold_token }))
+                .map(|h| json!({ "seat_id": h.seat, "hold_token": h.token }))
                 .collect::<Vec<_>>(),
             "customer_email": "ada@example.com",
         });
         let created = self
             .http
             .post(format!("{}/orders", self.orders_base))
+            .bearer_auth(self.identity.customer(customer))
             .header("idempotency-key", Uuid::new_v4().to_string())
             .json(&body)
             .send()
             .await
             .unwrap();
         assert_eq!(created.status(), StatusCode::CREATED);
-        created.json::<Value>().await.unwrap()["id"]
+        let order: Uuid = created.json::<Value>().await.unwrap()["id"]
             .as_str()
             .unwrap()
             .parse()
-            .unwrap()
+            .unwrap();
+        self.owners.lock().unwrap().insert(order, customer);
+        order
     }
 
     async fn pay(&self, order: Uuid) {
+        let owner = self.owners.lock().unwrap()[&order];
         let paid = self
             .http
             .post(format!("{}/orders/{order}/pay", self.orders_base))
+            .bearer_auth(self.identity.customer(owner))
             .header("idempotency-key", Uuid::new_v4().to_string())
             .send()
             .await
@@ -325,6 +344,7 @@ impl System {
                 "{}/reports/events/{}",
                 self.reports_base, self.concert
             ))
+            .bearer_auth(self.identity.operator())
             .send()
             .await
             .unwrap();

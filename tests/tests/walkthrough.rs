@@ -12,17 +12,21 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use testkit::{TestNats, TestPostgres, TestRedis};
+use testkit::{TestIdentity, TestNats, TestPostgres, TestRedis};
 use tokio_util::sync::CancellationToken;
 
 const CONCERT: &str = "0190a5e4-0000-7000-8000-000000000001";
+/// The walk-through's customer: the `sub` of `ticketctl token --customer …`.
+const CUSTOMER: uuid::Uuid = uuid::Uuid::from_u128(0x6f1d_3c2a_8b4e_4f5a_9c7d_1e2f_3a4b_5c6d);
 
 /// Orders and inventory as the walk-through runs them (no relay).
 struct Services {
     base: String,
     inventory_base: String,
     orders_db: sqlx::PgPool,
+    /// Requests as the walk-through's customer (`Authorization: Bearer $TOKEN`).
     http: reqwest::Client,
+    identity: TestIdentity,
     shutdown: CancellationToken,
     inventory_shutdown: CancellationToken,
     servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -39,6 +43,8 @@ impl Services {
             .await
             .unwrap();
         let (shutdown, inventory_shutdown) = (CancellationToken::new(), CancellationToken::new());
+        let identity = TestIdentity::new();
+        let jwks_path = identity.jwks_path().display().to_string();
 
         let inventory = inventory::Application::build(
             inventory::Config::from_env(&settings::Env::from_pairs([
@@ -48,6 +54,7 @@ impl Services {
                 ("NATS_PREFIX", nats.prefix()),
                 ("REDIS_URL", redis.url()),
                 ("REDIS_PREFIX", redis.prefix()),
+                ("AUTH_JWKS_PATH", &jwks_path),
             ]))
             .unwrap(),
         )
@@ -63,6 +70,7 @@ impl Services {
                 ("DATABASE_URL", orders_pg.url()),
                 ("CONSUME_INVENTORY_EVENTS", "false"),
                 ("INVENTORY_URL", &inventory_base),
+                ("AUTH_JWKS_PATH", &jwks_path),
             ]))
             .unwrap(),
         )
@@ -71,11 +79,22 @@ impl Services {
         let base = format!("http://127.0.0.1:{}", orders.port());
         let orders_db = orders.db().clone();
         let orders_server = tokio::spawn(orders.run_until_stopped(shutdown.clone()));
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", identity.customer(CUSTOMER))
+                .parse()
+                .unwrap(),
+        );
         Self {
             base,
             inventory_base,
             orders_db,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap(),
+            identity,
             shutdown,
             inventory_shutdown,
             servers: vec![orders_server, inventory_server],
@@ -87,9 +106,10 @@ impl Services {
     /// the holds.
     async fn concert_and_holds(&self) -> Vec<Value> {
         let (http, inventory_base) = (&self.http, &self.inventory_base);
-        // 1. A concert with two seats, in inventory.
-        let concert = http
+        // 1. A concert with two seats, in inventory: an operator's call.
+        let concert = reqwest::Client::new()
             .post(format!("{inventory_base}/events"))
+            .bearer_auth(self.identity.operator())
             .json(&json!({
                 "id": CONCERT,
                 "name": "Night Shift",
@@ -106,14 +126,13 @@ impl Services {
             .unwrap();
         assert_eq!(concert.status(), StatusCode::CREATED);
 
-        // 2. Hold both seats.
+        // 2. Hold both seats, as the customer.
         let mut holds = Vec::new();
         for seat in ["A-1", "A-2"] {
             let hold = http
                 .post(format!(
                     "{inventory_base}/events/{CONCERT}/seats/{seat}/hold"
                 ))
-                .json(&json!({ "customer_id": "6f1d3c2a-8b4e-4f5a-9c7d-1e2f3a4b5c6d" }))
                 .send()
                 .await
                 .unwrap();
@@ -184,9 +203,11 @@ async fn the_readme_walkthrough_works_as_written() {
     assert_eq!(created.status(), StatusCode::CREATED);
     let order: Value = created.json().await.unwrap();
     assert_eq!(order["status"], "PENDING");
+    assert_eq!(order["customer_id"], CUSTOMER.to_string());
     for (seat, hold) in order["seats"].as_array().unwrap().iter().zip(&holds) {
-        assert_eq!(seat["hold_token"], hold["hold_token"]);
+        assert_eq!(seat["seat_id"], hold["seat_id"]);
         assert_eq!(seat["fencing_token"], hold["fencing_token"]);
+        assert!(seat.get("hold_token").is_none(), "{seat}");
     }
     let id = order["id"].as_str().unwrap().to_owned();
     let pay = format!("/orders/{id}/pay");

@@ -127,7 +127,6 @@ fn order_paid() -> Envelope<OrderPaid> {
         customer_email: "ada@example.com".into(),
         seats: vec![OrderSeat {
             seat_id: "A-1".into(),
-            hold_token: Uuid::new_v4(),
             fencing_token: None,
         }],
         paid_at: chrono::Utc::now(),

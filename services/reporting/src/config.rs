@@ -6,6 +6,8 @@
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/reporting` | created if missing |
 //! | `NATS_URL` | `nats://127.0.0.1:4222` | |
 //! | `NATS_PREFIX` | empty | prefix of stream, subject and consumer names |
+//! | `AUTH_JWKS_PATH` or `AUTH_JWKS_URL` | required | the keys bearer tokens are checked against, see `httpkit::auth` |
+//! | `AUTH_ISSUER`, `AUTH_AUDIENCE`, `AUTH_LEEWAY` | `ticketing-dev`, `ticketing`, `30s` | what a token must say |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
 use settings::{ConfigError, Env, SecretUrl};
@@ -25,6 +27,8 @@ pub struct Config {
     pub nats_url: SecretUrl,
     /// Stream, subject and consumer names.
     pub topology: messaging::Topology,
+    /// How bearer tokens are checked.
+    pub auth: httpkit::auth::AuthConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
 }
@@ -41,6 +45,7 @@ impl Config {
             pool: pgkit::PoolSettings::from_env(env)?,
             nats_url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
             topology: messaging::Topology::from_env(env)?,
+            auth: httpkit::auth::AuthConfig::from_env(env)?,
             telemetry: TelemetryConfig::from_env("reporting", env)?,
         })
     }

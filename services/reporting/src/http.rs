@@ -2,10 +2,13 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /reports/events/{id}` | tickets sold, revenue and refunds of a concert |
+//! | `GET /reports/events/{id}` | operator: tickets sold, revenue and refunds of a concert |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness (Postgres, NATS) |
 //! | `GET /metrics` | the projection consumer's counts and lag |
 //! | `GET /openapi.json`, `GET /docs` | this API's `OpenAPI` document and a page that renders it ([`ApiDoc`]) |
+//!
+//! Sales figures are the business's, not a customer's: the report needs an
+//! operator's bearer token (`httpkit::auth::Operator`).
 
 use std::sync::Arc;
 
@@ -14,6 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use http::StatusCode;
 use httpkit::Problem;
+use httpkit::auth::{BearerScheme, NOT_OPERATOR, Operator, UNAUTHENTICATED, Verifier};
 use httpkit::health::{Readiness, healthz};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -53,12 +57,14 @@ pub struct SalesReport {
 /// rendered at `/docs` (`httpkit::docs`).
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&BearerScheme),
     info(
         title = "Reporting API",
         description = "Sales per concert: a read model projected from the order events.\n\n\
             The numbers follow the events by a moment (eventual consistency), and the whole \
             model can be rebuilt by replaying the stream (`ticketctl reporting rebuild`), after \
-            which `generation` changes. Every error is `application/problem+json`.",
+            which `generation` changes. Reports need an operator's bearer token \
+            (`role: operator`). Every error is `application/problem+json`.",
     ),
     paths(
         report,
@@ -88,10 +94,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/docs"),
 ];
 
-/// The router.
-pub fn router(state: HttpState) -> Router {
+/// The router: bearer tokens verified on the report route.
+pub fn router(state: HttpState, verifier: Verifier) -> Router {
     Router::new()
         .route("/reports/events/{id}", get(report))
+        .route_layer(axum::middleware::from_fn_with_state(
+            verifier,
+            httpkit::auth::authenticate,
+        ))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(Arc::new(state))
@@ -108,8 +118,14 @@ pub fn router(state: HttpState) -> Router {
     description = "Tickets sold and revenue of the concert's confirmed orders, and how many \
         paid orders were refunded, from the active read-model generation.",
     params(("id" = Uuid, Path, description = "The concert's id.")),
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "The report.", body = SalesReport),
+        (status = 401, description = UNAUTHENTICATED, body = httpkit::Problem,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`, with the reason when a token was refused."))),
+        (status = 403, description = NOT_OPERATOR, body = httpkit::Problem,
+            content_type = "application/problem+json"),
         (status = 400, description = "`/problems/invalid-field` naming `id`: not a UUID.",
             body = httpkit::Problem, content_type = "application/problem+json"),
         (status = 404, description = "`/problems/report-not-found`: no confirmed or refunded \
@@ -123,6 +139,7 @@ pub fn router(state: HttpState) -> Router {
 )]
 async fn report(
     State(state): State<Arc<HttpState>>,
+    _: Operator,
     Path(id): Path<String>,
 ) -> Result<Json<SalesReport>, Problem> {
     let event_id = Uuid::parse_str(&id).map_err(|e| {

@@ -24,6 +24,9 @@ pub enum StartupError {
     /// `NATS_URL` is unusable.
     #[error(transparent)]
     Nats(#[from] messaging::MessagingError),
+    /// The keys for bearer tokens cannot be loaded.
+    #[error(transparent)]
+    Keys(#[from] httpkit::auth::KeysError),
     /// A migration failed.
     #[error("cannot migrate the reporting database")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -51,6 +54,7 @@ pub struct Application {
 impl Application {
     /// Connects, migrates and binds.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let verifier = httpkit::auth::Verifier::load(&config.auth).await?;
         let db = pgkit::connect(&config.database_url, config.pool).await?;
         crate::MIGRATOR
             .run(&db)
@@ -72,13 +76,16 @@ impl Application {
                 source,
             })?;
         let router = httpkit::layers::standard(
-            router(HttpState {
-                db: db.clone(),
-                nats,
-                js: js.clone(),
-                topology: config.topology.clone(),
-                consumer: consumer.metrics(),
-            }),
+            router(
+                HttpState {
+                    db: db.clone(),
+                    nats,
+                    js: js.clone(),
+                    topology: config.topology.clone(),
+                    consumer: consumer.metrics(),
+                },
+                verifier,
+            ),
             httpkit::layers::HttpLimits {
                 request_timeout: Duration::from_secs(10),
                 body_limit: 1024,

@@ -1,7 +1,7 @@
 //! The reports API against real Postgres and NATS: it documents itself.
 //! `/openapi.json` lists exactly the routes the router mounts
 //! (`reporting::http::ROUTES`), each of them answers, and `/docs` serves
-//! the page that renders the document.
+//! the page that renders the document. Reports are for operators only.
 
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, header};
-use testkit::{TestNats, TestPostgres};
+use testkit::{TestIdentity, TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 use utoipa::openapi::OpenApi;
 use uuid::Uuid;
@@ -19,6 +19,7 @@ use uuid::Uuid;
 struct World {
     base: String,
     http: reqwest::Client,
+    identity: TestIdentity,
     shutdown: CancellationToken,
     _postgres: TestPostgres,
     _nats: TestNats,
@@ -32,12 +33,15 @@ impl World {
         messaging::provision(&js, &topology, Duration::from_mins(1))
             .await
             .unwrap();
+        let identity = TestIdentity::new();
+        let jwks_path = identity.jwks_path().display().to_string();
         let env = settings::Env::from_pairs(
             [
                 ("HTTP_ADDR", "127.0.0.1:0"),
                 ("DATABASE_URL", postgres.url()),
                 ("NATS_URL", nats.url()),
                 ("NATS_PREFIX", nats.prefix()),
+                ("AUTH_JWKS_PATH", jwks_path.as_str()),
             ]
             .map(|(k, v)| (k.to_owned(), v.to_owned())),
         );
@@ -50,6 +54,7 @@ impl World {
         Self {
             base,
             http: reqwest::Client::new(),
+            identity,
             shutdown,
             _postgres: postgres,
             _nats: nats,
@@ -127,4 +132,30 @@ async fn docs_is_an_html_page_that_reads_the_document() {
         "text/html; charset=utf-8"
     );
     assert!(response.text().await.unwrap().contains("openapi.json"));
+}
+
+#[tokio::test]
+async fn a_report_needs_an_operators_token() {
+    let world = World::start().await;
+    let url = format!("{}/reports/events/{}", world.base, Uuid::new_v4());
+    let send = |token: Option<String>| {
+        let mut request = world.http.get(&url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+
+    let anonymous = send(None).await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert!(anonymous.headers().contains_key(header::WWW_AUTHENTICATE));
+    let customer = send(Some(world.identity.customer(Uuid::new_v4())))
+        .await
+        .unwrap();
+    assert_eq!(customer.status(), StatusCode::FORBIDDEN);
+    // The operator gets through to the report: none exists yet.
+    let operator = send(Some(world.identity.operator())).await.unwrap();
+    assert_eq!(operator.status(), StatusCode::NOT_FOUND);
+    let problem: serde_json::Value = operator.json().await.unwrap();
+    assert_eq!(problem["type"], "/problems/report-not-found");
 }

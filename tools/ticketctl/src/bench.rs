@@ -25,6 +25,8 @@ use sqlx::{Connection as _, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::identity::ScratchKeys;
+
 /// What to benchmark.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Bench {
@@ -261,8 +263,10 @@ async fn relay_publish(
 /// (c): pays `pays` pending orders over HTTP with `writers` clients.
 async fn pay_path(args: &RelayArgs, notify: bool) -> anyhow::Result<f64> {
     let scratch = Scratch::create(&args.database_url).await?;
+    let keys = ScratchKeys::new()?;
     let env = settings::Env::from_pairs([
         ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+        ("AUTH_JWKS_PATH", keys.jwks_path()),
         ("DATABASE_URL", scratch.url.clone()),
         ("DB_MAX_CONNECTIONS", args.writers.to_string()),
         ("OUTBOX_NOTIFY", notify.to_string()),
@@ -274,19 +278,30 @@ async fn pay_path(args: &RelayArgs, notify: bool) -> anyhow::Result<f64> {
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
 
+    // One customer owns every order, and pays with their token: the
+    // measured path includes verifying it, as every real payment does.
+    let customer = Uuid::new_v4();
     let ids: Vec<Uuid> = sqlx::query_scalar!(
         r#"
-        insert into orders (id, event_id, customer_email, status)
-        select gen_random_uuid(), gen_random_uuid(), 'bench@example.com', 'PENDING'
+        insert into orders (id, event_id, customer_id, customer_email, status)
+        select gen_random_uuid(), gen_random_uuid(), $2, 'bench@example.com', 'PENDING'
         from generate_series(1, $1)
         returning id
         "#,
         i32::try_from(args.pays)?,
+        customer,
     )
     .fetch_all(&scratch.pool)
     .await?;
     let queue = Arc::new(tokio::sync::Mutex::new(ids));
-    let http = reqwest::Client::new();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", keys.customer_token(customer)?).parse()?,
+    );
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?;
     let started = Instant::now();
     let clients = (0..args.writers).map(|_| {
         let (queue, http, base) = (queue.clone(), http.clone(), base.clone());
@@ -350,12 +365,10 @@ fn sample_envelope() -> Vec<u8> {
         seats: vec![
             contracts::orders::OrderSeat {
                 seat_id: "A-12".into(),
-                hold_token: Uuid::new_v4(),
                 fencing_token: None,
             },
             contracts::orders::OrderSeat {
                 seat_id: "A-13".into(),
-                hold_token: Uuid::new_v4(),
                 fencing_token: None,
             },
         ],

@@ -24,12 +24,15 @@ use serde_json::{Value, json};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
+use crate::identity::SigningKey;
+
 /// The demo concert, with a fixed id so seeding is idempotent.
 pub(crate) const DEMO_CONCERT: Uuid = Uuid::from_u128(0x0190_a5e4_0000_7000_8000_0000_0000_0001);
 /// A second concert whose sale opens later (outside the warmup window).
 const LATER_CONCERT: Uuid = Uuid::from_u128(0x0190_a5e4_0000_7000_8000_0000_0000_0002);
 
-/// Where the services are.
+/// Where the services are, and the key the demo's customer token is
+/// signed with.
 #[derive(Debug, Args)]
 pub(crate) struct Endpoints {
     /// The orders API.
@@ -54,6 +57,8 @@ pub(crate) struct Endpoints {
         default_value = "http://localhost:16686"
     )]
     jaeger_ui: String,
+    #[command(flatten)]
+    key: SigningKey,
 }
 
 /// Options of `seed`.
@@ -62,6 +67,9 @@ pub(crate) struct SeedArgs {
     /// The inventory API.
     #[arg(long, env = "INVENTORY_URL", default_value = "http://localhost:8081")]
     inventory_url: String,
+    /// Creating concerts is an operator's call.
+    #[command(flatten)]
+    key: SigningKey,
 }
 
 /// Options of `trace`.
@@ -77,6 +85,7 @@ pub(crate) struct TraceArgs {
 /// Creates the demo concerts (idempotent).
 pub(crate) async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
+    let operator = args.key.operator_token()?;
     let now = chrono::Utc::now();
     let rows = ["A", "B", "C", "D"];
     let seats: Vec<Value> = rows
@@ -103,6 +112,7 @@ pub(crate) async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     for concert in concerts {
         let response = http
             .post(format!("{}/events", args.inventory_url))
+            .bearer_auth(&operator)
             .json(&concert)
             .send()
             .await
@@ -137,15 +147,27 @@ pub(crate) async fn demo(endpoints: Endpoints) -> anyhow::Result<()> {
 }
 
 async fn story(endpoints: &Endpoints, exporting: bool) -> anyhow::Result<()> {
+    // One new customer, signed in for the whole story: every call carries
+    // their token (the seat map would also answer without one).
+    let customer = Uuid::new_v4();
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut authorization: reqwest::header::HeaderValue =
+        format!("Bearer {}", endpoints.key.customer_token(customer)?).parse()?;
+    authorization.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, authorization);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .default_headers(headers)
         .build()?;
     let trace_id = telemetry::propagation::current_trace_id().unwrap_or_default();
     let started = Instant::now();
 
     println!("1. load the seat map");
     let seats = two_free_seats(&http, endpoints).await?;
-    println!("2. hold seats {} and {}", seats[0], seats[1]);
+    println!(
+        "2. hold seats {} and {} as customer {customer}",
+        seats[0], seats[1]
+    );
     let holds = hold(&http, endpoints, &seats).await?;
     println!("3. create the order");
     let order_id = create_order(&http, endpoints, holds).await?;
@@ -211,13 +233,13 @@ async fn two_free_seats(
     Ok(free)
 }
 
-/// Holds `seats` for a new customer; the `{seat_id, hold_token}` lines of an order.
+/// Holds `seats` for the signed-in customer; the `{seat_id, hold_token}`
+/// lines of an order.
 async fn hold(
     http: &reqwest::Client,
     endpoints: &Endpoints,
     seats: &[String],
 ) -> anyhow::Result<Vec<Value>> {
-    let customer = Uuid::new_v4();
     let mut lines = Vec::new();
     for seat in seats {
         let hold = send(
@@ -226,9 +248,7 @@ async fn hold(
             http.post(format!(
                 "{}/events/{DEMO_CONCERT}/seats/{seat}/hold",
                 endpoints.inventory
-            ))
-            .header("x-customer-id", customer.to_string())
-            .json(&json!({ "customer_id": customer })),
+            )),
         )
         .await?;
         println!(

@@ -8,7 +8,9 @@
 //! ticketctl consumers lag                 # NATS_URL, NATS_PREFIX
 //! ticketctl dlq list | show <seq> | redrive <seq> | purge
 //! ticketctl reporting rebuild             # DATABASE_URL: the reporting database
-//! ticketctl seed                          # INVENTORY_URL: the demo concerts
+//! ticketctl keygen [--dir .keys]          # the development key pair
+//! ticketctl token --customer <uuid> | --operator   # AUTH_SIGNING_KEY: a bearer token
+//! ticketctl seed                          # INVENTORY_URL: the demo concerts (as an operator)
 //! ticketctl demo                          # hold, order, pay; prints the trace id
 //! ticketctl trace <trace-id>              # JAEGER_URL: the trace as a tree
 //! ```
@@ -22,6 +24,7 @@
 
 mod bench;
 mod demo;
+mod identity;
 mod messaging_cmds;
 mod outbox;
 mod reporting_cmds;
@@ -67,6 +70,10 @@ enum Command {
         #[command(subcommand)]
         command: reporting_cmds::Reporting,
     },
+    /// Write the development key pair (signing.pem, jwks.json); keeps an existing one.
+    Keygen(identity::KeygenArgs),
+    /// Print a bearer token signed with the development key.
+    Token(identity::TokenArgs),
     /// Create the demo concerts through inventory's API (idempotent).
     Seed(demo::SeedArgs),
     /// Hold two seats, order, pay, wait for CONFIRMED; print the trace id.
@@ -92,6 +99,8 @@ async fn main() -> std::process::ExitCode {
         } => messaging_cmds::lag(nats).await,
         Command::Dlq { command } => messaging_cmds::dlq(command).await,
         Command::Reporting { command } => reporting_cmds::run(command).await,
+        Command::Keygen(args) => identity::keygen(&args),
+        Command::Token(args) => identity::token(&args),
         Command::Seed(args) => demo::seed(args).await,
         Command::Demo(endpoints) => demo::demo(endpoints).await,
         Command::Trace(args) => demo::trace(args).await,

@@ -29,6 +29,8 @@ use sqlx::{Connection as _, PgConnection};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::identity::ScratchKeys;
+
 /// Options of `bench seatmap`.
 #[derive(Debug, Args)]
 pub(crate) struct SeatMapArgs {
@@ -66,6 +68,7 @@ pub(crate) struct SeatMapArgs {
 struct Instance {
     base: String,
     seat_maps: inventory::seatmap::SeatMaps,
+    keys: ScratchKeys,
     shutdown: CancellationToken,
     stopped: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -79,8 +82,11 @@ impl Instance {
     ) -> anyhow::Result<Self> {
         let nats_prefix = format!("{scratch}_");
         let redis_prefix = format!("{scratch}:");
+        let keys = ScratchKeys::new()?;
+        let jwks_path = keys.jwks_path();
         let env = settings::Env::from_pairs([
             ("HTTP_ADDR", "127.0.0.1:0"),
+            ("AUTH_JWKS_PATH", &jwks_path),
             ("DATABASE_URL", db_url),
             ("NATS_URL", &args.nats_url),
             ("NATS_PREFIX", &nats_prefix),
@@ -108,6 +114,7 @@ impl Instance {
         Ok(Self {
             base,
             seat_maps,
+            keys,
             shutdown,
             stopped,
         })
@@ -134,6 +141,7 @@ impl Instance {
         });
         let response = http
             .post(format!("{}/events", self.base))
+            .bearer_auth(self.keys.operator_token()?)
             .json(&body)
             .send()
             .await?;

@@ -61,17 +61,7 @@ pub struct ApiDoc;
 /// Content type of every error.
 pub(super) const PROBLEM_JSON: &str = "application/problem+json";
 
-/// 401 on every route that needs a token.
-pub(super) const UNAUTHENTICATED: &str = "`/problems/unauthenticated`: no bearer token, or one \
-    that does not verify (expired, another audience or issuer, an unknown key, a bad \
-    signature); `WWW-Authenticate` says which.";
-
-/// 403 on the operators' routes.
-pub(super) const NOT_OPERATOR: &str = "`/problems/forbidden`: the token has no `role: operator`.";
-
-/// 403 on the customers' routes.
-pub(super) const NOT_CUSTOMER: &str =
-    "`/problems/forbidden`: the token is not a customer's (its `sub` is not a customer id).";
+pub(super) use httpkit::auth::{NOT_CUSTOMER, NOT_OPERATOR, UNAUTHENTICATED};
 
 /// 429 from the rate limit.
 pub(super) const RATE_LIMITED: &str =

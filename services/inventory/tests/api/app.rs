@@ -265,7 +265,6 @@ pub(crate) fn paid(concert: Uuid, seats: &[(&str, Option<i64>)]) -> Delivery {
             .iter()
             .map(|(seat, fence)| OrderSeat {
                 seat_id: (*seat).into(),
-                hold_token: Uuid::new_v4(),
                 fencing_token: *fence,
             })
             .collect(),
