@@ -47,7 +47,8 @@ pub async fn connect(
     url: &settings::SecretUrl,
     client_name: &str,
 ) -> Result<async_nats::Client, MessagingError> {
-    async_nats::ConnectOptions::new()
+    let (address, options) = options_for(url)?;
+    options
         .name(client_name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
@@ -58,12 +59,65 @@ pub async fn connect(
                 other => tracing::debug!(event = %other, "nats event"),
             }
         })
-        .connect(url.expose())
+        .connect(address)
         .await
         .map_err(|source| MessagingError::Connect {
             url: url.to_string(),
             source,
         })
+}
+
+/// The server address of `url` and connect options carrying its
+/// credentials, for callers that set their own timeouts (`ticketctl`).
+///
+/// async-nats sends only the credentials given to `ConnectOptions`, not
+/// the ones in the URL, so a `nats://user:password@host` (one NATS user
+/// per service) or `nats://token@host` is taken apart here.
+pub fn options_for(
+    url: &settings::SecretUrl,
+) -> Result<(async_nats::ServerAddr, async_nats::ConnectOptions), MessagingError> {
+    let address: async_nats::ServerAddr =
+        url.expose()
+            .parse()
+            .map_err(|e: std::io::Error| MessagingError::Connect {
+                url: url.to_string(),
+                source: async_nats::ConnectError::with_source(
+                    async_nats::ConnectErrorKind::ServerParse,
+                    e,
+                ),
+            })?;
+    let options = match (address.username(), address.password()) {
+        (Some(user), Some(password)) => async_nats::ConnectOptions::new()
+            .user_and_password(percent_decoded(user), percent_decoded(password)),
+        (Some(token), None) => async_nats::ConnectOptions::new().token(percent_decoded(token)),
+        _ => async_nats::ConnectOptions::new(),
+    };
+    Ok((address, options))
+}
+
+/// A URL's user or password as written before percent-encoding (a
+/// password may hold `@` or `:`, which a URL carries as `%40`, `%3A`).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn is_stream_not_found(e: &async_nats::jetstream::context::GetStreamError) -> bool {
@@ -152,4 +206,14 @@ pub async fn provision(
         tracing::debug!(stream = %desired.name, "stream provisioned");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_in_a_url_are_percent_decoded() {
+        assert_eq!(super::percent_decoded("p%40ss%3Aword"), "p@ss:word");
+        assert_eq!(super::percent_decoded("plain"), "plain");
+        assert_eq!(super::percent_decoded("100%"), "100%");
+    }
 }

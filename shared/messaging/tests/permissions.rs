@@ -285,9 +285,8 @@ async fn nobody_connects_without_the_right_password() {
 /// Compose gives each service `NATS_URL=nats://<user>:<password>@nats:4222`.
 /// async-nats 0.51 parses user and password out of a URL but never sends
 /// them (its CONNECT takes them from `ConnectOptions` only), so
-/// `messaging::connect` must hand them over itself. Ignored until it does.
+/// `messaging::connect` hands them over itself; this proves it does.
 #[tokio::test]
-#[ignore = "messaging::connect does not pass the URL's user and password to async-nats yet"]
 async fn messaging_connect_uses_the_credentials_in_the_url() {
     let server = start_server().await;
     let url = server.url().replacen(

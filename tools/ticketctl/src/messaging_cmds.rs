@@ -23,9 +23,10 @@ impl Nats {
         &self,
     ) -> anyhow::Result<(async_nats::jetstream::Context, Topology)> {
         let url = settings::SecretUrl::new(&self.nats_url);
-        let client = async_nats::ConnectOptions::new()
+        let (address, options) = messaging::options_for(&url)?;
+        let client = options
             .connection_timeout(std::time::Duration::from_secs(3))
-            .connect(url.expose())
+            .connect(address)
             .await
             .with_context(|| format!("cannot reach NATS at {url}"))?;
         let topology = Topology::new(&self.nats_prefix).map_err(anyhow::Error::msg)?;
