@@ -3,11 +3,11 @@
 //! ```text
 //! ticketctl bench relay [--events N] [--pays N] [--writers N] [--batch N]
 //! ticketctl bench seatmap [--seats N] [--stampede N] [--requests N] [--concurrency N]
-//! ticketctl outbox status                 # DATABASE_URL: the service database
+//! ticketctl outbox status [--service orders|inventory|notification]   # <SERVICE>_DATABASE_URL, else DATABASE_URL
 //! ticketctl outbox unpark <event-id>
 //! ticketctl consumers lag                 # NATS_URL, NATS_PREFIX
 //! ticketctl dlq list | show <seq> | redrive <seq> | purge
-//! ticketctl reporting rebuild             # DATABASE_URL: the reporting database
+//! ticketctl reporting rebuild             # REPORTING_DATABASE_URL
 //! ticketctl keygen [--dir .keys]          # the development key pair
 //! ticketctl token --customer <uuid> | --operator   # AUTH_SIGNING_KEY: a bearer token
 //! ticketctl seed                          # INVENTORY_URL: the demo concerts (as an operator)

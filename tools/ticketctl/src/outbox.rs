@@ -24,7 +24,12 @@ pub(crate) enum Outbox {
 /// Which outbox.
 #[derive(Debug, Args)]
 pub(crate) struct Target {
-    /// The service database that holds the outbox (orders, inventory).
+    /// The service whose outbox to read, through `<SERVICE>_DATABASE_URL`
+    /// (each service's database has its own role: compose gives ticketctl
+    /// all four URLs). Without it, `--database-url`.
+    #[arg(long, value_enum)]
+    service: Option<Service>,
+    /// The service database that holds the outbox.
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -33,9 +38,30 @@ pub(crate) struct Target {
     database_url: String,
 }
 
+/// A service with an outbox.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Service {
+    Orders,
+    Inventory,
+    Notification,
+}
+
 impl Target {
+    fn url(&self) -> anyhow::Result<String> {
+        let Some(service) = self.service else {
+            return Ok(self.database_url.clone());
+        };
+        let name = match service {
+            Service::Orders => "ORDERS_DATABASE_URL",
+            Service::Inventory => "INVENTORY_DATABASE_URL",
+            Service::Notification => "NOTIFICATION_DATABASE_URL",
+        };
+        std::env::var(name)
+            .with_context(|| format!("--service {service:?} reads {name}, which is not set"))
+    }
+
     async fn connect(&self) -> anyhow::Result<PgPool> {
-        let url = settings::SecretUrl::new(&self.database_url);
+        let url = settings::SecretUrl::new(&self.url()?);
         PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(std::time::Duration::from_secs(3))

@@ -19,7 +19,7 @@ pub(crate) struct RebuildArgs {
     /// The reporting database.
     #[arg(
         long,
-        env = "DATABASE_URL",
+        env = "REPORTING_DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/reporting"
     )]
     database_url: String,
