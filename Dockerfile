@@ -24,7 +24,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
        target/release/relay target/release/ticketctl /out/
 
 FROM ${RUNTIME_IMAGE}
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app \
+ # The mount point of compose's auth-keys volume: a new named volume takes
+ # this directory's owner, so keygen, running as app, can write its keys.
+ && mkdir /keys && chown app:app /keys
 COPY --from=build /out/ /usr/local/bin/
 USER app
 ENV LOG_FORMAT=json
