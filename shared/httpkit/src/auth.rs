@@ -174,6 +174,8 @@ pub struct Verifier {
 
 struct Inner {
     source: KeySource,
+    /// [`REFRESH_INTERVAL`], except in the rotation test.
+    refresh_interval: Duration,
     validation: Validation,
     keys: RwLock<Keys>,
     http: reqwest::Client,
@@ -226,6 +228,7 @@ impl Verifier {
         Self {
             inner: Arc::new(Inner {
                 source: config.keys.clone(),
+                refresh_interval: REFRESH_INTERVAL,
                 validation,
                 keys: RwLock::new(Keys {
                     by_kid,
@@ -270,14 +273,14 @@ impl Verifier {
                 return Some(key.clone());
             }
             if matches!(self.inner.source, KeySource::File(_))
-                || keys.fetched_at.elapsed() < REFRESH_INTERVAL
+                || keys.fetched_at.elapsed() < self.inner.refresh_interval
             {
                 return None;
             }
         }
         let mut keys = self.inner.keys.write().await;
         // Another request may have refreshed while this one waited.
-        if keys.fetched_at.elapsed() >= REFRESH_INTERVAL {
+        if keys.fetched_at.elapsed() >= self.inner.refresh_interval {
             keys.fetched_at = Instant::now();
             match fetch(&self.inner.source, &self.inner.http).await {
                 Ok(fresh) => keys.by_kid = fresh,
@@ -685,6 +688,62 @@ mod tests {
             verifier(&trusted).verify(&forged).await.unwrap_err(),
             Rejection::invalid("the signature does not match")
         );
+    }
+
+    /// An identity provider's JWKS endpoint on a free local port, serving
+    /// whatever set the test puts in `keys`.
+    async fn jwks_endpoint(keys: Arc<std::sync::Mutex<JwkSet>>) -> String {
+        let app = axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                let keys = keys
+                    .lock()
+                    .map(|k| k.clone())
+                    .unwrap_or(JwkSet { keys: vec![] });
+                async move { axum::Json(keys) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn keys_come_from_a_jwks_url_and_a_rotated_key_is_fetched_on_first_use() {
+        let (old, new) = (Issuer::generate(), Issuer::generate());
+        let served = Arc::new(std::sync::Mutex::new(old.jwks()));
+        let url = jwks_endpoint(served.clone()).await;
+        let config = AuthConfig {
+            keys: KeySource::Url(url),
+            ..config()
+        };
+        let mut verifier = Verifier::load(&config).await.unwrap();
+        let customer = TokenRequest::customer(Uuid::new_v4());
+        assert!(verifier.verify(&old.mint(&customer).unwrap()).await.is_ok());
+
+        // The provider rotates to a new key.
+        *served.lock().unwrap() = new.jwks();
+        let rotated = new.mint(&customer).unwrap();
+        // Within the refresh interval an unknown kid is not fetched again.
+        assert_eq!(
+            verifier.verify(&rotated).await.unwrap_err(),
+            Rejection::invalid("signed by an unknown key")
+        );
+        // Past it (zero here), the first token with the new kid fetches the
+        // set once more, and is accepted.
+        Arc::get_mut(&mut verifier.inner).unwrap().refresh_interval = Duration::ZERO;
+        assert!(verifier.verify(&rotated).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_jwks_url_is_an_error_at_start_naming_it() {
+        let config = AuthConfig {
+            keys: KeySource::Url("http://127.0.0.1:9/jwks.json".into()),
+            ..config()
+        };
+        let error = Verifier::load(&config).await.unwrap_err().to_string();
+        assert!(error.contains("http://127.0.0.1:9/jwks.json"), "{error}");
     }
 
     #[tokio::test]
