@@ -698,8 +698,7 @@ mod tests {
             axum::routing::get(move || {
                 let keys = keys
                     .lock()
-                    .map(|k| k.clone())
-                    .unwrap_or(JwkSet { keys: vec![] });
+                    .map_or_else(|_| JwkSet { keys: vec![] }, |k| k.clone());
                 async move { axum::Json(keys) }
             }),
         );
