@@ -144,9 +144,7 @@ pub async fn transition(
     .await?;
 
     if updated.is_some() {
-        let order = find(tx, id, owner)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)?;
+        let order = find(tx, id, owner).await?.ok_or(sqlx::Error::RowNotFound)?;
         return Ok(Ok(order));
     }
     let current = sqlx::query_scalar!(

@@ -31,7 +31,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::docs::{
-    BAD_ORDER_ID, IDEMPOTENCY_KEY, INTERNAL, KEY_REUSED, NOT_CUSTOMER, PROBLEM_JSON, UNAUTHENTICATED,
+    BAD_ORDER_ID, IDEMPOTENCY_KEY, INTERNAL, KEY_REUSED, NOT_CUSTOMER, PROBLEM_JSON,
+    UNAUTHENTICATED,
 };
 use super::{ApiError, AppState, SharedState};
 use crate::domain::{CreateOrder, Order, Transition};
@@ -183,8 +184,7 @@ async fn verify_and_insert(
         fingerprint,
         state.idempotency_key_ttl,
         async |tx: &mut PgConnection| {
-            let order =
-                store::insert(tx, Uuid::now_v7(), customer.id, request, &verified).await?;
+            let order = store::insert(tx, Uuid::now_v7(), customer.id, request, &verified).await?;
             let created = OrderCreated {
                 order_id: order.id,
                 event_id: order.event_id,

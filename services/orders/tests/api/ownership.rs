@@ -31,7 +31,15 @@ async fn a_stranger_who_knows_an_order_id_cannot_read_pay_or_cancel_it() {
 
     assert_eq!(app.status_of(id).await, "PENDING");
     assert_eq!(app.events_of(id).await, [("OrderCreated".to_owned(), 1)]);
-    let own: Value = app.http.get(url("")).send().await.unwrap().json().await.unwrap();
+    let own: Value = app
+        .http
+        .get(url(""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(own["id"], id.to_string());
 }
 
@@ -140,7 +148,12 @@ async fn every_order_route_refuses_a_missing_expired_foreign_or_operator_token()
                 .starts_with("Bearer"),
             "{method} {path}"
         );
-        problem(missing, StatusCode::UNAUTHORIZED, "/problems/unauthenticated").await;
+        problem(
+            missing,
+            StatusCode::UNAUTHORIZED,
+            "/problems/unauthenticated",
+        )
+        .await;
         for (what, token) in [
             ("expired", &expired),
             ("another audience", &other_audience),
