@@ -1,4 +1,4 @@
-//! The Postgres roles compose gives the services (DESIGN §11): each service
+//! The Postgres roles compose gives the services ([docs/security.md]): each service
 //! logs in as a role of its own that owns its database and nothing else,
 //! cannot create databases or roles, and cannot even connect to another
 //! service's database.
@@ -6,9 +6,11 @@
 //! The roles and databases are made by the very SQL compose runs at the
 //! first start of its volume (`docker/postgres-init/service-role.psql`,
 //! through `psql`, as `01-service-roles.sh` does), under names unique to
-//! the test, on the server of `DATABASE_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`; a superuser, as compose's
-//! init step is). If that server is unreachable the tests fail.
+//! the test, on the test's Postgres (`testkit::TestPostgres`: the server of
+//! `DATABASE_URL`, or a container without it; as a superuser, as compose's
+//! init step is). `psql` must be on `PATH`. No server, no pass.
+//!
+//! [docs/security.md]: ../../../docs/security.md
 //!
 //! On a server with `trust` authentication (this machine's) the passwords
 //! are not checked; what is checked holds whatever the authentication:
@@ -21,19 +23,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
+use testkit::TestPostgres;
 
 /// The file compose's init script runs once per service.
 const SERVICE_ROLE_SQL: &str = include_str!("../../../docker/postgres-init/service-role.psql");
 
 /// `insufficient_privilege`: what Postgres answers a role that lacks one.
 const INSUFFICIENT_PRIVILEGE: &str = "42501";
-
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|url| !url.trim().is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
 
 /// A name no other test (or test run) uses: `<service>_<pid>_<n>_<nanos>`.
 fn unique_name(service: &str) -> String {
@@ -57,11 +53,13 @@ struct ServiceDatabase {
 }
 
 impl ServiceDatabase {
-    fn create(service: &str) -> Self {
+    /// On `server`: the server of `DATABASE_URL`, or a container when it
+    /// is not set (testkit), reached as its superuser.
+    fn create(server: &TestPostgres, service: &str) -> Self {
         let name = unique_name(service);
         // Built first: if psql fails halfway, Drop still removes what exists.
         let created = Self {
-            admin_url: admin_url(),
+            admin_url: server.url().to_owned(),
             password: format!("pw-{name}"),
             name,
         };
@@ -139,8 +137,9 @@ fn is_insufficient_privilege(error: &sqlx::Error) -> bool {
 
 #[tokio::test]
 async fn a_service_role_cannot_connect_to_another_services_database() {
-    let orders = ServiceDatabase::create("orders");
-    let inventory = ServiceDatabase::create("inventory");
+    let server = TestPostgres::start().await;
+    let orders = ServiceDatabase::create(&server, "orders");
+    let inventory = ServiceDatabase::create(&server, "inventory");
 
     // Its own database takes it: the refusal below is the rule at work,
     // not a wrong host or password.
@@ -162,7 +161,8 @@ async fn a_service_role_cannot_connect_to_another_services_database() {
 
 #[tokio::test]
 async fn a_service_role_owns_its_database_and_nothing_else() {
-    let inventory = ServiceDatabase::create("inventory");
+    let server = TestPostgres::start().await;
+    let inventory = ServiceDatabase::create(&server, "inventory");
     let mut db = inventory.connect().await;
 
     // What its migrations do: tables, sequences, rows, in schema public.
@@ -192,7 +192,8 @@ async fn a_service_role_owns_its_database_and_nothing_else() {
 
 #[tokio::test]
 async fn a_service_role_cannot_create_databases_or_roles() {
-    let orders = ServiceDatabase::create("orders");
+    let server = TestPostgres::start().await;
+    let orders = ServiceDatabase::create(&server, "orders");
     let mut db = orders.connect().await;
 
     let attributes: (bool, bool, bool, bool) = sqlx::query_as(
