@@ -16,7 +16,12 @@ use uuid::Uuid;
 /// The most seats one order may hold.
 pub const MAX_SEATS_PER_ORDER: usize = 10;
 
-/// A customer's e-mail address, trimmed and syntactically valid.
+/// A customer's e-mail address, trimmed and strictly checked: a bare
+/// `local@domain.tld`, as it goes into the `To:` header of the mails the
+/// system sends. No display name (`"Call +1-555 now" <a@example.com>` would
+/// put the caller's text in front of the reader), no IP-literal domain, and
+/// a domain with at least one dot (no `a@localhost`), all through the
+/// `email_address` crate's own options, not a hand-written pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
 #[schema(format = Email, example = "ada@example.com")]
@@ -30,8 +35,14 @@ impl TryFrom<String> for CustomerEmail {
         if value.len() > 254 {
             return Err("an e-mail address has at most 254 characters".into());
         }
-        if !email_address::EmailAddress::is_valid(value) {
-            return Err(format!("{value:?} is not an e-mail address"));
+        let strict = email_address::Options::default()
+            .without_display_text()
+            .without_domain_literal()
+            .with_required_tld();
+        if let Err(e) = email_address::EmailAddress::parse_with_options(value, strict) {
+            return Err(format!(
+                "{value:?} is not a bare e-mail address like ada@example.com: {e}"
+            ));
         }
         Ok(Self(value.to_owned()))
     }
@@ -313,6 +324,23 @@ mod tests {
             "ada@example.com"
         );
         assert!(CustomerEmail::try_from("ada at example".to_owned()).is_err());
+    }
+
+    #[test]
+    fn an_email_is_a_bare_address_on_a_dotted_domain() {
+        for bad in [
+            "Call +1-555 now <a@example.com>",
+            "\"Ada\" <ada@example.com>",
+            "ada@[127.0.0.1]",
+            "ada@localhost",
+            "\u{0} <a@example.com>",
+            "ada@exa\u{7}mple.com",
+        ] {
+            assert!(CustomerEmail::try_from(bad.to_owned()).is_err(), "{bad:?}");
+        }
+        assert!(
+            CustomerEmail::try_from("ada.lovelace+tickets@mail.example.co.uk".to_owned()).is_ok()
+        );
     }
 
     #[test]

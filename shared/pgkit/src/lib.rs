@@ -142,6 +142,16 @@ pub async fn ping(pool: &PgPool) -> Result<(), String> {
     }
 }
 
+/// Whether Postgres refused a value's text: 22021 (a NUL byte, or a byte
+/// sequence invalid in the database's encoding) or 22P05 (a character the
+/// encoding cannot hold). The handlers refuse control characters before
+/// they reach SQL; this is the safety net that turns anything they miss
+/// into the client's 422, not a 500.
+pub fn is_unstorable_text(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if db.code().is_some_and(|c| matches!(c.as_ref(), "22021" | "22P05")))
+}
+
 /// Whether `error` means Postgres is unreachable or refusing connections
 /// (an outage to wait out, answered 503 or retried later), as opposed to a
 /// bug or a constraint violation.

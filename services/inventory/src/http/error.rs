@@ -55,7 +55,9 @@ pub enum ApiError {
     /// seat maps are being loaded at once.
     #[error(transparent)]
     SeatMap(#[from] SeatMapError),
-    /// 503 naming `postgres`, or 500.
+    /// 503 naming `postgres`; 422 `/problems/invalid-field` for text
+    /// Postgres cannot store (the safety net behind the handlers' checks);
+    /// else 500.
     #[error("database error")]
     Database(#[from] sqlx::Error),
 }
@@ -99,6 +101,12 @@ impl IntoResponse for ApiError {
             Self::Database(e) if pgkit::is_unavailable(e) => {
                 Problem::dependency_unavailable("postgres")
             }
+            Self::Database(e) if pgkit::is_unstorable_text(e) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-field",
+                "A field is invalid",
+            )
+            .detail("a text field holds a character that cannot be stored (e.g. NUL)"),
             Self::SeatMap(SeatMapError::Internal(_)) | Self::Database(_) => {
                 Problem::internal(&self)
             }

@@ -159,9 +159,22 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ApiError {
     }
 }
 
+/// A name or venue: 1 to 200 characters, none of them a control character.
+/// NUL would reach Postgres, which refuses it (SQLSTATE 22021); the others
+/// (newlines, escapes, bells) have no business in a concert's name and
+/// would end up in every client's page and log line.
 fn check_text(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.trim().is_empty() || value.len() > 200 {
+    if value.trim().is_empty() || value.chars().count() > 200 {
         return Err(invalid(field, "must be 1 to 200 characters"));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(invalid(
+            field,
+            format!(
+                "must not contain control characters (found U+{:04X})",
+                u32::from(c)
+            ),
+        ));
     }
     Ok(())
 }

@@ -85,6 +85,15 @@ async fn bad_input_is_a_problem_naming_the_field_and_changes_nothing() {
             json!({ "name": "", "venue": "v", "starts_at": now, "sale_opens_at": now, "seats": [{ "seat_id": "A-1", "price_cents": 1 }] }),
             "name",
         ),
+        // A NUL reached Postgres (22021) and came back as a 500.
+        (
+            json!({ "name": "Night\u{0}Shift", "venue": "v", "starts_at": now, "sale_opens_at": now, "seats": [{ "seat_id": "A-1", "price_cents": 1 }] }),
+            "name",
+        ),
+        (
+            json!({ "name": "n", "venue": "Hall\n1", "starts_at": now, "sale_opens_at": now, "seats": [{ "seat_id": "A-1", "price_cents": 1 }] }),
+            "venue",
+        ),
         (
             json!({ "name": "n", "venue": "v", "starts_at": now, "sale_opens_at": now + chrono::Duration::days(1), "seats": [{ "seat_id": "A-1", "price_cents": 1 }] }),
             "sale_opens_at",
@@ -135,6 +144,23 @@ async fn bad_input_is_a_problem_naming_the_field_and_changes_nothing() {
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["field"], "sale_opens_at");
+    // A venue of one NUL: 500 before, from Postgres's 22021.
+    let response = app
+        .ops
+        .patch(app.url(&format!("/events/{concert}")))
+        .json(&json!({ "venue": "\u{0}" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["field"], "venue");
+    let venue: String = sqlx::query_scalar("select venue from events where id = $1")
+        .bind(concert)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(venue, "Hall 1", "nothing changed");
     let bad_id = app
         .http
         .get(app.url("/events/nope/seats"))

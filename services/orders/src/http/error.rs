@@ -38,6 +38,11 @@ pub enum ApiError {
         /// Why.
         reason: String,
     },
+    /// 422 `/problems/invalid-field`: Postgres refused a text value (a NUL
+    /// byte or a character its encoding cannot hold) that the checks at
+    /// the edge let through. A safety net: nothing was written.
+    #[error("a text value cannot be stored")]
+    UnstorableText,
     /// 404 `/problems/order-not-found`.
     #[error("order {0} not found")]
     OrderNotFound(Uuid),
@@ -90,6 +95,9 @@ impl From<sqlx::Error> for ApiError {
             }
             if postgres_unavailable(&code) {
                 return Self::DatabaseUnavailable(e);
+            }
+            if pgkit::is_unstorable_text(&e) {
+                return Self::UnstorableText;
             }
         }
         match e {
@@ -171,6 +179,12 @@ impl IntoResponse for ApiError {
             Self::InvalidPath { field, reason } => {
                 Problem::invalid_field(field, reason.clone()).status(StatusCode::BAD_REQUEST)
             }
+            Self::UnstorableText => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-field",
+                "A field is invalid",
+            )
+            .detail("a text field holds a character that cannot be stored (e.g. NUL)"),
             Self::OrderNotFound(id) => {
                 Problem::new(StatusCode::NOT_FOUND, "order-not-found", "Order not found")
                     .detail(format!("no order has id {id}"))

@@ -47,6 +47,23 @@ async fn malformed_values_are_rejected_by_field() {
         Some("customer_email"),
     )
     .await;
+    // Found by hand against the running stack: a NUL reached Postgres
+    // (500), a display name reached the mail's To: header.
+    for email in [
+        "\u{0} <a@example.com>",
+        "Call +1-555 now <a@example.com>",
+        "a@[127.0.0.1]",
+        "a@localhost",
+    ] {
+        rejects(
+            &app,
+            &with(&app, "customer_email", json!(email)).await,
+            invalid,
+            kind,
+            Some("customer_email"),
+        )
+        .await;
+    }
     rejects(
         &app,
         &with(&app, "seats.0.hold_token", json!("123")).await,
