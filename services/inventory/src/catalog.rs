@@ -87,8 +87,26 @@ pub struct ConcertChanges {
 pub enum Created {
     /// It was created.
     New(Concert),
-    /// A concert with this id already exists (a retried creation).
+    /// A concert with this id and the same details and seats exists (a
+    /// retried creation).
     Exists(Concert),
+    /// A concert with this id exists with other details or seats: the
+    /// request is not a retry, and the id cannot mean two concerts.
+    Conflict(Concert),
+}
+
+/// Whether `asked` describes the concert that exists: same details and the
+/// same seats at the same prices. Times compare at Postgres's precision
+/// (microseconds), so a retry of a body with nanoseconds still matches.
+fn same_concert(existing: &Concert, seats: &[NewSeat], asked: &NewConcert) -> bool {
+    let micros = |t: DateTime<Utc>| t.timestamp_micros();
+    let mut asked_seats = asked.seats.clone();
+    asked_seats.sort_by(|a, b| a.seat_id.cmp(&b.seat_id));
+    existing.name == asked.name
+        && existing.venue == asked.venue
+        && micros(existing.starts_at) == micros(asked.starts_at)
+        && micros(existing.sale_opens_at) == micros(asked.sale_opens_at)
+        && seats == asked_seats.as_slice()
 }
 
 /// Reads and writes the catalog.
@@ -192,7 +210,18 @@ impl Catalog {
             let existing = load(&self.db, concert.id)
                 .await?
                 .ok_or(sqlx::Error::RowNotFound)?;
-            return Ok(Created::Exists(existing));
+            let seats = sqlx::query_as!(
+                NewSeat,
+                "select seat_id, price_cents from seats where event_id = $1 order by seat_id",
+                concert.id,
+            )
+            .fetch_all(&self.db)
+            .await?;
+            return Ok(if same_concert(&existing, &seats, concert) {
+                Created::Exists(existing)
+            } else {
+                Created::Conflict(existing)
+            });
         };
         let seat_ids: Vec<String> = concert.seats.iter().map(|s| s.seat_id.clone()).collect();
         let prices: Vec<i32> = concert.seats.iter().map(|s| s.price_cents).collect();

@@ -36,6 +36,10 @@ pub enum ApiError {
     /// 404 `/problems/event-not-found`.
     #[error("concert {0} not found")]
     EventNotFound(Uuid),
+    /// 409 `/problems/event-exists` naming `id`: a concert with this id
+    /// exists with other details or seats; nothing was changed.
+    #[error("concert {0} exists with other details")]
+    EventExists(Uuid),
     /// 404 `/problems/seat-not-found`, 409 `/problems/seat-sold`, 409
     /// `/problems/seat-held` (with `Retry-After`), 429
     /// `/problems/hold-limit-reached` (with `Retry-After`), 404
@@ -74,6 +78,16 @@ impl IntoResponse for ApiError {
                 Problem::invalid_field(field, reason.clone()).status(StatusCode::BAD_REQUEST)
             }
             Self::InvalidField { field, reason } => Problem::invalid_field(field, reason.clone()),
+            Self::EventExists(id) => Problem::new(
+                StatusCode::CONFLICT,
+                "event-exists",
+                "A concert with this id exists with other details",
+            )
+            .detail(format!(
+                "concert {id} exists with other details or seats; a retry must send the same \
+                 body, and a new concert needs a new id (PATCH changes details)"
+            ))
+            .field("id"),
             Self::EventNotFound(id) => {
                 Problem::new(StatusCode::NOT_FOUND, "event-not-found", "Concert not found")
                     .detail(format!("there is no concert {id}"))

@@ -228,14 +228,15 @@ impl CreateEvent {
 }
 
 /// `POST /events`: 201 when created, 200 with the existing concert when
-/// one with this id exists (a retried creation).
+/// the same one exists (a retried creation), 409 when the id names another.
 #[utoipa::path(
     post,
     path = "/events",
     tag = "catalog",
     summary = "Create a concert with its seats",
-    description = "An operator's call. Idempotent by id: when a concert with this `id` exists, \
-        the answer is 200 with that concert and nothing changes.",
+    description = "An operator's call. Idempotent by id: when a concert with this `id` exists \
+        with the same details and seats (a retry), the answer is 200 with that concert and \
+        nothing changes; with other details or seats, 409 `/problems/event-exists`.",
     security(("bearer" = [])),
     request_body = CreateEvent,
     responses(
@@ -244,8 +245,12 @@ impl CreateEvent {
         (status = 403, description = NOT_OPERATOR, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 201, description = "Created.", body = Concert,
             headers(("Location" = String, description = "`/events/{id}`."))),
-        (status = 200, description = "A concert with this id exists already: it is returned.",
+        (status = 200, description = "A concert with this id and the same content exists \
+            already (a retry): it is returned.",
             body = Concert),
+        (status = 409, description = "`/problems/event-exists` (field `id`): a concert with \
+            this id exists with other details or seats; nothing changed.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 400, description = MALFORMED_JSON, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 413, description = TOO_LARGE, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = httpkit::Problem, content_type = PROBLEM_JSON),
@@ -283,6 +288,7 @@ pub(super) async fn create_event(
                 .into_response())
         }
         Created::Exists(existing) => Ok(Json(existing).into_response()),
+        Created::Conflict(existing) => Err(ApiError::EventExists(existing.id)),
     }
 }
 

@@ -236,3 +236,48 @@ async fn concert_management_and_warmup_need_the_operator_role() {
     assert_eq!(concerts, ["Night Shift"]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn one_concert_per_id_a_retry_gets_it_back_and_other_content_is_a_conflict() {
+    let servers = Servers::start().await;
+    let app = TestApp::spawn(&servers, &[]).await;
+    // Nanoseconds in the body: Postgres keeps microseconds, and a retry of
+    // this very body must still count as the same concert.
+    let opens = chrono::Utc::now() + chrono::Duration::nanoseconds(123);
+    let body = json!({
+        "id": Uuid::new_v4(), "name": "Night Shift", "venue": "Hall 1",
+        "starts_at": opens + chrono::Duration::days(7), "sale_opens_at": opens,
+        "seats": [{ "seat_id": "A-2", "price_cents": 4500 }, { "seat_id": "A-1", "price_cents": 4500 }],
+    });
+    let post = |body: Value| app.ops.post(app.url("/events")).json(&body).send();
+    assert_eq!(
+        post(body.clone()).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+
+    let retry = post(body.clone()).await.unwrap();
+    assert_eq!(retry.status(), StatusCode::OK);
+    assert_eq!(retry.json::<Value>().await.unwrap()["name"], "Night Shift");
+
+    let mut renamed = body.clone();
+    renamed["name"] = json!("Day Shift");
+    let mut repriced = body.clone();
+    repriced["seats"][0]["price_cents"] = json!(9900);
+    for other in [renamed, repriced] {
+        let conflict = post(other).await.unwrap();
+        assert_eq!(conflict.status(), StatusCode::CONFLICT);
+        let problem: Value = conflict.json().await.unwrap();
+        assert_eq!(problem["type"], "/problems/event-exists");
+        assert_eq!(problem["field"], "id");
+    }
+    let (name, prices): (String, Vec<i32>) = sqlx::query_as(
+        "select e.name, array_agg(s.price_cents) from events e join seats s on s.event_id = e.id \
+         where e.id = $1 group by e.name",
+    )
+    .bind(body["id"].as_str().unwrap().parse::<Uuid>().unwrap())
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((name.as_str(), prices), ("Night Shift", vec![4500, 4500]));
+    app.stop().await;
+}
