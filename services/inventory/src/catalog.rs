@@ -42,6 +42,31 @@ pub struct Concert {
     pub version: i64,
 }
 
+/// Where a concert's sale stands at a moment: seats can be held, ordered
+/// and paid from `sale_opens_at` up to (not including) `starts_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sale {
+    /// Before `sale_opens_at`: it opens in this long.
+    NotOpen(std::time::Duration),
+    /// Holds, orders and payments are taken.
+    Open,
+    /// At or after `starts_at`: the concert has begun, nothing more is sold.
+    Closed,
+}
+
+impl Concert {
+    /// Where the sale stands at `now`.
+    pub fn sale_at(&self, now: DateTime<Utc>) -> Sale {
+        if now < self.sale_opens_at {
+            Sale::NotOpen((self.sale_opens_at - now).to_std().unwrap_or_default())
+        } else if now < self.starts_at {
+            Sale::Open
+        } else {
+            Sale::Closed
+        }
+    }
+}
+
 /// A seat to create with a new concert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NewSeat {

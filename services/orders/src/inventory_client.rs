@@ -74,6 +74,16 @@ pub struct VerifiedHold {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Inventory's answer for an order's holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Each seat's hold, in the order of the request's seats.
+    pub holds: Vec<VerifiedHold>,
+    /// When the concert's sale closes (it starts): payments are refused
+    /// from then on. `None` from an inventory that does not say.
+    pub sale_closes_at: Option<DateTime<Utc>>,
+}
+
 /// Why holds could not be verified.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -85,6 +95,18 @@ pub enum VerifyError {
         index: usize,
         /// The seat.
         seat_id: String,
+    },
+    /// The concert is not on sale: `/problems/sale-not-open` (with the
+    /// seconds until it opens) or `/problems/sale-closed`, passed on as
+    /// inventory said it.
+    #[error("{detail}")]
+    SaleWindow {
+        /// Inventory's problem type.
+        kind: String,
+        /// Its detail, which names the window.
+        detail: String,
+        /// Its `Retry-After`, if any.
+        retry_after: Option<u64>,
     },
     /// Inventory could not be asked, or could not answer.
     #[error(transparent)]
@@ -154,6 +176,8 @@ struct VerifyRequest<'a> {
 #[derive(Deserialize)]
 struct VerifyResponse {
     seats: Vec<VerifiedHold>,
+    #[serde(default)]
+    sale_closes_at: Option<DateTime<Utc>>,
 }
 
 /// The fields of inventory's problem+json this client reads.
@@ -205,7 +229,7 @@ impl InventoryClient {
         event_id: Uuid,
         seats: &[SeatRequest],
         bearer: &str,
-    ) -> Result<Vec<VerifiedHold>, VerifyError> {
+    ) -> Result<Verified, VerifyError> {
         let span = tracing::Span::current();
         let request = self
             .request(event_id, seats, bearer)
@@ -218,7 +242,10 @@ impl InventoryClient {
             Err(e) => Err(self.failed(e).into()),
         };
         if let Err(e) = &outcome {
-            if !matches!(e, VerifyError::HoldNotValid { .. }) {
+            if !matches!(
+                e,
+                VerifyError::HoldNotValid { .. } | VerifyError::SaleWindow { .. }
+            ) {
                 span.record("otel.status_code", "ERROR");
             }
             tracing::info!(error = %e, "holds not verified");
@@ -265,7 +292,7 @@ impl InventoryClient {
         &self,
         response: reqwest::Response,
         seats: &[SeatRequest],
-    ) -> Result<Vec<VerifiedHold>, VerifyError> {
+    ) -> Result<Verified, VerifyError> {
         let status = response.status();
         let retry_after = response
             .headers()
@@ -280,7 +307,10 @@ impl InventoryClient {
         if status == StatusCode::OK {
             let answer: VerifyResponse = serde_json::from_slice(&body)
                 .map_err(|e| VerifyError::Contract(format!("unreadable 200 body: {e}")))?;
-            return matched(answer.seats, seats);
+            return Ok(Verified {
+                holds: matched(answer.seats, seats)?,
+                sale_closes_at: answer.sale_closes_at,
+            });
         }
         let problem: InventoryProblem = serde_json::from_slice(&body).unwrap_or_default();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
@@ -290,6 +320,18 @@ impl InventoryClient {
                 retry_after,
             }
             .into());
+        }
+        if status == StatusCode::CONFLICT
+            && matches!(
+                problem.kind.as_deref(),
+                Some("/problems/sale-not-open" | "/problems/sale-closed")
+            )
+        {
+            return Err(VerifyError::SaleWindow {
+                kind: problem.kind.unwrap_or_default(),
+                detail: problem.detail.unwrap_or_default(),
+                retry_after,
+            });
         }
         if status == StatusCode::CONFLICT
             && problem.kind.as_deref() == Some("/problems/hold-not-valid")

@@ -112,5 +112,10 @@ async fn transition(
             "cannot {} order {order_id}: it is {status}",
             transition.verb()
         ))),
+        // Only payments check the sale window; confirm and refund never do.
+        Err(Refusal::SaleClosed(_)) => Err(HandlerError::Poison(format!(
+            "cannot {} order {order_id}: refused as after the sale",
+            transition.verb()
+        ))),
     }
 }

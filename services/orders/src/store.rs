@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{CreateOrder, Order, OrderSeat, OrderStatus, Transition};
-use crate::inventory_client::VerifiedHold;
+use crate::inventory_client::Verified;
 
 /// Why a state change was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub enum Refusal {
     NotFound,
     /// The order is in a status the transition does not start from.
     WrongStatus(OrderStatus),
+    /// A payment after the concert's sale closed (at this time).
+    SaleClosed(chrono::DateTime<chrono::Utc>),
 }
 
 /// Who may see and change an order: its customer, or the system itself
@@ -43,15 +45,17 @@ impl Owner {
 
 /// Inserts a new `PENDING` order (version 1) of `customer` with its lines,
 /// each with the fencing token inventory reported for its hold
-/// (`verified`, in the order of the request's seats).
+/// (`verified`, in the order of the request's seats), and the time the
+/// concert's sale closes.
 pub async fn insert(
     tx: &mut PgConnection,
     id: Uuid,
     customer: Uuid,
     request: &CreateOrder,
-    verified: &[VerifiedHold],
+    verified: &Verified,
 ) -> sqlx::Result<Order> {
-    if verified.len() != request.seats.seats().len() {
+    let holds = &verified.holds;
+    if holds.len() != request.seats.seats().len() {
         // The client checks this; a line without its token must never be
         // written, as it could only buy a seat that was never held.
         return Err(sqlx::Error::Protocol(
@@ -60,14 +64,15 @@ pub async fn insert(
     }
     let row = sqlx::query!(
         r#"
-        insert into orders (id, event_id, customer_id, customer_email, status)
-        values ($1, $2, $3, $4, 'PENDING')
+        insert into orders (id, event_id, customer_id, customer_email, status, sale_closes_at)
+        values ($1, $2, $3, $4, 'PENDING', $5)
         returning version, created_at, updated_at
         "#,
         id,
         request.event_id,
         customer,
         request.customer_email.as_str(),
+        verified.sale_closes_at,
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -76,7 +81,7 @@ pub async fn insert(
         .seats
         .seats()
         .iter()
-        .zip(verified)
+        .zip(holds)
         .map(|(seat, hold)| OrderSeat {
             seat_id: seat.seat_id.as_str().to_owned(),
             fencing_token: Some(hold.fencing_token),
@@ -84,7 +89,7 @@ pub async fn insert(
         .collect();
     let seat_ids: Vec<String> = seats.iter().map(|s| s.seat_id.clone()).collect();
     let hold_tokens: Vec<Uuid> = request.seats.seats().iter().map(|s| s.hold_token).collect();
-    let fencing_tokens: Vec<i64> = verified.iter().map(|h| h.fencing_token).collect();
+    let fencing_tokens: Vec<i64> = holds.iter().map(|h| h.fencing_token).collect();
     // One statement for all lines: `unnest` zips the arrays into rows.
     sqlx::query!(
         r#"
@@ -121,6 +126,8 @@ pub async fn insert(
 /// transitions on one order, the second waits for the first's row lock,
 /// then finds the status changed and updates nothing. Another customer's
 /// order is [`Refusal::NotFound`], exactly like an id that does not exist.
+/// A payment is also refused once the concert's sale has closed
+/// ([`Refusal::SaleClosed`]), by the same statement.
 pub async fn transition(
     tx: &mut PgConnection,
     id: Uuid,
@@ -133,12 +140,14 @@ pub async fn transition(
         update orders
         set status = $2, version = version + 1, updated_at = now()
         where id = $1 and status = $3 and ($4::uuid is null or customer_id = $4)
+            and (not $5 or sale_closes_at is null or now() < sale_closes_at)
         returning id
         "#,
         id,
         transition.to().as_str(),
         transition.from().as_str(),
         customer,
+        transition == Transition::Pay,
     )
     .fetch_optional(&mut *tx)
     .await?;
@@ -147,8 +156,11 @@ pub async fn transition(
         let order = find(tx, id, owner).await?.ok_or(sqlx::Error::RowNotFound)?;
         return Ok(Ok(order));
     }
-    let current = sqlx::query_scalar!(
-        "select status from orders where id = $1 and ($2::uuid is null or customer_id = $2)",
+    let current = sqlx::query!(
+        r#"
+        select status, sale_closes_at, now() >= sale_closes_at as "closed"
+        from orders where id = $1 and ($2::uuid is null or customer_id = $2)
+        "#,
         id,
         customer,
     )
@@ -156,7 +168,16 @@ pub async fn transition(
     .await?;
     Ok(Err(match current {
         None => Refusal::NotFound,
-        Some(status) => Refusal::WrongStatus(parse_status(&status)?),
+        Some(row) => match parse_status(&row.status)? {
+            status if status != transition.from() => Refusal::WrongStatus(status),
+            status => match row.sale_closes_at {
+                Some(closed_at) if row.closed == Some(true) => Refusal::SaleClosed(closed_at),
+                // In the right status and not closed: it changed between
+                // the two statements (a concurrent transition); report what
+                // it was.
+                _ => Refusal::WrongStatus(status),
+            },
+        },
     }))
 }
 

@@ -11,6 +11,7 @@ use http::StatusCode;
 use httpkit::Problem;
 use uuid::Uuid;
 
+use crate::catalog::{Concert, Sale};
 use crate::holds::HoldError;
 use crate::seatmap::SeatMapError;
 
@@ -36,6 +37,16 @@ pub enum ApiError {
     /// 404 `/problems/event-not-found`.
     #[error("concert {0} not found")]
     EventNotFound(Uuid),
+    /// 409 `/problems/sale-not-open` (with `Retry-After`: seconds until it
+    /// opens) or `/problems/sale-closed` (the concert has started): holds
+    /// and orders are taken only inside the concert's sale window.
+    #[error("concert {} is not on sale", .concert.id)]
+    SaleWindow {
+        /// The concert, for its window.
+        concert: Box<Concert>,
+        /// Where its sale stands.
+        sale: Sale,
+    },
     /// 409 `/problems/event-exists` naming `id`: a concert with this id
     /// exists with other details or seats; nothing was changed.
     #[error("concert {0} exists with other details")]
@@ -78,6 +89,7 @@ impl IntoResponse for ApiError {
                 Problem::invalid_field(field, reason.clone()).status(StatusCode::BAD_REQUEST)
             }
             Self::InvalidField { field, reason } => Problem::invalid_field(field, reason.clone()),
+            Self::SaleWindow { concert, sale } => sale_problem(concert, *sale),
             Self::EventExists(id) => Problem::new(
                 StatusCode::CONFLICT,
                 "event-exists",
@@ -126,6 +138,29 @@ impl IntoResponse for ApiError {
             }
         };
         problem.into_response()
+    }
+}
+
+/// The 409 of a request outside a concert's sale window, naming the window.
+fn sale_problem(concert: &Concert, sale: Sale) -> Problem {
+    let window = format!(
+        "the sale of concert {} runs from {} until it starts at {}",
+        concert.id,
+        concert.sale_opens_at.to_rfc3339(),
+        concert.starts_at.to_rfc3339()
+    );
+    match sale {
+        Sale::NotOpen(wait) => Problem::new(
+            StatusCode::CONFLICT,
+            "sale-not-open",
+            "The sale has not opened yet",
+        )
+        .detail(format!("{window}; retry when it opens"))
+        .retry_after(retry_secs(wait)),
+        Sale::Open | Sale::Closed => {
+            Problem::new(StatusCode::CONFLICT, "sale-closed", "The sale has closed")
+                .detail(format!("{window}: it has started, nothing more is sold"))
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use super::docs::{
     TOO_LARGE, UNAUTHENTICATED, UNSUPPORTED_MEDIA_TYPE,
 };
 use super::{ApiError, AppState};
-use crate::catalog::{Concert, ConcertChanges, Created, NewConcert, NewSeat};
+use crate::catalog::{Concert, ConcertChanges, Created, NewConcert, NewSeat, Sale};
 use crate::holds::{Hold, HoldError, VerifiedHold};
 use crate::seatmap::{HoldsKnown, SeatMap, SeatStatus};
 
@@ -497,10 +497,13 @@ pub(super) async fn seat_map(
             body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "`/problems/seat-not-found`: no such concert or seat.",
             body = httpkit::Problem, content_type = PROBLEM_JSON),
-        (status = 409, description = "`/problems/seat-sold`, or `/problems/seat-held`: another \
-            customer holds it; it is free again after `Retry-After` at the latest unless they order.",
+        (status = 409, description = "`/problems/seat-sold`; `/problems/seat-held`: another \
+            customer holds it; it is free again after `Retry-After` at the latest unless they \
+            order; `/problems/sale-not-open` (retry after `Retry-After`) or \
+            `/problems/sale-closed` (the concert has started): holds are taken only from \
+            `sale_opens_at` until `starts_at`.",
             body = httpkit::Problem, content_type = PROBLEM_JSON,
-            headers(("Retry-After" = u64, description = "With `seat-held`: seconds until the other hold lapses."))),
+            headers(("Retry-After" = u64, description = "With `seat-held`: seconds until the other hold lapses; with `sale-not-open`: until the sale opens."))),
         (status = 429, description = "`/problems/hold-limit-reached`: the customer holds as many \
             seats as allowed; release one or wait for one to lapse. Or `/problems/rate-limited`.",
             body = httpkit::Problem, content_type = PROBLEM_JSON,
@@ -520,8 +523,28 @@ pub(super) async fn hold(
 ) -> Result<Response, ApiError> {
     let id = event_id(&id)?;
     let seat = seat_id(seat)?;
+    on_sale(&state, id).await?;
     let hold = state.holds.acquire(id, &seat, customer.id).await?;
     Ok((StatusCode::CREATED, Json(hold)).into_response())
+}
+
+/// Refuses a hold or a verification outside the concert's sale window
+/// (409 naming the window). An unknown concert passes: the hold or the
+/// verification then answers "no such seat" or "no live hold" itself.
+///
+/// The window comes from the local catalog cache, which a change to the
+/// concert invalidates on every instance within a second.
+async fn on_sale(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+    let Some(concert) = state.catalog.get(id).await? else {
+        return Ok(());
+    };
+    match concert.sale_at(Utc::now()) {
+        Sale::Open => Ok(()),
+        sale => Err(ApiError::SaleWindow {
+            concert: Box::new((*concert).clone()),
+            sale,
+        }),
+    }
 }
 
 /// `DELETE /events/{id}/seats/{seat}/hold` with header `Hold-Token`:
@@ -612,6 +635,11 @@ pub(super) struct VerifySeat {
 pub(super) struct VerifiedHolds {
     /// Each seat's live hold, in the order asked.
     seats: Vec<VerifiedHold>,
+    /// When the concert's sale closes (it starts): orders refuses payments
+    /// from then on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    sale_closes_at: Option<DateTime<Utc>>,
 }
 
 /// `POST /holds/verify`: 200 `{seats: [{seat_id, fencing_token,
@@ -633,8 +661,11 @@ pub(super) struct VerifiedHolds {
         (status = 403, description = NOT_CUSTOMER, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 400, description = MALFORMED_JSON, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "`/problems/hold-not-valid` naming the first seat whose hold \
-            is not live or not this customer's (field `seats[i].hold_token`).",
-            body = httpkit::Problem, content_type = PROBLEM_JSON),
+            is not live or not this customer's (field `seats[i].hold_token`); or \
+            `/problems/sale-not-open` / `/problems/sale-closed`: outside the concert's sale \
+            window.",
+            body = httpkit::Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "With `sale-not-open`: seconds until the sale opens."))),
         (status = 413, description = TOO_LARGE, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "`/problems/invalid-field` naming the field, e.g. `seats` \
@@ -674,8 +705,18 @@ pub(super) async fn verify(
         }
         seats.push((seat.seat_id, seat.hold_token));
     }
+    on_sale(&state, body.event_id).await?;
+    let sale_closes_at = state
+        .catalog
+        .get(body.event_id)
+        .await?
+        .map(|concert| concert.starts_at);
     match state.holds.verify(body.event_id, &seats, customer.id).await {
-        Ok(verified) => Ok(Json(VerifiedHolds { seats: verified }).into_response()),
+        Ok(verified) => Ok(Json(VerifiedHolds {
+            seats: verified,
+            sale_closes_at,
+        })
+        .into_response()),
         Err(HoldError::NotHeld(seat_id)) => {
             let index = seats.iter().position(|(s, _)| *s == seat_id).unwrap_or(0);
             Err(ApiError::HoldNotValid { seat_id, index })

@@ -293,3 +293,72 @@ async fn verify_returns_the_fencing_tokens_of_live_holds_only() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn seats_are_held_only_inside_the_sale_window() {
+    let servers = Servers::start().await;
+    let app = TestApp::spawn(&servers, &[]).await;
+    let customer = Uuid::new_v4();
+
+    // Opens in an hour (found by hand: a hold on a 2030 sale got 201).
+    let later = app
+        .concert_with_sale_in(1, chrono::Duration::hours(1))
+        .await;
+    let early = app.hold(later, "A-1", customer).await;
+    assert_eq!(early.status(), StatusCode::CONFLICT);
+    let wait = retry_after(&early);
+    assert!((3500..=3600).contains(&wait), "Retry-After {wait}");
+    let problem: Value = early.json().await.unwrap();
+    assert_eq!(problem["type"], "/problems/sale-not-open");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("runs from"),
+        "{problem}"
+    );
+
+    // Started an hour ago.
+    let now = chrono::Utc::now();
+    let started = app
+        .ops
+        .post(app.url("/events"))
+        .json(&json!({
+            "name": "Yesterday", "venue": "Hall 1",
+            "starts_at": now - chrono::Duration::hours(1),
+            "sale_opens_at": now - chrono::Duration::days(1),
+            "seats": [{ "seat_id": "A-1", "price_cents": 100 }],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::CREATED);
+    let started: Uuid = started.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let late = app.hold(started, "A-1", customer).await;
+    assert_eq!(late.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        late.json::<Value>().await.unwrap()["type"],
+        "/problems/sale-closed"
+    );
+    let verify = app
+        .http
+        .post(app.url("/holds/verify"))
+        .bearer_auth(app.token(customer))
+        .json(&json!({ "event_id": started, "seats": [{ "seat_id": "A-1", "hold_token": Uuid::new_v4() }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verify.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        verify.json::<Value>().await.unwrap()["type"],
+        "/problems/sale-closed"
+    );
+
+    // Neither left a hold behind.
+    for concert in [later, started] {
+        let map: Value = app.seat_map(concert).await.json().await.unwrap();
+        assert_eq!(map["seats"][0]["status"], "AVAILABLE", "{map}");
+    }
+    app.stop().await;
+}

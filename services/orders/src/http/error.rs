@@ -43,6 +43,19 @@ pub enum ApiError {
     /// the edge let through. A safety net: nothing was written.
     #[error("a text value cannot be stored")]
     UnstorableText,
+    /// 409 `/problems/sale-not-open` (with `Retry-After`) or
+    /// `/problems/sale-closed`: the concert is not on sale; creating an
+    /// order (inventory says so) or paying it after the concert started.
+    /// Nothing is written.
+    #[error("not on sale: {detail}")]
+    SaleWindow {
+        /// Which.
+        kind: SaleProblem,
+        /// What the customer reads, naming the window.
+        detail: String,
+        /// Seconds until the sale opens.
+        retry_after: Option<u64>,
+    },
     /// 404 `/problems/order-not-found`.
     #[error("order {0} not found")]
     OrderNotFound(Uuid),
@@ -111,6 +124,15 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// Which side of its sale window a concert is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaleProblem {
+    /// Before `sale_opens_at`.
+    NotOpen,
+    /// At or after `starts_at`.
+    Closed,
+}
+
 /// SQLSTATEs that mean "Postgres cannot serve this right now; retry",
 /// rather than a bug: a restart or failover (57P01-57P03), lost or refused
 /// connections (class 08), too many connections (53300), a statement
@@ -128,6 +150,19 @@ impl From<VerifyError> for ApiError {
     fn from(e: VerifyError) -> Self {
         match e {
             VerifyError::HoldNotValid { index, seat_id } => Self::HoldNotValid { index, seat_id },
+            VerifyError::SaleWindow {
+                kind,
+                detail,
+                retry_after,
+            } => Self::SaleWindow {
+                kind: if kind == "/problems/sale-not-open" {
+                    SaleProblem::NotOpen
+                } else {
+                    SaleProblem::Closed
+                },
+                detail,
+                retry_after,
+            },
             VerifyError::Unavailable(why) => Self::InventoryUnavailable(why),
             // Not the customer's fault and not an outage: a bug to log.
             contract @ VerifyError::Contract(_) => Self::Internal(contract.into()),
@@ -185,6 +220,27 @@ impl IntoResponse for ApiError {
                 "A field is invalid",
             )
             .detail("a text field holds a character that cannot be stored (e.g. NUL)"),
+            Self::SaleWindow {
+                kind,
+                detail,
+                retry_after,
+            } => {
+                let problem = match kind {
+                    SaleProblem::NotOpen => Problem::new(
+                        StatusCode::CONFLICT,
+                        "sale-not-open",
+                        "The sale has not opened yet",
+                    ),
+                    SaleProblem::Closed => {
+                        Problem::new(StatusCode::CONFLICT, "sale-closed", "The sale has closed")
+                    }
+                }
+                .detail(detail.clone());
+                match retry_after {
+                    Some(secs) => problem.retry_after(*secs),
+                    None => problem,
+                }
+            }
             Self::OrderNotFound(id) => {
                 Problem::new(StatusCode::NOT_FOUND, "order-not-found", "Order not found")
                     .detail(format!("no order has id {id}"))

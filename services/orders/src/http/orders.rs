@@ -34,6 +34,7 @@ use super::docs::{
     BAD_ORDER_ID, IDEMPOTENCY_KEY, INTERNAL, KEY_REUSED, NOT_CUSTOMER, PROBLEM_JSON,
     UNAUTHENTICATED,
 };
+use super::error::SaleProblem;
 use super::{ApiError, AppState, SharedState};
 use crate::domain::{CreateOrder, Order, Transition};
 use crate::idempotency::{self, Fingerprint, IdempotencyKey, StoredResponse};
@@ -115,6 +116,8 @@ impl<S: Send + Sync> FromRequestParts<S> for OrderId {
         (status = 409, description = "`/problems/hold-not-valid` (field `seats[i].hold_token`): \
             inventory has no live hold with that token (it lapsed, was released, or the seat is \
             someone else's); hold the seat again and order with the new token and a new key. \
+            Or `/problems/sale-not-open` / `/problems/sale-closed`: outside the concert's sale \
+            window (inventory says which, naming the window). \
             Or `/problems/idempotency-key-in-progress`, see `Retry-After`.",
             body = httpkit::Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
@@ -262,7 +265,9 @@ async fn get_order(
             customer's.",
             body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "`/problems/invalid-transition`: the order is not `PENDING`; \
-            or `/problems/idempotency-key-in-progress`, see `Retry-After`.",
+            `/problems/sale-closed`: the concert has started, so the order can no longer be paid \
+            (it can still be cancelled); or `/problems/idempotency-key-in-progress`, see \
+            `Retry-After`.",
             body = httpkit::Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
         (status = 422, description = KEY_REUSED, body = httpkit::Problem, content_type = PROBLEM_JSON),
@@ -350,6 +355,17 @@ async fn change_status(
             {
                 Ok(order) => order,
                 Err(Refusal::NotFound) => return Err(ApiError::OrderNotFound(order_id)),
+                Err(Refusal::SaleClosed(closed_at)) => {
+                    return Err(ApiError::SaleWindow {
+                        kind: SaleProblem::Closed,
+                        detail: format!(
+                            "the sale closed at {} when the concert started: order {order_id} \
+                             can no longer be paid (it can still be cancelled)",
+                            closed_at.to_rfc3339()
+                        ),
+                        retry_after: None,
+                    });
+                }
                 Err(Refusal::WrongStatus(status)) => {
                     return Err(ApiError::InvalidTransition {
                         order_id,

@@ -15,6 +15,7 @@ mod holds;
 mod idempotency;
 mod openapi;
 mod ownership;
+mod sale_window;
 mod state_machine;
 mod test_app;
 mod tracing_context;

@@ -1,0 +1,14 @@
+-- When the concert's sale closes: it starts then, and nothing more is
+-- sold. Inventory reports it when it verifies an order's holds; the
+-- payment is refused from then on (`update … where now() < sale_closes_at`),
+-- so a customer who ordered in time but pays after the doors opened is
+-- told so instead of paying for a seat at a concert under way.
+--
+-- What happens to the rest when a concert starts: no new holds or orders
+-- (inventory refuses them), existing holds lapse with their TTL, and an
+-- unpaid order stays PENDING: it can no longer be paid, and can still be
+-- cancelled. Nothing was taken from anyone, so nothing is refunded.
+--
+-- Nullable: orders created before this column carry no window and are
+-- paid as before.
+alter table orders add column sale_closes_at timestamptz;
