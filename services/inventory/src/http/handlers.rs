@@ -1,10 +1,10 @@
 //! Request handlers: parse and validate, call the domain, shape the answer.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -69,8 +69,35 @@ fn seat_id(raw: String) -> Result<String, ApiError> {
 /// Body of a `GET /events` answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct EventList<'a> {
-    /// Every concert, soonest first.
+    /// A page of concerts, soonest first.
     events: &'a [Concert],
+    /// The `after` of the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    next: Option<String>,
+}
+
+/// The default and the largest page of `GET /events`.
+const PAGE_DEFAULT: usize = 50;
+const PAGE_MAX: usize = 200;
+
+/// A position in the catalog's order, `(starts_at, id)`: the last concert
+/// of a page. Opaque to clients (base64url); keyset, not an offset, so a
+/// concert created or moved meanwhile neither repeats nor hides another.
+fn cursor_of(concert: &Concert) -> String {
+    use base64::Engine as _;
+    let raw = format!("{}|{}", concert.starts_at.timestamp_micros(), concert.id);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn parse_cursor(cursor: &str) -> Option<(i64, Uuid)> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let (micros, id) = raw.split_once('|')?;
+    Some((micros.parse().ok()?, id.parse().ok()?))
 }
 
 /// `GET /events`.
@@ -79,10 +106,20 @@ pub(super) struct EventList<'a> {
     path = "/events",
     tag = "catalog",
     summary = "List the concerts",
-    description = "Every concert, soonest first, from a local cache that other instances \
-        invalidate by broadcast when a concert changes.",
+    description = "The concerts, soonest first, a page at a time, from a local cache that other \
+        instances invalidate by broadcast when a concert changes. Follow `next` (as `after`) \
+        until it is absent.",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200,
+            description = "Concerts per page, 1 to 200 (default 50)."),
+        ("after" = Option<String>, Query,
+            description = "The `next` of the previous page: the page starts after it."),
+    ),
     responses(
-        (status = 200, description = "The catalog.", body = EventList<'_>),
+        (status = 200, description = "A page of the catalog.", body = EventList<'_>),
+        (status = 400, description = "`/problems/invalid-field` naming `limit` (not 1 to 200) \
+            or `after` (not a cursor this API gave).",
+            body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 429, description = RATE_LIMITED, body = httpkit::Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = u64, description = "Seconds until this client may send again."))),
         (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
@@ -92,9 +129,39 @@ pub(super) struct EventList<'a> {
             headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
     ),
 )]
-pub(super) async fn list_events(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(super) async fn list_events(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let limit = match query.get("limit") {
+        None => PAGE_DEFAULT,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=PAGE_MAX).contains(n))
+            .ok_or_else(|| ApiError::Invalid {
+                field: "limit".into(),
+                reason: format!("{raw:?} is not a page size from 1 to {PAGE_MAX}"),
+            })?,
+    };
+    let after = match query.get("after") {
+        None => None,
+        Some(raw) => Some(parse_cursor(raw).ok_or_else(|| ApiError::Invalid {
+            field: "after".into(),
+            reason: "not a cursor from this API: pass the `next` of the previous page".into(),
+        })?),
+    };
     let concerts = state.catalog.list().await?;
-    Ok(Json(EventList { events: &concerts }).into_response())
+    // The cached list is in catalog order, (starts_at, id): skip to the
+    // first concert after the cursor.
+    let start = after.map_or(0, |(micros, id)| {
+        concerts.partition_point(|c| (c.starts_at.timestamp_micros(), c.id) <= (micros, id))
+    });
+    let page = &concerts[start..concerts.len().min(start + limit)];
+    let next = (start + page.len() < concerts.len())
+        .then(|| page.last().map(cursor_of))
+        .flatten();
+    Ok(Json(EventList { events: page, next }).into_response())
 }
 
 /// `GET /events/{id}`.

@@ -281,3 +281,58 @@ async fn one_concert_per_id_a_retry_gets_it_back_and_other_content_is_a_conflict
     assert_eq!((name.as_str(), prices), ("Night Shift", vec![4500, 4500]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_catalog_comes_in_pages_that_list_every_concert_once_in_order() {
+    let servers = Servers::start().await;
+    let app = TestApp::spawn(&servers, &[]).await;
+    let mut created = Vec::new();
+    for days in [5, 1, 3, 2, 4] {
+        created.push(
+            app.concert_with_sale_in(1, chrono::Duration::days(days))
+                .await,
+        );
+    }
+    let events_url = app.url("/events");
+    let (http, base) = (&app.http, &events_url);
+    let page = |query: String| async move {
+        let response = http.get(format!("{base}{query}")).send().await.unwrap();
+        (response.status(), response.json::<Value>().await.unwrap())
+    };
+
+    let mut seen: Vec<Uuid> = Vec::new();
+    let mut query = "?limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, body) = page(query.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        pages += 1;
+        let events = body["events"].as_array().unwrap();
+        assert!(events.len() <= 2);
+        seen.extend(
+            events
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().parse::<Uuid>().unwrap()),
+        );
+        match body["next"].as_str() {
+            Some(next) => query = format!("?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    // Soonest first: the concerts in order of their sale (and start) days.
+    let by_day = [created[1], created[3], created[2], created[4], created[0]];
+    assert_eq!(seen, by_day);
+
+    for (query, field) in [
+        ("?limit=0", "limit"),
+        ("?limit=201", "limit"),
+        ("?limit=ten", "limit"),
+        ("?after=not-a-cursor", "after"),
+    ] {
+        let (status, body) = page(query.to_owned()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(body["field"], field, "{query}");
+    }
+    app.stop().await;
+}
