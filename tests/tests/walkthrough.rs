@@ -185,7 +185,7 @@ impl Services {
 
 #[tokio::test]
 async fn the_readme_walkthrough_works_as_written() {
-    let mut services = Services::start().await;
+    let mut services = Box::pin(Services::start()).await;
     let holds = services.concert_and_holds().await;
     let create_body = json!({
         "event_id": CONCERT,

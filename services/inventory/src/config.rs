@@ -23,6 +23,7 @@
 //! | `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`, `MAX_IN_FLIGHT` | | admission control, see `httpkit::admission` |
 //! | `AUTH_JWKS_PATH` or `AUTH_JWKS_URL` | required | the keys bearer tokens are checked against, see `httpkit::auth` |
 //! | `AUTH_ISSUER`, `AUTH_AUDIENCE`, `AUTH_LEEWAY` | `ticketing-dev`, `ticketing`, `30s` | what a token must say |
+//! | `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `5s`, `1024` | time to send request headers (also the idle keep-alive limit), open connections at most: see `httpkit::serve` |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
 use std::net::SocketAddr;
@@ -70,6 +71,8 @@ pub struct Config {
     pub auth: httpkit::auth::AuthConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
+    /// The HTTP server's header-read timeout and connection cap.
+    pub serve: httpkit::serve::ServeLimits,
 }
 
 impl Config {
@@ -104,6 +107,7 @@ impl Config {
             admission: httpkit::admission::AdmissionLimits::from_env(env)?,
             auth: httpkit::auth::AuthConfig::from_env(env)?,
             telemetry: TelemetryConfig::from_env("inventory", env)?,
+            serve: httpkit::serve::ServeLimits::from_env(env)?,
         })
     }
 }

@@ -58,6 +58,7 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    serve_limits: httpkit::serve::ServeLimits,
     state: AppState,
     consumer: Consumer<SeatAllocation>,
     catalog_changes: async_nats::Subscriber,
@@ -133,6 +134,7 @@ impl Application {
             })?;
         Ok(Self {
             listener,
+            serve_limits: config.serve,
             router,
             state,
             consumer,
@@ -179,12 +181,12 @@ impl Application {
             port = self.listener.local_addr().map_or(0, |a| a.port()),
             "inventory listening"
         );
-        let served = axum::serve(
+        let served = httpkit::serve::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            self.router,
+            self.serve_limits,
+            shutdown.clone(),
         )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
         shutdown.cancel();
         tasks.close();

@@ -68,6 +68,8 @@ pub struct Config {
     pub worker_retry_delay: Duration,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
+    /// The HTTP server's header-read timeout and connection cap.
+    pub serve: httpkit::serve::ServeLimits,
 }
 
 impl Config {
@@ -127,6 +129,7 @@ impl Config {
             worker_max_deliver: env.parse_or("WORKER_MAX_DELIVER", 5)?,
             worker_retry_delay: env.duration_or("WORKER_RETRY_DELAY", Duration::from_secs(2))?,
             telemetry: TelemetryConfig::from_env("notification", env)?,
+            serve: httpkit::serve::ServeLimits::from_env(env)?,
         })
     }
 }

@@ -86,6 +86,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    serve_limits: httpkit::serve::ServeLimits,
     db: PgPool,
     translator: Consumer<EmailRequests>,
     workers: Vec<Consumer<Sender>>,
@@ -175,6 +176,7 @@ impl Application {
         );
         Ok(Self {
             listener,
+            serve_limits: config.serve,
             router,
             db,
             translator,
@@ -206,9 +208,13 @@ impl Application {
             port = self.listener.local_addr().map_or(0, |a| a.port()),
             "notification listening"
         );
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
+        let served = httpkit::serve::serve(
+            self.listener,
+            self.router,
+            self.serve_limits,
+            shutdown.clone(),
+        )
+        .await;
         shutdown.cancel();
         tasks.close();
         tasks.wait().await;

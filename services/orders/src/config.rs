@@ -17,8 +17,10 @@
 //! | `CONSUME_INVENTORY_EVENTS` | `true` | run the reaction to inventory's answers |
 //! | `INVENTORY_URL` | `http://127.0.0.1:8081` | inventory's API, where `POST /orders` verifies the customer's holds (plain `http`) |
 //! | `INVENTORY_TIMEOUT` | `2s` | longest wait for inventory's answer (connecting included); past it the create answers 503 |
+//! | `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`, `MAX_IN_FLIGHT`, `SHED_RETRY_AFTER` | `20`, `40`, `256`, `1s` | admission control of the order routes, per verified customer: see `httpkit::admission` |
 //! | `AUTH_JWKS_PATH` or `AUTH_JWKS_URL` | required | the keys bearer tokens are checked against, see `httpkit::auth` |
 //! | `AUTH_ISSUER`, `AUTH_AUDIENCE`, `AUTH_LEEWAY` | `ticketing-dev`, `ticketing`, `30s` | what a token must say |
+//! | `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `5s`, `1024` | time to send request headers (also the idle keep-alive limit), open connections at most: see `httpkit::serve` |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
 use std::fmt;
@@ -60,8 +62,12 @@ pub struct Config {
     pub inventory_timeout: Duration,
     /// How bearer tokens are checked.
     pub auth: httpkit::auth::AuthConfig,
+    /// Per-customer rate limit and load shedding of the order routes.
+    pub admission: httpkit::admission::AdmissionLimits,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
+    /// The HTTP server's header-read timeout and connection cap.
+    pub serve: httpkit::serve::ServeLimits,
 }
 
 impl Config {
@@ -86,7 +92,9 @@ impl Config {
             inventory_url: inventory_url(env)?,
             inventory_timeout: env.duration_or("INVENTORY_TIMEOUT", Duration::from_secs(2))?,
             auth: httpkit::auth::AuthConfig::from_env(env)?,
+            admission: httpkit::admission::AdmissionLimits::from_env(env)?,
             telemetry: TelemetryConfig::from_env("orders", env)?,
+            serve: httpkit::serve::ServeLimits::from_env(env)?,
         })
     }
 }

@@ -53,6 +53,7 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    serve_limits: httpkit::serve::ServeLimits,
     db: PgPool,
     reactions: Option<Consumer<InventoryReactions>>,
 }
@@ -107,10 +108,12 @@ impl Application {
             outbox: outbox::Writer::with_notify(config.outbox_notify),
             inventory: InventoryClient::new(config.inventory_url.url(), config.inventory_timeout)?,
             consumer_metrics,
+            admission: httpkit::admission::AdmissionMetrics::default(),
         };
         Ok(Self {
             listener,
-            router: router(state, verifier, config.http),
+            serve_limits: config.serve,
+            router: router(state, verifier, config.http, config.admission),
             db,
             reactions,
         })
@@ -144,9 +147,13 @@ impl Application {
             port = self.listener.local_addr().map_or(0, |a| a.port()),
             "orders listening"
         );
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
+        let served = httpkit::serve::serve(
+            self.listener,
+            self.router,
+            self.serve_limits,
+            shutdown.clone(),
+        )
+        .await;
         shutdown.cancel();
         tasks.close();
         tasks.wait().await;

@@ -66,6 +66,8 @@ pub struct Config {
     pub retention: Duration,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
+    /// The HTTP server's header-read timeout and connection cap.
+    pub serve: httpkit::serve::ServeLimits,
 }
 
 impl Config {
@@ -133,6 +135,7 @@ impl Config {
             dedup_window: env.duration_or("RELAY_DEDUP_WINDOW", Duration::from_mins(10))?,
             retention: env.duration_or("RELAY_RETENTION", Duration::ZERO)?,
             telemetry: TelemetryConfig::from_env("relay", env)?,
+            serve: httpkit::serve::ServeLimits::from_env(env)?,
         })
     }
 }

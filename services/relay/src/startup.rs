@@ -49,6 +49,7 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    serve_limits: httpkit::serve::ServeLimits,
     worker: Worker,
     concurrency: usize,
     db: sqlx::PgPool,
@@ -127,6 +128,7 @@ impl Application {
         );
         Ok(Self {
             listener,
+            serve_limits: config.serve,
             router,
             worker,
             concurrency: config.concurrency,
@@ -168,9 +170,13 @@ impl Application {
             port = self.listener.local_addr().map_or(0, |a| a.port()),
             "relay listening"
         );
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
+        let served = httpkit::serve::serve(
+            self.listener,
+            self.router,
+            self.serve_limits,
+            shutdown.clone(),
+        )
+        .await;
         shutdown.cancel();
         tasks.close();
         tasks.wait().await;

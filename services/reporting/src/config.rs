@@ -8,6 +8,7 @@
 //! | `NATS_PREFIX` | empty | prefix of stream, subject and consumer names |
 //! | `AUTH_JWKS_PATH` or `AUTH_JWKS_URL` | required | the keys bearer tokens are checked against, see `httpkit::auth` |
 //! | `AUTH_ISSUER`, `AUTH_AUDIENCE`, `AUTH_LEEWAY` | `ticketing-dev`, `ticketing`, `30s` | what a token must say |
+//! | `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `5s`, `1024` | time to send request headers (also the idle keep-alive limit), open connections at most: see `httpkit::serve` |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
 use settings::{ConfigError, Env, SecretUrl};
@@ -31,6 +32,8 @@ pub struct Config {
     pub auth: httpkit::auth::AuthConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
+    /// The HTTP server's header-read timeout and connection cap.
+    pub serve: httpkit::serve::ServeLimits,
 }
 
 impl Config {
@@ -47,6 +50,7 @@ impl Config {
             topology: messaging::Topology::from_env(env)?,
             auth: httpkit::auth::AuthConfig::from_env(env)?,
             telemetry: TelemetryConfig::from_env("reporting", env)?,
+            serve: httpkit::serve::ServeLimits::from_env(env)?,
         })
     }
 }

@@ -45,6 +45,7 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    serve_limits: httpkit::serve::ServeLimits,
     db: PgPool,
     js: async_nats::jetstream::Context,
     topology: messaging::Topology,
@@ -93,6 +94,7 @@ impl Application {
         );
         Ok(Self {
             listener,
+            serve_limits: config.serve,
             router,
             db,
             js,
@@ -121,9 +123,13 @@ impl Application {
             port = self.listener.local_addr().map_or(0, |a| a.port()),
             "reporting listening"
         );
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
+        let served = httpkit::serve::serve(
+            self.listener,
+            self.router,
+            self.serve_limits,
+            shutdown.clone(),
+        )
+        .await;
         shutdown.cancel();
         tasks.close();
         tasks.wait().await;

@@ -14,6 +14,8 @@
 //!   only degrade);
 //! - [`docs`]: the service's `OpenAPI` document at `/openapi.json` and a
 //!   self-contained page that renders it at `/docs`;
+//! - [`serve`]: the HTTP server, with a header-read timeout, an idle
+//!   limit and a connection cap;
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token;
 //! - [`service`]: the `main` every service shares.
 
@@ -24,6 +26,7 @@ pub mod health;
 pub mod json;
 pub mod layers;
 pub mod problem;
+pub mod serve;
 pub mod service;
 pub mod shutdown;
 

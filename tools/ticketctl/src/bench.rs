@@ -272,6 +272,10 @@ async fn pay_path(args: &RelayArgs, notify: bool) -> anyhow::Result<f64> {
         ("OUTBOX_NOTIFY", notify.to_string()),
         ("RUST_LOG", "warn".to_owned()),
         ("CONSUME_INVENTORY_EVENTS", "false".to_owned()),
+        // Measure the pay path, not the per-customer rate limit.
+        ("RATE_LIMIT_PER_SECOND", "1000000000".to_owned()),
+        ("RATE_LIMIT_BURST", "1000000000".to_owned()),
+        ("MAX_IN_FLIGHT", "100000".to_owned()),
     ]);
     let app = orders::Application::build(orders::Config::from_env(&env)?).await?;
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -26,6 +26,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
+use httpkit::admission::{AdmissionLimits, AdmissionMetrics};
 use httpkit::auth::Verifier;
 use httpkit::health::{Readiness, healthz};
 use httpkit::layers::HttpLimits;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub inventory: crate::inventory_client::InventoryClient,
     /// The inventory-reactions consumer, when it runs, for `/metrics`.
     pub consumer_metrics: Option<ConsumerMetricsHandle>,
+    /// Admission rejections, for `/metrics`.
+    pub admission: AdmissionMetrics,
 }
 
 /// What `/metrics` needs to report a consumer's counts and lag.
@@ -76,15 +79,22 @@ pub struct ConsumerMetricsHandle {
     pub topology: messaging::Topology,
 }
 
-/// The complete router: bearer tokens verified on the order routes, and the
-/// standard middleware around everything.
-pub fn router(state: AppState, verifier: Verifier, limits: HttpLimits) -> Router {
+/// The complete router: bearer tokens verified on the order routes, then
+/// admission control (a per-customer rate limit and an in-flight limit that
+/// sheds at once, so a flood neither queues on the connection pool nor
+/// reaches inventory), and the standard middleware around everything.
+pub fn router(
+    state: AppState,
+    verifier: Verifier,
+    limits: HttpLimits,
+    admission: AdmissionLimits,
+) -> Router {
+    let orders =
+        httpkit::admission::admission(orders::routes(), admission, &state.admission).layer(
+            axum::middleware::from_fn_with_state(verifier, httpkit::auth::authenticate),
+        );
     let api = Router::new()
-        .merge(orders::routes())
-        .route_layer(axum::middleware::from_fn_with_state(
-            verifier,
-            httpkit::auth::authenticate,
-        ))
+        .merge(orders)
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(Arc::new(state))
@@ -95,20 +105,20 @@ pub fn router(state: AppState, verifier: Verifier, limits: HttpLimits) -> Router
 
 type SharedState = State<Arc<AppState>>;
 
-/// `GET /metrics`: the inventory-reactions consumer's counts and lag
-/// (empty when the consumer is off).
+/// `GET /metrics`: admission control's refusals, and the
+/// inventory-reactions consumer's counts and lag (when it runs).
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "ops",
     summary = "Metrics",
-    description = "Prometheus text: the inventory-reactions consumer's counts and lag (empty \
-        when the consumer is off).",
+    description = "Prometheus text: requests refused by admission control, and the \
+        inventory-reactions consumer's counts and lag (when the consumer runs).",
     responses((status = 200, description = "The metrics.",
         content_type = "text/plain; version=0.0.4", body = String)),
 )]
 async fn metrics(State(state): SharedState) -> impl axum::response::IntoResponse {
-    let body = match &state.consumer_metrics {
+    let consumer = match &state.consumer_metrics {
         Some(handle) => {
             let name = crate::reactions::CONSUMER;
             let lag = consumer::lag(
@@ -125,7 +135,7 @@ async fn metrics(State(state): SharedState) -> impl axum::response::IntoResponse
     };
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
+        state.admission.render() + &consumer,
     )
 }
 

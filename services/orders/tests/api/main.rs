@@ -10,6 +10,7 @@
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod admission;
 mod atomicity;
 mod holds;
 mod idempotency;

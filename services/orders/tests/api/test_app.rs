@@ -58,6 +58,11 @@ impl TestApp {
                 "AUTH_JWKS_PATH".to_owned(),
                 inventory.identity.jwks_path().display().to_string(),
             ),
+            // Tests fire many requests as one customer; `admission.rs`
+            // sets its own limits.
+            ("RATE_LIMIT_PER_SECOND".to_owned(), "100000".to_owned()),
+            ("RATE_LIMIT_BURST".to_owned(), "100000".to_owned()),
+            ("MAX_IN_FLIGHT".to_owned(), "5000".to_owned()),
         ];
         vars.extend(
             extra
