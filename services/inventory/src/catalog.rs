@@ -70,9 +70,11 @@ impl Concert {
 /// A seat to create with a new concert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NewSeat {
-    /// Its label, e.g. `A-12`.
+    /// Its label, e.g. `A-12`: 1 to 16 letters, digits, `-` or `_`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,16}$")]
     pub seat_id: String,
     /// Its price in cents.
+    #[schema(minimum = 0)]
     pub price_cents: i32,
 }
 
@@ -97,9 +99,20 @@ pub struct NewConcert {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConcertChanges {
-    /// New name.
+    /// New name: 1 to 200 characters, not only spaces, no control
+    /// characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: Option<String>,
-    /// New venue.
+    /// New venue; as `name`.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub venue: Option<String>,
     /// New start.
     pub starts_at: Option<DateTime<Utc>>,

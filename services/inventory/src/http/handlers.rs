@@ -82,22 +82,21 @@ const PAGE_DEFAULT: usize = 50;
 const PAGE_MAX: usize = 200;
 
 /// A position in the catalog's order, `(starts_at, id)`: the last concert
-/// of a page. Opaque to clients (base64url); keyset, not an offset, so a
-/// concert created or moved meanwhile neither repeats nor hides another.
+/// of a page, as `<starts_at in µs since 1970>_<id>`. Keyset, not an
+/// offset, so a concert created or moved meanwhile neither repeats nor
+/// hides another. Clients pass it back as it came; its form is in the
+/// schema (the `after` parameter's pattern) so that a generated client can
+/// validate it, and every string of that form is a position.
 fn cursor_of(concert: &Concert) -> String {
-    use base64::Engine as _;
-    let raw = format!("{}|{}", concert.starts_at.timestamp_micros(), concert.id);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    format!("{}_{}", concert.starts_at.timestamp_micros(), concert.id)
 }
 
 fn parse_cursor(cursor: &str) -> Option<(i64, Uuid)> {
-    use base64::Engine as _;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()?;
-    let raw = String::from_utf8(raw).ok()?;
-    let (micros, id) = raw.split_once('|')?;
-    Some((micros.parse().ok()?, id.parse().ok()?))
+    let (micros, id) = cursor.split_once('_')?;
+    if micros.is_empty() || micros.len() > 18 || !micros.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((micros.parse().ok()?, Uuid::try_parse(id).ok()?))
 }
 
 /// `GET /events`.
@@ -112,7 +111,7 @@ fn parse_cursor(cursor: &str) -> Option<(i64, Uuid)> {
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 200,
             description = "Concerts per page, 1 to 200 (default 50)."),
-        ("after" = Option<String>, Query,
+        ("after" = Option<String>, Query, pattern = "^[0-9]{1,18}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
             description = "The `next` of the previous page: the page starts after it."),
     ),
     responses(
@@ -207,15 +206,27 @@ pub(super) struct CreateEvent {
     /// The concert's id; chosen by the service when left out. Choose it
     /// to make creation safe to retry.
     id: Option<Uuid>,
-    /// Its name, 1 to 200 characters.
+    /// Its name, 1 to 200 characters, not only spaces, no control
+    /// characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     name: String,
-    /// Where it takes place, 1 to 200 characters.
+    /// Where it takes place; as `name`.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     venue: String,
     /// When it starts.
     starts_at: DateTime<Utc>,
     /// When tickets go on sale; not after `starts_at`.
     sale_opens_at: DateTime<Utc>,
     /// 1 to 10 000 seats, each label once, prices not negative.
+    #[schema(min_items = 1, max_items = 10000)]
     seats: Vec<NewSeat>,
 }
 
@@ -226,12 +237,14 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ApiError {
     }
 }
 
-/// A name or venue: 1 to 200 characters, none of them a control character.
+/// A name or venue: 1 to 200 characters, not only whitespace, none of them a
+/// control character. The schemas of `CreateEvent` and `ConcertChanges`
+/// state the same rule as a pattern (keep them together).
 /// NUL would reach Postgres, which refuses it (SQLSTATE 22021); the others
 /// (newlines, escapes, bells) have no business in a concert's name and
 /// would end up in every client's page and log line.
 fn check_text(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.trim().is_empty() || value.chars().count() > 200 {
+    if !value.chars().any(|c| !c.is_whitespace()) || value.chars().count() > 200 {
         return Err(invalid(field, "must be 1 to 200 characters"));
     }
     if let Some(c) = value.chars().find(|c| c.is_control()) {
@@ -552,7 +565,8 @@ pub(super) async fn seat_map(
         someone else loses it even if it is paid first.",
     params(
         ("id" = Uuid, Path, description = "The concert's id."),
-        ("seat" = String, Path, description = "The seat's label, 1 to 16 letters, digits, `-` or `_`."),
+        ("seat" = String, Path, pattern = "^[A-Za-z0-9_-]{1,16}$",
+            description = "The seat's label, 1 to 16 letters, digits, `-` or `_`."),
     ),
     security(("bearer" = [])),
     responses(
@@ -625,7 +639,7 @@ async fn on_sale(state: &AppState, id: Uuid) -> Result<(), ApiError> {
         free at once. The token alone is not enough: another customer's release is a 404.",
     params(
         ("id" = Uuid, Path, description = "The concert's id."),
-        ("seat" = String, Path, description = "The seat's label."),
+        ("seat" = String, Path, pattern = "^[A-Za-z0-9_-]{1,16}$", description = "The seat's label."),
         ("Hold-Token" = Uuid, Header, description = "The `hold_token` the hold was granted with."),
     ),
     security(("bearer" = [])),
@@ -683,7 +697,8 @@ pub(super) async fn release(
 pub(super) struct VerifyRequest {
     /// The concert.
     event_id: Uuid,
-    /// 1 to 10 seats with the tokens of their holds.
+    /// 1 to 10 seats with the tokens of their holds, each seat once.
+    #[schema(min_items = 1, max_items = 10)]
     seats: Vec<VerifySeat>,
 }
 
@@ -692,6 +707,7 @@ pub(super) struct VerifyRequest {
 #[serde(deny_unknown_fields)]
 pub(super) struct VerifySeat {
     /// The seat's label.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,16}$")]
     seat_id: String,
     /// The `hold_token` the hold was granted with.
     hold_token: Uuid,

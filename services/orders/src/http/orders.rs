@@ -101,7 +101,7 @@ impl<S: Send + Sync> FromRequestParts<S> for OrderId {
         Hold the seats in inventory first. A failed request writes nothing, so it can be \
         retried with the same `Idempotency-Key`; a retry of a request that succeeded gets the \
         stored 201 again, without asking inventory.",
-    params(("Idempotency-Key" = String, Header, description = IDEMPOTENCY_KEY)),
+    params(("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", description = IDEMPOTENCY_KEY)),
     security(("bearer" = [])),
     request_body = CreateOrder,
     responses(
@@ -249,7 +249,7 @@ async fn get_order(
     description = "`PENDING → PAID`, and `OrderPaid` in the same transaction. Inventory then sells the seats to the holds' fencing tokens and the order becomes `CONFIRMED`, or `REFUNDED` when a seat went to someone else. Paying does not ask inventory, so it works while inventory is down.",
     params(
         ("id" = Uuid, Path, description = "The order's id."),
-        ("Idempotency-Key" = String, Header, description = IDEMPOTENCY_KEY),
+        ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", description = IDEMPOTENCY_KEY),
     ),
     security(("bearer" = [])),
     responses(
@@ -297,7 +297,7 @@ async fn pay_order(
     description = "`PENDING → CANCELLED`, and `OrderCancelled` in the same transaction.",
     params(
         ("id" = Uuid, Path, description = "The order's id."),
-        ("Idempotency-Key" = String, Header, description = IDEMPOTENCY_KEY),
+        ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", description = IDEMPOTENCY_KEY),
     ),
     security(("bearer" = [])),
     responses(
