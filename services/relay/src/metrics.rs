@@ -99,7 +99,7 @@ impl Metrics {
             metric(
                 "relay_backlog",
                 "gauge",
-                "Outbox rows waiting to be published.",
+                "Outbox rows waiting to be published (counted up to 10000).",
                 b.pending.to_string(),
             );
             metric(
