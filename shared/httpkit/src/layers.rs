@@ -67,6 +67,8 @@ fn make_span(request: &Request<Body>) -> Span {
         http.route = %route,
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
+        // The verified caller (`auth::authenticate` records it).
+        enduser.id = tracing::field::Empty,
     );
     telemetry::propagation::continue_from_http(&span, request.headers());
     span

@@ -1,6 +1,7 @@
 //! Request handlers: parse and validate, call the domain, shape the answer.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::fmt::Write as _;
 
 use axum::Json;
@@ -615,12 +616,12 @@ pub(super) async fn hold(
 ///
 /// The window comes from the local catalog cache, which a change to the
 /// concert invalidates on every instance within a second.
-async fn on_sale(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+async fn on_sale(state: &AppState, id: Uuid) -> Result<Option<Arc<Concert>>, ApiError> {
     let Some(concert) = state.catalog.get(id).await? else {
-        return Ok(());
+        return Ok(None);
     };
     match concert.sale_at(Utc::now()) {
-        Sale::Open => Ok(()),
+        Sale::Open => Ok(Some(concert)),
         sale => Err(ApiError::SaleWindow {
             concert: Box::new((*concert).clone()),
             sale,
@@ -788,10 +789,7 @@ pub(super) async fn verify(
         }
         seats.push((seat.seat_id, seat.hold_token));
     }
-    on_sale(&state, body.event_id).await?;
-    let sale_closes_at = state
-        .catalog
-        .get(body.event_id)
+    let sale_closes_at = on_sale(&state, body.event_id)
         .await?
         .map(|concert| concert.starts_at);
     match state.holds.verify(body.event_id, &seats, customer.id).await {
