@@ -1,8 +1,8 @@
 //! Request handlers: parse and validate, call the domain, shape the answer.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
