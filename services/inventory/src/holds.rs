@@ -34,7 +34,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::redis::{RedisLink, RedisUnavailable};
+use crate::redis_link::{RedisLink, RedisUnavailable};
 
 /// A granted hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -15,7 +15,9 @@
 //! seat is ever sold twice, and with Redis down the service is slower, not
 //! wrong.
 //!
-//! Layout: [`config`], [`redis`] (connection and key names), [`startup`].
+//! Layout: [`config`], [`redis_link`] (the connection to Redis and the
+//! names of the keys; named so as not to shadow the `redis` crate),
+//! [`startup`].
 
 pub mod allocation;
 pub mod catalog;
@@ -23,7 +25,7 @@ pub mod coalesce;
 pub mod config;
 pub mod holds;
 pub mod http;
-pub mod redis;
+pub mod redis_link;
 pub mod seatmap;
 pub mod startup;
 

@@ -46,7 +46,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::coalesce::Coalescer;
-use crate::redis::{RedisLink, RedisUnavailable};
+use crate::redis_link::{RedisLink, RedisUnavailable};
 
 /// What Postgres knows about a concert's seats, as cached in Redis.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ use crate::allocation::{CONSUMER, SeatAllocation};
 use crate::catalog::Catalog;
 use crate::holds::Holds;
 use crate::http::AppState;
-use crate::redis::RedisLink;
+use crate::redis_link::RedisLink;
 use crate::seatmap::SeatMaps;
 
 /// Why the service could not start.
@@ -36,7 +36,7 @@ pub enum StartupError {
     Subscribe(#[from] async_nats::SubscribeError),
     /// `REDIS_URL` does not parse (an unreachable Redis is not an error).
     #[error("REDIS_URL is invalid")]
-    Redis(#[from] ::redis::RedisError),
+    Redis(#[from] redis::RedisError),
     /// The keys for bearer tokens cannot be loaded.
     #[error(transparent)]
     Keys(#[from] httpkit::auth::KeysError),

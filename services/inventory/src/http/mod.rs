@@ -44,7 +44,7 @@ pub use error::ApiError;
 
 use crate::catalog::Catalog;
 use crate::holds::Holds;
-use crate::redis::RedisLink;
+use crate::redis_link::RedisLink;
 use crate::seatmap::SeatMaps;
 
 /// What handlers share.
