@@ -44,17 +44,28 @@
 
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
-use axum::response::{IntoResponse, Response};
-use http::request::Parts;
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::http::ApiError;
+/// Why a request cannot run under its key. The HTTP layer turns these into
+/// problems (`crate::http::ApiError`); this module knows nothing of it.
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    /// The key came with a different request before.
+    #[error("the idempotency key was used for a different request")]
+    Reused,
+    /// Storing or reading the key failed; a lock timeout (55P03) means a
+    /// request with the same key is still running.
+    #[error("idempotency key storage")]
+    Storage(#[from] sqlx::Error),
+    /// The response could not be turned into JSON (a bug).
+    #[error("the response cannot be stored")]
+    Response(#[from] serde_json::Error),
+}
 
 /// The header clients send.
 pub const HEADER: &str = "idempotency-key";
@@ -80,21 +91,6 @@ impl IdempotencyKey {
     /// The key.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(HEADER)
-            .ok_or(ApiError::MissingIdempotencyKey)?;
-        let raw = value
-            .to_str()
-            .map_err(|_| ApiError::InvalidIdempotencyKey("must be visible ASCII".into()))?;
-        Self::parse(raw).map_err(ApiError::InvalidIdempotencyKey)
     }
 }
 
@@ -131,25 +127,13 @@ pub struct StoredResponse {
 
 impl StoredResponse {
     /// A fresh response.
-    pub fn new(status: StatusCode, body: &impl Serialize) -> Result<Self, ApiError> {
-        let body = serde_json::to_value(body).map_err(|e| ApiError::Internal(e.into()))?;
+    pub fn new(status: StatusCode, body: &impl Serialize) -> Result<Self, IdempotencyError> {
+        let body = serde_json::to_value(body)?;
         Ok(Self {
             status,
             body,
             replayed: false,
         })
-    }
-}
-
-impl IntoResponse for StoredResponse {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body)).into_response();
-        if self.replayed {
-            response
-                .headers_mut()
-                .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-        }
-        response
     }
 }
 
@@ -184,7 +168,7 @@ pub async fn lookup(
     owner: Uuid,
     key: &IdempotencyKey,
     fingerprint: &Fingerprint,
-) -> Result<Option<StoredResponse>, ApiError> {
+) -> Result<Option<StoredResponse>, IdempotencyError> {
     let mut conn = pool.acquire().await?;
     match stored(&mut conn, owner, key, fingerprint).await? {
         None => Ok(None),
@@ -192,43 +176,50 @@ pub async fn lookup(
             tracing::Span::current().record("replayed", true);
             Ok(Some(response))
         }
-        Some(Stored::Mismatch) => Err(ApiError::IdempotencyKeyReused),
+        Some(Stored::Mismatch) => Err(IdempotencyError::Reused),
     }
 }
 
 /// Runs `work` at most once per `owner`'s key: see the module docs.
 ///
 /// `work` gets the transaction's connection; its writes, the stored
-/// response and the key commit together or not at all.
+/// response and the key commit together or not at all. Its error type is
+/// the caller's, which must take this module's errors as well.
 #[tracing::instrument(
     name = "db.transaction",
     skip_all,
     fields(db.system = "postgresql", idempotency_key = key.as_str(), replayed = tracing::field::Empty)
 )]
-pub async fn execute<F>(
+pub async fn execute<F, E>(
     pool: &PgPool,
     owner: Uuid,
     key: &IdempotencyKey,
     fingerprint: &Fingerprint,
     ttl: Duration,
     work: F,
-) -> Result<StoredResponse, ApiError>
+) -> Result<StoredResponse, E>
 where
-    F: AsyncFnOnce(&mut PgConnection) -> Result<StoredResponse, ApiError>,
+    F: AsyncFnOnce(&mut PgConnection) -> Result<StoredResponse, E>,
+    E: From<IdempotencyError>,
 {
-    let mut tx = pool.begin().await?;
+    let storage = |e: sqlx::Error| E::from(IdempotencyError::Storage(e));
+    let mut tx = pool.begin().await.map_err(storage)?;
     // A request waiting on a same-key request holds a pooled connection;
     // bound the wait so a retry storm on one slow request cannot drain the
     // pool. Past it the client gets 409 in-progress with Retry-After.
     sqlx::query!("set local lock_timeout = '2s'")
         .execute(&mut *tx)
-        .await?;
-    match claim(&mut tx, owner, key, fingerprint, ttl).await? {
+        .await
+        .map_err(storage)?;
+    match claim(&mut tx, owner, key, fingerprint, ttl)
+        .await
+        .map_err(storage)?
+    {
         Claim::Taken(Stored::Replay(response)) => {
             tracing::Span::current().record("replayed", true);
             return Ok(response);
         }
-        Claim::Taken(Stored::Mismatch) => return Err(ApiError::IdempotencyKeyReused),
+        Claim::Taken(Stored::Mismatch) => return Err(IdempotencyError::Reused.into()),
         Claim::Fresh => {}
     }
     let response = work(&mut tx).await?;
@@ -242,8 +233,9 @@ where
         &response.body,
     )
     .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    .await
+    .map_err(storage)?;
+    tx.commit().await.map_err(storage)?;
     Ok(response)
 }
 

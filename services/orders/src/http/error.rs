@@ -11,6 +11,7 @@ use httpkit::Problem;
 use uuid::Uuid;
 
 use crate::domain::{OrderStatus, Transition};
+use crate::idempotency::IdempotencyError;
 use crate::inventory_client::{Unavailable, VerifyError};
 
 /// Everything a request can fail with.
@@ -144,6 +145,18 @@ fn postgres_unavailable(code: &str) -> bool {
             code,
             "57P01" | "57P02" | "57P03" | "53300" | "57014" | "40001" | "40P01"
         )
+}
+
+impl From<IdempotencyError> for ApiError {
+    fn from(e: IdempotencyError) -> Self {
+        match e {
+            IdempotencyError::Reused => Self::IdempotencyKeyReused,
+            // 55P03 (the key's row lock timed out) and outages keep their
+            // meaning through the sqlx mapping above.
+            IdempotencyError::Storage(e) => Self::from(e),
+            response @ IdempotencyError::Response(_) => Self::Internal(response.into()),
+        }
+    }
 }
 
 impl From<VerifyError> for ApiError {

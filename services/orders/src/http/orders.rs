@@ -20,11 +20,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use contracts::Envelope;
 use contracts::orders::{OrderCancelled, OrderCreated, OrderPaid};
-use http::StatusCode;
 use http::request::Parts;
+use http::{HeaderValue, StatusCode};
 use httpkit::StrictJson;
 use httpkit::auth::Customer;
 use sqlx::PgConnection;
@@ -68,6 +69,37 @@ impl<S: Send + Sync> FromRequestParts<S> for OrderId {
         Uuid::parse_str(&raw)
             .map(OrderId)
             .map_err(|e| invalid(format!("{raw:?} is not a UUID: {e}")))
+    }
+}
+
+/// The `Idempotency-Key` header, validated (400 naming it otherwise).
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(idempotency::HEADER)
+            .ok_or(ApiError::MissingIdempotencyKey)?;
+        let raw = value
+            .to_str()
+            .map_err(|_| ApiError::InvalidIdempotencyKey("must be visible ASCII".into()))?;
+        Self::parse(raw).map_err(ApiError::InvalidIdempotencyKey)
+    }
+}
+
+/// A stored (or fresh) response, marked `Idempotent-Replayed: true` when it
+/// comes from storage.
+impl IntoResponse for StoredResponse {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if self.replayed {
+            response.headers_mut().insert(
+                idempotency::REPLAYED_HEADER,
+                HeaderValue::from_static("true"),
+            );
+        }
+        response
     }
 }
 
@@ -197,7 +229,7 @@ async fn verify_and_insert(
             let envelope =
                 Envelope::new(PRODUCER, order.id, order.version, order.created_at, created);
             state.outbox.enqueue(tx, &envelope).await?;
-            StoredResponse::new(StatusCode::CREATED, &order)
+            Ok(StoredResponse::new(StatusCode::CREATED, &order)?)
         },
     )
     .await
@@ -413,7 +445,7 @@ async fn change_status(
                         .await?;
                 }
             }
-            StoredResponse::new(StatusCode::OK, &order)
+            Ok(StoredResponse::new(StatusCode::OK, &order)?)
         },
     )
     .await
