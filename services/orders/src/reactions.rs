@@ -12,7 +12,6 @@
 
 use consumer::{Delivery, Handler, HandlerError};
 use contracts::inventory::{SeatAllocationRejected, SeatsConfirmed};
-use contracts::orders::{OrderConfirmed, OrderRefunded};
 use contracts::{Envelope, Event};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -37,27 +36,13 @@ impl Handler for InventoryReactions {
             (SeatsConfirmed::EVENT_TYPE, 1) => {
                 let confirmed: SeatsConfirmed = decode(delivery)?;
                 let order = transition(tx, confirmed.order_id, Transition::Confirm).await?;
-                let event = OrderConfirmed {
-                    order_id: order.id,
-                    event_id: order.event_id,
-                    customer_email: order.customer_email.clone(),
-                    seats: order.event_seats(),
-                    amount_cents: confirmed.amount_cents,
-                    confirmed_at: order.updated_at,
-                };
-                self.write(tx, &order, event).await
+                self.write(tx, &order.confirmed(confirmed.amount_cents))
+                    .await
             }
             (SeatAllocationRejected::EVENT_TYPE, 1) => {
                 let rejected: SeatAllocationRejected = decode(delivery)?;
                 let order = transition(tx, rejected.order_id, Transition::Refund).await?;
-                let event = OrderRefunded {
-                    order_id: order.id,
-                    event_id: order.event_id,
-                    customer_email: order.customer_email.clone(),
-                    reason: rejected.reason,
-                    refunded_at: order.updated_at,
-                };
-                self.write(tx, &order, event).await
+                self.write(tx, &order.refunded(rejected.reason)).await
             }
             (SeatsConfirmed::EVENT_TYPE | SeatAllocationRejected::EVENT_TYPE, version) => {
                 Err(HandlerError::Poison(format!(
@@ -75,12 +60,10 @@ impl InventoryReactions {
     async fn write<T: Event>(
         &self,
         tx: &mut PgConnection,
-        order: &Order,
-        event: T,
+        envelope: &Envelope<T>,
     ) -> Result<(), HandlerError> {
-        let envelope = Envelope::new("orders", order.id, order.version, order.updated_at, event);
         self.outbox
-            .enqueue(tx, &envelope)
+            .enqueue(tx, envelope)
             .await
             .map_err(|e| HandlerError::Transient(e.into()))
     }

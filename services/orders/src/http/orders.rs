@@ -22,8 +22,6 @@ use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use contracts::Envelope;
-use contracts::orders::{OrderCancelled, OrderCreated, OrderPaid};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 use httpkit::StrictJson;
@@ -40,9 +38,6 @@ use super::{ApiError, AppState, SharedState};
 use crate::domain::{CreateOrder, Order, Transition};
 use crate::idempotency::{self, Fingerprint, IdempotencyKey, StoredResponse};
 use crate::store::{self, Owner, Refusal};
-
-/// `producer` in every envelope this service writes.
-const PRODUCER: &str = "orders";
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -220,15 +215,7 @@ async fn verify_and_insert(
         state.idempotency_key_ttl,
         async |tx: &mut PgConnection| {
             let order = store::insert(tx, Uuid::now_v7(), customer.id, request, &verified).await?;
-            let created = OrderCreated {
-                order_id: order.id,
-                event_id: order.event_id,
-                customer_email: order.customer_email.clone(),
-                seats: order.event_seats(),
-            };
-            let envelope =
-                Envelope::new(PRODUCER, order.id, order.version, order.created_at, created);
-            state.outbox.enqueue(tx, &envelope).await?;
+            state.outbox.enqueue(tx, &order.created()).await?;
             Ok(StoredResponse::new(StatusCode::CREATED, &order)?)
         },
     )
@@ -406,43 +393,14 @@ async fn change_status(
                     });
                 }
             };
-            let at = order.updated_at;
             match transition {
-                Transition::Pay => {
-                    let paid = OrderPaid {
-                        order_id,
-                        event_id: order.event_id,
-                        customer_email: order.customer_email.clone(),
-                        seats: order.event_seats(),
-                        paid_at: at,
-                    };
-                    state
-                        .outbox
-                        .enqueue(
-                            tx,
-                            &Envelope::new(PRODUCER, order_id, order.version, at, paid),
-                        )
-                        .await?;
-                }
+                Transition::Pay => state.outbox.enqueue(tx, &order.paid()).await?,
+                Transition::Cancel => state.outbox.enqueue(tx, &order.cancelled()).await?,
                 // No route asks for these; inventory's answers do (`reactions`).
                 Transition::Confirm | Transition::Refund => {
                     return Err(ApiError::Internal(
                         format!("{} is not a client command", transition.verb()).into(),
                     ));
-                }
-                Transition::Cancel => {
-                    let cancelled = OrderCancelled {
-                        order_id,
-                        event_id: order.event_id,
-                        cancelled_at: at,
-                    };
-                    state
-                        .outbox
-                        .enqueue(
-                            tx,
-                            &Envelope::new(PRODUCER, order_id, order.version, at, cancelled),
-                        )
-                        .await?;
                 }
             }
             Ok(StoredResponse::new(StatusCode::OK, &order)?)
