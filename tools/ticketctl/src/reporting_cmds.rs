@@ -1,8 +1,6 @@
 //! `ticketctl reporting rebuild`: replay `ORDER_EVENTS` into a fresh read
 //! model and swap it in, with a progress bar.
 
-use std::io::Write as _;
-
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
@@ -38,18 +36,22 @@ pub(crate) async fn run(command: Reporting) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot reach Postgres at {url}"))?;
     let (js, topology) = args.nats.connect().await?;
+    // indicatif draws only on a terminal; in a pipe or a CI log the bar
+    // stays silent and the summary line below says what happened.
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "replaying {bar:30} {pos}/{len} messages, {per_sec}, eta {eta}",
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
     let report = reporting::rebuild::rebuild(&db, &js, &topology, |done, total| {
-        const WIDTH: u64 = 30;
-        let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
-        let bar: String = (0..WIDTH)
-            .map(|i| if i < filled { '#' } else { '.' })
-            .collect();
-        print!("\r[{bar}] {done}/{total}");
-        let _ = std::io::stdout().flush();
+        bar.set_length(total);
+        bar.set_position(done);
     })
     .await?;
+    bar.finish_and_clear();
     println!(
-        "\ngeneration {} is active: {} messages replayed, {} more caught up after the swap",
+        "generation {} is active: {} messages replayed, {} more caught up after the swap",
         report.generation, report.replayed, report.caught_up
     );
     Ok(())
