@@ -1,5 +1,5 @@
-//! The README's curl walk-through, step for step, as a test: if this fails,
-//! the README is lying to the next reader.
+//! The curl walk-through in `docs/api.md`, step for step, as a test: if this fails,
+//! `docs/api.md` is lying to the next reader.
 //!
 //! Orders and inventory run as in the walk-through (orders verifies holds
 //! with inventory), on real Postgres, NATS and Redis; no relay, so the

@@ -79,7 +79,7 @@ pub async fn claim(tx: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Outbox
 pub enum AfterPublish {
     /// Delete it in the same transaction: the stream is the record of what
     /// was published, and a delete costs a tenth of an update (measured:
-    /// README, "Relay benchmark").
+    /// `docs/benchmarks.md`, "Relay benchmark").
     Delete,
     /// Set `published_at` and leave it for the retention sweeper, as an
     /// audit trail in the source database.

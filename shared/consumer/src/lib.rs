@@ -1,4 +1,4 @@
-//! The consumer runtime every reacting service uses (DESIGN §4).
+//! The consumer runtime every reacting service uses (`docs/design.md` §4, Messaging topology).
 //!
 //! A [`Consumer`] reads one stream through a durable pull consumer and
 //! hands each event to a [`Handler`] inside a Postgres transaction. Around

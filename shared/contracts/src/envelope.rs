@@ -1,4 +1,4 @@
-//! The envelope every event travels in (DESIGN §5).
+//! The envelope every event travels in (`docs/design.md` §5, Contracts).
 //!
 //! The envelope carries what infrastructure needs without looking inside
 //! `data`: a unique id for deduplication (`event_id`, also the JetStream

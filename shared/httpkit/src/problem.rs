@@ -1,7 +1,7 @@
 //! `application/problem+json` (RFC 9457) responses.
 //!
 //! Every error a client can see has a stable `type`, a relative URI under
-//! `/problems/`, listed in the README. Clients branch on `type`, never on
+//! `/problems/`, listed in `docs/api.md`. Clients branch on `type`, never on
 //! `title` or `detail`, which are for humans and may change.
 //!
 //! [`Problem`] is also the `Problem` schema of every service's API

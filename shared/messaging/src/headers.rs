@@ -1,4 +1,4 @@
-//! Header names every message carries (DESIGN §5), and the helpers that
+//! Header names every message carries (`docs/design.md` §5, Contracts), and the helpers that
 //! put the W3C trace context into NATS headers and take it out again.
 
 use async_nats::HeaderMap;

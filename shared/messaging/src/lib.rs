@@ -1,5 +1,5 @@
 //! NATS JetStream topology and conventions shared by the relay and every
-//! consumer (DESIGN §4).
+//! consumer (`docs/design.md` §4, Messaging topology).
 //!
 //! - [`Topology`]: stream and subject names under a deployment prefix, so
 //!   tests (and several deployments) can share one NATS server;

@@ -1,4 +1,4 @@
-//! Names and configurations of the streams (DESIGN §4).
+//! Names and configurations of the streams (`docs/design.md` §4, Messaging topology).
 //!
 //! | stream | subjects | retention | why |
 //! |---|---|---|---|

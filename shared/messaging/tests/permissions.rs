@@ -1,5 +1,5 @@
-//! Compose's NATS users and permissions (`docker/nats/nats.conf`, DESIGN
-//! §11), enforced by a real server: only a service's relay publishes its
+//! Compose's NATS users and permissions (`docker/nats/nats.conf`, `docs/design.md`
+//! §11, Identity and trust), enforced by a real server: only a service's relay publishes its
 //! events, a consumer reads and acks through its own durable and no other,
 //! and nobody connects without the right password.
 //!

@@ -15,7 +15,7 @@
 //! `LISTEN`s wakes at once instead of at its next poll. The price is a
 //! global lock Postgres takes while committing a transaction that notified,
 //! which serialises such commits; the relay benchmark measures it
-//! (README, "Relay benchmark"). Without notify the relay polls.
+//! (`docs/benchmarks.md`, "Relay benchmark"). Without notify the relay polls.
 
 use contracts::{Envelope, Event};
 use sqlx::PgConnection;

@@ -3,7 +3,7 @@
 //! Every service reads its settings through [`Env`] so that a bad value fails
 //! the start with an error that names the variable and says what was
 //! expected, instead of surfacing later as a confusing runtime failure.
-//! Defaults are the local-development values from `DESIGN.md` §8, so a
+//! Defaults are the local-development values of `docs/design.md` §8, Runtime shape, so a
 //! service started with no environment at all talks to the servers on
 //! `127.0.0.1`.
 //!

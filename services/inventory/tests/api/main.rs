@@ -1,5 +1,5 @@
 //! Inventory against real Postgres, NATS and Redis: the caching and
-//! coordination patterns of DESIGN §6, each proven by a test that fails if
+//! coordination patterns of `docs/design.md` §6, each proven by a test that fails if
 //! the pattern breaks.
 
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
