@@ -184,7 +184,7 @@ impl Services {
 }
 
 #[tokio::test]
-async fn the_readme_walkthrough_works_as_written() {
+async fn the_curl_walkthrough_in_docs_api_md_works_as_written() {
     let mut services = Box::pin(Services::start()).await;
     let holds = services.concert_and_holds().await;
     let create_body = json!({
