@@ -529,15 +529,25 @@ pub struct Customer {
     pub identity: Identity,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Customer {
+/// Any verified caller: 401 without a token ([`authenticate`] has already
+/// answered a bad one).
+impl<S: Send + Sync> FromRequestParts<S> for Identity {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let identity = parts
+        parts
             .extensions
             .get::<Identity>()
             .cloned()
-            .ok_or(Rejection::Missing)?;
+            .ok_or(Rejection::Missing)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Customer {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let identity = Identity::from_request_parts(parts, state).await?;
         let id = Uuid::parse_str(&identity.subject)
             .map_err(|_| Rejection::Forbidden("this route is for customers"))?;
         Ok(Self { id, identity })
@@ -552,12 +562,8 @@ pub struct Operator(pub Identity);
 impl<S: Send + Sync> FromRequestParts<S> for Operator {
     type Rejection = Rejection;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let identity = parts
-            .extensions
-            .get::<Identity>()
-            .cloned()
-            .ok_or(Rejection::Missing)?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let identity = Identity::from_request_parts(parts, state).await?;
         if identity.is_operator() {
             Ok(Self(identity))
         } else {
