@@ -16,7 +16,7 @@ use httpkit::health::{Readiness, healthz};
 use utoipa::OpenApi;
 
 use crate::metrics::Metrics;
-use crate::worker::WorkerHealth;
+use crate::relay_loop::LoopHealth;
 
 /// What the endpoints read.
 #[derive(Clone)]
@@ -27,8 +27,8 @@ pub struct HttpState {
     pub nats: async_nats::Client,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// Worker state.
-    pub health: Arc<WorkerHealth>,
+    /// The relay loop's state.
+    pub health: Arc<LoopHealth>,
     /// Metrics label.
     pub source: String,
 }

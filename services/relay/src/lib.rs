@@ -28,16 +28,16 @@
 //! one source per instance, as many instances as you like.
 //!
 //! Modules: [`config`], [`store`] (SQL), [`publisher`] (one batch),
-//! [`worker`] (the loop: wake-ups, backoff, retention), [`metrics`],
+//! [`relay_loop`] (the loop: wake-ups, backoff, retention), [`metrics`],
 //! [`http`] (health and metrics), [`startup`].
 
 pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod publisher;
+pub mod relay_loop;
 pub mod startup;
 pub mod store;
-pub mod worker;
 
 pub use config::Config;
 pub use startup::Application;

@@ -10,7 +10,7 @@
 //!
 //! Failures are sorted into two kinds:
 //! - *transient*: NATS unreachable or slow, stream missing. Not the row's
-//!   fault: the row is left as it was and the worker backs off;
+//!   fault: the row is left as it was and the relay loop backs off;
 //! - *the row's own*: e.g. larger than the server's max payload. Counted on
 //!   the row; at `max_attempts` it is parked.
 
@@ -65,9 +65,9 @@ pub struct Pass {
     pub parked: usize,
     /// Failed sends and acks, whatever the cause.
     pub errors: usize,
-    /// Set when NATS itself failed; the worker backs off.
+    /// Set when NATS itself failed; the relay loop backs off.
     pub transient_error: Option<String>,
-    /// Set when a stream was missing; the worker provisions again.
+    /// Set when a stream was missing; the relay loop provisions again.
     pub stream_missing: bool,
 }
 

@@ -1,7 +1,7 @@
 //! Building and running the relay.
 //!
 //! Unlike a request-serving service, the relay starts even when Postgres or
-//! NATS is down: both connections are lazy and retried by the worker, and
+//! NATS is down: both connections are lazy and retried by the relay loop, and
 //! `/readyz` says what is missing. A relay that crash-loops while the
 //! broker restarts would only add noise to an outage.
 
@@ -17,7 +17,7 @@ use crate::Config;
 use crate::http::{HttpState, router};
 use crate::metrics::Metrics;
 use crate::publisher::{Publisher, PublisherSettings};
-use crate::worker::{Worker, WorkerHealth, run_retention};
+use crate::relay_loop::{LoopHealth, RelayLoop, run_retention};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     serve_limits: httpkit::serve::ServeLimits,
-    worker: Worker,
+    relay_loop: RelayLoop,
     concurrency: usize,
     db: sqlx::PgPool,
     retention: Duration,
@@ -84,7 +84,7 @@ impl Application {
             .backpressure_on_inflight(true)
             .build(nats.clone());
         let metrics = Arc::new(Metrics::default());
-        let health = Arc::new(WorkerHealth::default());
+        let health = Arc::new(LoopHealth::default());
         let publisher = Publisher::new(
             db.clone(),
             nats.clone(),
@@ -97,7 +97,7 @@ impl Application {
             },
             metrics.clone(),
         );
-        let worker = Worker {
+        let relay_loop = RelayLoop {
             publisher,
             js,
             topology: config.topology.clone(),
@@ -130,7 +130,7 @@ impl Application {
             listener,
             serve_limits: config.serve,
             router,
-            worker,
+            relay_loop,
             concurrency: config.concurrency,
             db,
             retention: config.retention,
@@ -153,11 +153,11 @@ impl Application {
         let tasks = TaskTracker::new();
         // Several passes in flight, like several instances in one process:
         // the claim query's row locks keep them apart.
-        let worker = Arc::new(self.worker);
+        let relay_loop = Arc::new(self.relay_loop);
         for _ in 0..self.concurrency {
-            let worker = worker.clone();
+            let relay_loop = relay_loop.clone();
             let shutdown = shutdown.clone();
-            tasks.spawn(async move { worker.run(shutdown).await });
+            tasks.spawn(async move { relay_loop.run(shutdown).await });
         }
         if !self.retention.is_zero() {
             tasks.spawn(run_retention(

@@ -1,16 +1,16 @@
 //! The relay loop: provision streams, run passes, wait for work, back off.
 //!
 //! - After a full batch the next pass starts at once: there is more work.
-//! - After a partial batch the worker waits for a `NOTIFY outbox` (when
+//! - After a partial batch the loop waits for a `NOTIFY outbox` (when
 //!   listening) or the poll interval, whichever comes first. Notifications
 //!   are an optimisation only: they are lost while the listener is
 //!   disconnected, and polling catches up.
-//! - When NATS or Postgres fails, the worker sleeps a capped exponential
+//! - When NATS or Postgres fails, the loop sleeps a capped exponential
 //!   backoff with full jitter (so many relays do not retry in lockstep),
 //!   marks itself not ready, and tries again. Rows are never lost or
 //!   reordered by this: they simply stay unpublished.
 //! - Shutdown is checked between passes only, so a pass in flight always
-//!   finishes (publishes awaited, rows marked) before the worker returns.
+//!   finishes (publishes awaited, rows marked) before the loop returns.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,13 +26,13 @@ use crate::publisher::Publisher;
 
 /// What `/readyz` reports besides the live checks.
 #[derive(Debug)]
-pub struct WorkerHealth {
+pub struct LoopHealth {
     provisioned: AtomicBool,
     nats_ok: AtomicBool,
     postgres_ok: AtomicBool,
 }
 
-impl Default for WorkerHealth {
+impl Default for LoopHealth {
     /// Not provisioned yet; no evidence against NATS or Postgres yet.
     fn default() -> Self {
         Self {
@@ -43,7 +43,7 @@ impl Default for WorkerHealth {
     }
 }
 
-impl WorkerHealth {
+impl LoopHealth {
     /// Streams exist and the last pass reached NATS and Postgres.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
@@ -92,7 +92,7 @@ impl Backoff {
 }
 
 /// The relay loop of one instance.
-pub struct Worker {
+pub struct RelayLoop {
     /// Publishes passes.
     pub publisher: Publisher,
     /// JetStream, for provisioning.
@@ -101,17 +101,17 @@ pub struct Worker {
     pub topology: Topology,
     /// Duplicate window of the streams.
     pub dedup_window: Duration,
-    /// How the worker wakes up.
+    /// How the loop wakes up.
     pub wakeup: Wakeup,
     /// Idle pause.
     pub poll_interval: Duration,
     /// Backoff cap.
     pub backoff_max: Duration,
     /// Shared with `/readyz`.
-    pub health: Arc<WorkerHealth>,
+    pub health: Arc<LoopHealth>,
 }
 
-impl Worker {
+impl RelayLoop {
     /// Runs until `shutdown`.
     pub async fn run(&self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_millis(100), self.backoff_max);
@@ -171,7 +171,7 @@ impl Worker {
                 }
             }
         }
-        tracing::info!("relay worker stopped");
+        tracing::info!("relay loop stopped");
     }
 
     async fn listen(&self) -> Option<PgListener> {
