@@ -11,6 +11,9 @@
 //! Invariants checked: no seat is sold twice; every paid order ends
 //! CONFIRMED or REFUNDED; a refund is a new fact (`OrderRefunded`), not an
 //! undone payment; only the latest holder of a seat can buy it.
+//!
+//! Long because it starts the whole system in-process (five services and
+//! three relays) for each test; one harness in testkit (#12) will shrink it.
 
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]

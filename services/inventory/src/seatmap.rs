@@ -31,6 +31,9 @@
 //! Postgres outage) and served with `holds: unknown`: held seats show as
 //! available, which is a stale view but never a wrong sale, because the
 //! sale is decided in Postgres.
+//!
+//! Why one file: the read path, the fill, the Lua scripts and warmup share
+//! the key layout and the version rule above; #12 puts them in `seat_map/`.
 
 use std::collections::HashSet;
 use std::sync::Arc;

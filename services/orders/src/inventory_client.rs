@@ -29,6 +29,9 @@
 //! Each call is a client span (`inventory.verify_holds`) whose context goes
 //! out in the `traceparent` header, so inventory's server span joins the
 //! trace of the order request.
+//!
+//! Why one file: the request, the classification of every answer and its
+//! unit tests belong together; about a third of it is tests.
 
 use std::time::Duration;
 

@@ -19,12 +19,14 @@
 //! `PAID → CONFIRMED`, or `PAID → REFUNDED` as compensation.
 //!
 //! Layout: [`config`] (environment), [`startup`] (build and run),
-//! [`domain`] (validated types and the state machine), [`store`] (SQL),
+//! [`domain`] (validated types and the state machine), [`events`] (the
+//! fact each change produces), [`store`] (SQL),
 //! [`idempotency`] (keys), [`inventory_client`] (hold verification),
 //! [`http`] (routes and errors), [`reactions`].
 
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod http;
 pub mod idempotency;
 pub mod inventory_client;

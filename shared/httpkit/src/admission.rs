@@ -75,6 +75,9 @@
 //! no dependency whose outage would take the API down with it. A fleet-wide
 //! per-client limit needs shared state, a token bucket in Redis updated by
 //! a script per request, and would sit where [`rate_limit`] sits.
+//!
+//! About half of this file is its tests (paused-clock rate-limit and
+//! shedding cases); the limiter itself is in [`rate_limit`].
 
 pub mod rate_limit;
 

@@ -5,34 +5,27 @@
 //! Every test makes its own key, so no key is shared, committed or
 //! reused, and a token from one test's issuer means nothing to another's.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use httpkit::auth::dev::{Issuer, JWKS_FILE, TokenRequest};
+use httpkit::auth::dev::{Issuer, TempKeys, TokenRequest};
 use uuid::Uuid;
 
 /// A key pair, its JWKS on disk, and a token mint.
 pub struct TestIdentity {
-    issuer: Issuer,
-    dir: PathBuf,
+    keys: TempKeys,
 }
 
 impl TestIdentity {
-    /// A new key, written to a directory of its own under the system's
-    /// temporary directory.
+    /// A new key, written to a temporary directory of its own.
     pub fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("ticketing-keys-{}", Uuid::new_v4()));
-        let (issuer, _) = Issuer::load_or_create(&dir).expect("write a test key pair");
-        Self { issuer, dir }
+        Self {
+            keys: TempKeys::new().expect("write a test key pair"),
+        }
     }
 
     /// The value of `AUTH_JWKS_PATH` for a service that trusts this issuer.
     pub fn jwks_path(&self) -> PathBuf {
-        self.dir.join(JWKS_FILE)
-    }
-
-    /// The directory that holds `signing.pem` and `jwks.json`.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+        self.keys.jwks_path()
     }
 
     /// A customer's bearer token, valid for an hour.
@@ -47,23 +40,17 @@ impl TestIdentity {
 
     /// A token for any claims (expired, another audience…).
     pub fn mint(&self, request: &TokenRequest) -> String {
-        self.issuer.mint(request).expect("sign a test token")
+        self.issuer().mint(request).expect("sign a test token")
     }
 
     /// The issuer itself.
     pub fn issuer(&self) -> &Issuer {
-        &self.issuer
+        self.keys.issuer()
     }
 }
 
 impl Default for TestIdentity {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-impl Drop for TestIdentity {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -12,6 +12,9 @@
 //!   the trace id and the Jaeger URL.
 //! - `trace <id>` prints that trace as a tree from Jaeger's query API:
 //!   service, operation, duration, parent → child.
+//!
+//! Three commands in one file for now; #12 gives ticketctl a `commands/`
+//! folder that mirrors the CLI.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

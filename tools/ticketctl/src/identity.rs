@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use httpkit::auth::dev::{Issuer, JWKS_FILE, SIGNING_KEY_FILE, TokenRequest};
+use httpkit::auth::dev::{Issuer, JWKS_FILE, SIGNING_KEY_FILE, TempKeys, TokenRequest};
 use uuid::Uuid;
 
 /// Options of `keygen`.
@@ -110,36 +110,24 @@ pub(crate) fn token(args: &TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A throwaway key pair for the benchmarks' in-process services; the
-/// directory goes when this does.
-pub(crate) struct ScratchKeys {
-    pub(crate) issuer: Issuer,
-    dir: PathBuf,
-}
+/// A throwaway key pair for the benchmarks' in-process services.
+pub(crate) struct ScratchKeys(TempKeys);
 
 impl ScratchKeys {
     pub(crate) fn new() -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("ticketctl-keys-{}", Uuid::new_v4()));
-        let (issuer, _) = Issuer::load_or_create(&dir)?;
-        Ok(Self { issuer, dir })
+        Ok(Self(TempKeys::new()?))
     }
 
     /// `AUTH_JWKS_PATH` for a service that trusts these keys.
     pub(crate) fn jwks_path(&self) -> String {
-        self.dir.join(JWKS_FILE).display().to_string()
+        self.0.jwks_path().display().to_string()
     }
 
     pub(crate) fn operator_token(&self) -> anyhow::Result<String> {
-        Ok(self.issuer.mint(&TokenRequest::operator("bench"))?)
+        Ok(self.0.issuer().mint(&TokenRequest::operator("bench"))?)
     }
 
     pub(crate) fn customer_token(&self, customer: Uuid) -> anyhow::Result<String> {
-        Ok(self.issuer.mint(&TokenRequest::customer(customer))?)
-    }
-}
-
-impl Drop for ScratchKeys {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(self.0.issuer().mint(&TokenRequest::customer(customer))?)
     }
 }

@@ -1,4 +1,8 @@
 //! Request handlers: parse and validate, call the domain, shape the answer.
+//!
+//! Why one long file: catalog, seat map, holds and ops handlers with their
+//! `OpenAPI` annotations (most of the length); #12 moves each feature into a
+//! folder of its own with its router.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;

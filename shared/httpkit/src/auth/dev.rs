@@ -169,6 +169,40 @@ impl Issuer {
     }
 }
 
+/// A fresh key pair in a directory of its own under the system's temporary
+/// directory, removed when this is dropped: what tests and the benchmarks'
+/// in-process services trust (`AUTH_JWKS_PATH`).
+#[derive(Debug)]
+pub struct TempKeys {
+    issuer: Issuer,
+    dir: PathBuf,
+}
+
+impl TempKeys {
+    /// A new key, written out.
+    pub fn new() -> Result<Self, IssuerError> {
+        let dir = std::env::temp_dir().join(format!("ticketing-keys-{}", Uuid::new_v4()));
+        let (issuer, _) = Issuer::load_or_create(&dir)?;
+        Ok(Self { issuer, dir })
+    }
+
+    /// The value of `AUTH_JWKS_PATH` for a service that trusts this key.
+    pub fn jwks_path(&self) -> PathBuf {
+        self.dir.join(JWKS_FILE)
+    }
+
+    /// The issuer, to mint tokens.
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+}
+
+impl Drop for TempKeys {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[derive(Serialize)]
 struct Claims<'a> {
     sub: &'a str,
