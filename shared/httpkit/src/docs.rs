@@ -48,6 +48,18 @@ pub fn routes(openapi: &OpenApi) -> Router {
         .route("/docs", get(docs_page))
 }
 
+/// Adds `/openapi.json`, `/docs` and their tag to `openapi`, so the
+/// document describes the routes that serve it; call it before [`routes`].
+pub fn document(openapi: &mut OpenApi) {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(
+        paths(openapi_json, docs_page),
+        tags((name = "docs", description = "This documentation.")),
+    )]
+    struct Docs;
+    openapi.merge(<Docs as utoipa::OpenApi>::openapi());
+}
+
 /// `GET /openapi.json`.
 #[utoipa::path(
     get,

@@ -120,6 +120,16 @@ impl Readiness {
     }
 }
 
+impl Readiness {
+    /// The checks of both reports, in order: readiness checks run
+    /// separately (each within its own time limit) are answered together.
+    #[must_use]
+    pub fn merge(mut self, other: Self) -> Self {
+        self.checks.extend(other.checks);
+        self
+    }
+}
+
 impl IntoResponse for Readiness {
     /// 503 "not ready" when a required dependency failed; else 200, "ready"
     /// or "degraded" when an optional one failed. Every check is listed.

@@ -19,6 +19,7 @@
 pub mod identity;
 pub mod nats;
 pub mod redis;
+pub mod world;
 
 pub use identity::TestIdentity;
 pub use nats::{RestartableNats, TestNats};
@@ -26,6 +27,7 @@ pub use redis::{RestartableRedis, TestRedis};
 use testcontainers_modules::postgres::Postgres;
 use testcontainers_modules::testcontainers::runners::AsyncRunner as _;
 use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt as _};
+pub use world::{Answer, Ask, Running, World};
 
 /// The pinned images, shared with `compose.yaml`.
 const IMAGES: &str = include_str!("../../../.env");
@@ -57,6 +59,8 @@ pub struct TestPostgres {
     url: String,
     admin_url: String,
     name: String,
+    /// Sibling databases made by [`TestPostgres::database`], dropped too.
+    siblings: std::sync::Mutex<Vec<String>>,
     // Kept alive for the test; dropping it removes the container.
     _container: Option<ContainerAsync<Postgres>>,
 }
@@ -82,6 +86,7 @@ impl TestPostgres {
             url: with_database(&admin_url, &name),
             admin_url,
             name,
+            siblings: std::sync::Mutex::default(),
             _container: container,
         }
     }
@@ -90,11 +95,38 @@ impl TestPostgres {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// The URL of a database of the test's own for `service`, created on
+    /// the same server at the first call: several services in one test
+    /// each get their own database, as they would in a deployment.
+    pub async fn database(&self, service: &str) -> String {
+        let name = format!("{}_{service}", self.name);
+        let created = self.siblings.lock().expect("not poisoned").contains(&name);
+        if !created {
+            let mut admin = connect(&self.admin_url).await;
+            sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+                .execute(&mut admin)
+                .await
+                .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+            self.siblings
+                .lock()
+                .expect("not poisoned")
+                .push(name.clone());
+        }
+        with_database(&self.admin_url, &name)
+    }
 }
 
 impl Drop for TestPostgres {
     fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let admin_url = self.admin_url.clone();
+        let mut names = std::mem::take(
+            &mut *self
+                .siblings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        names.push(self.name.clone());
         // Drop runs inside the test's runtime, which cannot be blocked on;
         // a short-lived thread with its own runtime does the async cleanup.
         let cleanup = std::thread::spawn(move || {
@@ -104,12 +136,14 @@ impl Drop for TestPostgres {
                 .expect("a runtime for cleanup");
             runtime.block_on(async {
                 let mut admin = connect(&admin_url).await;
-                let drop = format!("drop database if exists {name} with (force)");
-                if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(drop))
-                    .execute(&mut admin)
-                    .await
-                {
-                    eprintln!("warning: could not drop test database {name}: {e}");
+                for name in names {
+                    let drop = format!("drop database if exists {name} with (force)");
+                    if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(drop))
+                        .execute(&mut admin)
+                        .await
+                    {
+                        eprintln!("warning: could not drop test database {name}: {e}");
+                    }
                 }
             });
         });

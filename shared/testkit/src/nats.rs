@@ -74,6 +74,11 @@ impl TestNats {
         &self.prefix
     }
 
+    /// JetStream on a plain client, for arranging and asserting.
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.client().await)
+    }
+
     /// A plain client for assertions.
     pub async fn client(&self) -> async_nats::Client {
         async_nats::connect(&self.url)

@@ -1,0 +1,259 @@
+//! The one test harness: a [`World`] of real servers, and [`Running`]
+//! services in it.
+//!
+//! ```ignore
+//! let world = World::start().await;
+//! let inventory = Running::<inventory::Inventory>::start(&world, &[]).await;
+//! let orders = Running::<orders::Orders>::start(&world, &[
+//!     ("INVENTORY_URL", &inventory.base_url()),
+//! ]).await;
+//! let answer = orders.post("/orders").bearer_auth(world.customer(id)).json(&body).answer().await;
+//! ```
+//!
+//! A world is Postgres (a database per service, created on first use),
+//! NATS with the streams provisioned under a name prefix of its own, Redis
+//! under a key prefix of its own, and an identity provider whose keys the
+//! services trust. Everything is dropped with the world. A service started
+//! in it gets the world's settings for every variable it shares with the
+//! others (`HTTP_ADDR` on a free port, `DATABASE_URL`, `NATS_URL`,
+//! `NATS_PREFIX`, `REDIS_URL`, `REDIS_PREFIX`, `AUTH_JWKS_PATH`), and the
+//! test's extra settings on top.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use service::{App, Service};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{TestIdentity, TestNats, TestPostgres, TestRedis};
+
+/// Real servers for one test, dropped with it.
+pub struct World {
+    /// Databases: one per service, created on first use.
+    pub postgres: TestPostgres,
+    /// NATS, with the streams provisioned under [`TestNats::prefix`].
+    pub nats: TestNats,
+    /// Redis, keys under [`TestRedis::prefix`].
+    pub redis: TestRedis,
+    /// The identity provider the services trust.
+    pub identity: TestIdentity,
+    /// A client for the test's own requests.
+    pub http: reqwest::Client,
+}
+
+impl World {
+    /// Starts (or connects to) the servers and provisions the streams.
+    pub async fn start() -> Self {
+        let (postgres, nats, redis) =
+            tokio::join!(TestPostgres::start(), TestNats::start(), TestRedis::start());
+        let topology = messaging::Topology::new(nats.prefix()).expect("a valid prefix");
+        messaging::provision(&nats.jetstream().await, &topology, Duration::from_mins(10))
+            .await
+            .expect("the streams are provisioned");
+        Self {
+            postgres,
+            nats,
+            redis,
+            identity: TestIdentity::new(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stream, subject and consumer names of this world.
+    pub fn topology(&self) -> messaging::Topology {
+        messaging::Topology::new(self.nats.prefix()).expect("a valid prefix")
+    }
+
+    /// A customer's bearer token.
+    pub fn customer(&self, id: Uuid) -> String {
+        self.identity.customer(id)
+    }
+
+    /// An operator's bearer token.
+    pub fn operator(&self) -> String {
+        self.identity.operator()
+    }
+
+    /// The settings every service started in this world gets, for service
+    /// `name` (whose database is created on first use).
+    pub async fn settings(&self, name: &str) -> BTreeMap<String, String> {
+        let database = self.postgres.database(name).await;
+        [
+            ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+            ("DATABASE_URL", database),
+            ("NATS_URL", self.nats.url().to_owned()),
+            ("NATS_PREFIX", self.nats.prefix().to_owned()),
+            ("REDIS_URL", self.redis.url().to_owned()),
+            ("REDIS_PREFIX", self.redis.prefix().to_owned()),
+            (
+                "AUTH_JWKS_PATH",
+                self.identity.jwks_path().display().to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+}
+
+/// Service `S`, built and serving in a world, until dropped or stopped.
+pub struct Running<S: Service> {
+    settings: BTreeMap<String, String>,
+    port: u16,
+    handles: S::Handles,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    served: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl<S: Service> Running<S>
+where
+    S::Handles: Clone,
+{
+    /// Builds `S` with the world's settings and `extra` on top, and serves.
+    /// A build that fails fails the test, naming the service.
+    pub async fn start(world: &World, extra: &[(&str, &str)]) -> Self {
+        let mut settings = world.settings(S::NAME).await;
+        settings.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        Self::start_with(settings, world.http.clone()).await
+    }
+
+    /// Builds `S` with exactly `settings`, and serves.
+    pub async fn start_with(settings: BTreeMap<String, String>, http: reqwest::Client) -> Self {
+        let app = Self::build(&settings).await;
+        let port = app.port();
+        let handles = app.handles().clone();
+        let shutdown = CancellationToken::new();
+        let served = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Self {
+            settings,
+            port,
+            handles,
+            http,
+            shutdown,
+            served: Some(served),
+        }
+    }
+
+    /// Builds `S` from `settings` without serving: for tests of the build
+    /// itself and of the router.
+    pub async fn build(settings: &BTreeMap<String, String>) -> App<S::Handles> {
+        let env = settings::Env::from_pairs(settings.clone());
+        let config = S::config(&env).unwrap_or_else(|e| panic!("{} config: {e}", S::NAME));
+        S::build(config)
+            .await
+            .unwrap_or_else(|e| panic!("{} did not start: {e}", S::NAME))
+    }
+
+    /// The settings it was started with.
+    pub fn settings(&self) -> &BTreeMap<String, String> {
+        &self.settings
+    }
+
+    /// What the service lends to tests.
+    pub fn handles(&self) -> &S::Handles {
+        &self.handles
+    }
+
+    /// The port it serves on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A request to `path` on this service.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base_url()))
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.request(Method::GET, path)
+    }
+
+    /// `POST path`.
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.request(Method::POST, path)
+    }
+
+    /// Stops serving: the requests and messages in hand finish first.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(served) = self.served.take() {
+            served
+                .await
+                .expect("the service task did not panic")
+                .unwrap_or_else(|e| panic!("{} failed while serving: {e}", S::NAME));
+        }
+    }
+
+    /// Stops, then starts again on the same port with the same settings,
+    /// as a process restart would.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let mut settings = self.settings.clone();
+        settings.insert("HTTP_ADDR".to_owned(), format!("127.0.0.1:{}", self.port));
+        let http = self.http.clone();
+        *self = Self::start_with(settings, http).await;
+    }
+}
+
+impl<S: Service> Drop for Running<S> {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A response read whole: status, headers, and the body as JSON (`Null`
+/// when it is empty or not JSON, with the text kept).
+#[derive(Debug)]
+pub struct Answer {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body, parsed.
+    pub body: serde_json::Value,
+    /// The body as text.
+    pub text: String,
+}
+
+impl Answer {
+    /// The body's `type` member: a problem's type, e.g. `/problems/sold-out`.
+    pub fn problem_type(&self) -> &str {
+        self.body["type"].as_str().unwrap_or_default()
+    }
+}
+
+/// Sending a request and reading its answer in one step.
+pub trait Ask {
+    /// Sends the request; a transport error fails the test.
+    fn answer(self) -> impl Future<Output = Answer> + Send;
+}
+
+impl Ask for RequestBuilder {
+    async fn answer(self) -> Answer {
+        let response = self.send().await.expect("the service answers");
+        let (status, headers) = (response.status(), response.headers().clone());
+        let text = response.text().await.expect("the body arrives");
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+}
