@@ -23,7 +23,9 @@
 //! the inbox does.
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::message::{Message, PublishMessage};
+use async_nats::jetstream::message::{Message, PublishMessage, StreamMessage};
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::stream::Stream;
 use messaging::{StreamKind, Topology, headers};
 
 use crate::ConsumerSpec;
@@ -98,17 +100,12 @@ pub async fn dead_letter(
     delivered: i64,
 ) -> Result<(), DlqError> {
     let info = message.info().ok();
-    let mut dead = HeaderMap::new();
-    if let Some(original) = &message.headers {
-        for (name, values) in original.iter() {
-            if AsRef::<str>::as_ref(name) == headers::MSG_ID {
-                continue;
-            }
-            for value in values {
-                dead.append(name.clone(), value.clone());
-            }
-        }
-    }
+    let mut dead = message
+        .headers
+        .as_ref()
+        .map_or_else(HeaderMap::new, |original| {
+            copy_headers(original, |name| name == headers::MSG_ID)
+        });
     // One dead letter per consumer and stored message, even if
     // dead-lettering is retried, and whether or not it had a message id.
     let position = info.as_ref().map_or_else(String::new, |i| {
@@ -127,14 +124,14 @@ pub async fn dead_letter(
         ORIGINAL_SEQUENCE,
         info.map_or(0, |i| i.stream_sequence).to_string().as_str(),
     );
-    let publish = PublishMessage::build()
-        .payload(message.payload.clone())
-        .headers(dead);
-    js.send_publish(subject(topology, spec.stream, &spec.name), publish)
-        .await
-        .map_err(async_nats::Error::from)?
-        .await
-        .map_err(async_nats::Error::from)?;
+    publish_confirmed(
+        js,
+        subject(topology, spec.stream, &spec.name),
+        PublishMessage::build()
+            .payload(message.payload.clone())
+            .headers(dead),
+    )
+    .await?;
     Ok(())
 }
 
@@ -143,11 +140,8 @@ pub async fn list(
     js: &async_nats::jetstream::Context,
     topology: &Topology,
 ) -> Result<Vec<DeadLetter>, DlqError> {
-    let stream = js
-        .get_stream(topology.stream(StreamKind::DeadLetters))
-        .await
-        .map_err(async_nats::Error::from)?;
-    let state = stream
+    let state = dead_letters_stream(js, topology)
+        .await?
         .get_info()
         .await
         .map_err(async_nats::Error::from)?
@@ -173,14 +167,7 @@ pub async fn show(
     topology: &Topology,
     sequence: u64,
 ) -> Result<DeadLetter, DlqError> {
-    let stream = js
-        .get_stream(topology.stream(StreamKind::DeadLetters))
-        .await
-        .map_err(async_nats::Error::from)?;
-    let raw = stream
-        .get_raw_message(sequence)
-        .await
-        .map_err(|e| not_found_or(e, sequence))?;
+    let (_, raw) = stored_letter(js, topology, sequence).await?;
     let h = Some(&raw.headers);
     Ok(DeadLetter {
         sequence,
@@ -206,45 +193,28 @@ pub async fn redrive(
     topology: &Topology,
     sequence: u64,
 ) -> Result<u64, DlqError> {
-    let stream = js
-        .get_stream(topology.stream(StreamKind::DeadLetters))
-        .await
-        .map_err(async_nats::Error::from)?;
-    let raw = stream
-        .get_raw_message(sequence)
-        .await
-        .map_err(|e| not_found_or(e, sequence))?;
+    let (stream, raw) = stored_letter(js, topology, sequence).await?;
     let original_subject = header(Some(&raw.headers), ORIGINAL_SUBJECT);
     if original_subject.is_empty() {
         return Err(DlqError::NoOriginalSubject(sequence));
     }
-    let mut republished = HeaderMap::new();
-    for (name, values) in raw.headers.iter() {
-        let name_str: &str = name.as_ref();
-        if name_str.starts_with("Dlq-") || name_str == headers::MSG_ID {
-            continue;
-        }
-        for value in values {
-            republished.append(name.clone(), value.clone());
-        }
-    }
+    let mut republished = copy_headers(&raw.headers, |name| {
+        name.starts_with("Dlq-") || name == headers::MSG_ID
+    });
     // A new message id: the original one may still be in the stream's
     // duplicate window. Consumers deduplicate by the envelope's event id.
     republished.insert(
         headers::MSG_ID,
         format!("redrive-{sequence}-{}", uuid::Uuid::new_v4()).as_str(),
     );
-    let ack = js
-        .send_publish(
-            original_subject,
-            PublishMessage::build()
-                .payload(raw.payload.clone())
-                .headers(republished),
-        )
-        .await
-        .map_err(async_nats::Error::from)?
-        .await
-        .map_err(async_nats::Error::from)?;
+    let ack = publish_confirmed(
+        js,
+        original_subject,
+        PublishMessage::build()
+            .payload(raw.payload.clone())
+            .headers(republished),
+    )
+    .await?;
     stream
         .delete_message(sequence)
         .await
@@ -257,12 +227,68 @@ pub async fn purge(
     js: &async_nats::jetstream::Context,
     topology: &Topology,
 ) -> Result<u64, DlqError> {
-    let stream = js
-        .get_stream(topology.stream(StreamKind::DeadLetters))
-        .await
-        .map_err(async_nats::Error::from)?;
+    let stream = dead_letters_stream(js, topology).await?;
     let purged = stream.purge().await.map_err(async_nats::Error::from)?;
     Ok(purged.purged)
+}
+
+/// The `DEAD_LETTERS` stream, which every operation here starts from.
+async fn dead_letters_stream(
+    js: &async_nats::jetstream::Context,
+    topology: &Topology,
+) -> Result<Stream, DlqError> {
+    Ok(js
+        .get_stream(topology.stream(StreamKind::DeadLetters))
+        .await
+        .map_err(async_nats::Error::from)?)
+}
+
+/// The stored dead letter at `sequence`, as `show` reads it and `redrive`
+/// republishes it, with the stream it is in (`redrive` deletes it from
+/// there); a gap (redriven, purged) is [`DlqError::NotFound`].
+async fn stored_letter(
+    js: &async_nats::jetstream::Context,
+    topology: &Topology,
+    sequence: u64,
+) -> Result<(Stream, StreamMessage), DlqError> {
+    let stream = dead_letters_stream(js, topology).await?;
+    let raw = stream
+        .get_raw_message(sequence)
+        .await
+        .map_err(|e| not_found_or(e, sequence))?;
+    Ok((stream, raw))
+}
+
+/// Publishes and waits for JetStream's ack: both callers may only remove
+/// the message they copy (terminate the original, delete the dead letter)
+/// once the copy is stored.
+async fn publish_confirmed(
+    js: &async_nats::jetstream::Context,
+    subject: String,
+    message: PublishMessage,
+) -> Result<PublishAck, DlqError> {
+    Ok(js
+        .send_publish(subject, message)
+        .await
+        .map_err(async_nats::Error::from)?
+        .await
+        .map_err(async_nats::Error::from)?)
+}
+
+/// Every header of `from` (all values of each) except those named for
+/// `skip`: dead-lettering drops the message id, redrive also the `Dlq-*`
+/// headers, and both keep the rest (the trace context above all).
+fn copy_headers(from: &HeaderMap, skip: impl Fn(&str) -> bool) -> HeaderMap {
+    let mut copy = HeaderMap::new();
+    for (name, values) in from.iter() {
+        if skip(AsRef::<str>::as_ref(name)) {
+            continue;
+        }
+        for value in values {
+            copy.append(name.clone(), value.clone());
+        }
+    }
+    copy
 }
 
 fn not_found_or(e: async_nats::jetstream::stream::RawMessageError, sequence: u64) -> DlqError {

@@ -22,8 +22,9 @@
 //!   `DEAD_LETTERS` stream with its error and terminated, while other
 //!   messages keep flowing. [`dlq`] lists, shows, redrives and purges them.
 //!
-//! Modules: [`runtime`] (the loop and the decision per message), [`dlq`],
-//! [`store`] (inbox and positions SQL).
+//! Modules: [`runtime`] (the spec, the decision per message, the loop and
+//! the metrics, one file each in `runtime/`), [`dlq`], [`store`] (inbox and
+//! positions SQL).
 
 pub mod dlq;
 pub mod runtime;

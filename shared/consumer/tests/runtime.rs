@@ -16,7 +16,7 @@ use futures::StreamExt as _;
 use messaging::{StreamKind, Topology};
 use sqlx::{PgConnection, PgPool};
 use testkit::{TestNats, TestPostgres, eventually};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/orders");
@@ -53,6 +53,14 @@ impl Handler for RecordingHandler {
             .await?;
         Ok(())
     }
+}
+
+/// A consumer running in the background, stopped when this is dropped:
+/// at the end of the test, or earlier where a test drops it on purpose.
+#[must_use = "dropping it stops the consumer at once"]
+struct Running {
+    metrics: Arc<ConsumerMetrics>,
+    _stop: DropGuard,
 }
 
 struct World {
@@ -103,23 +111,35 @@ impl World {
     }
 
     fn consumer(&self, spec: ConsumerSpec) -> Consumer<RecordingHandler> {
+        self.consumer_on(self.db.clone(), spec)
+    }
+
+    /// A consumer on `db`, which need not be the world's database.
+    fn consumer_on(&self, db: PgPool, spec: ConsumerSpec) -> Consumer<RecordingHandler> {
         Consumer::new(
             spec,
-            self.db.clone(),
+            db,
             self.js.clone(),
             self.topology.clone(),
             RecordingHandler,
         )
     }
 
-    /// Runs a consumer in the background until the returned token is cancelled.
-    fn run(&self, spec: ConsumerSpec) -> (CancellationToken, Arc<ConsumerMetrics>) {
-        let consumer = self.consumer(spec);
+    /// Runs a consumer on the world's database in the background.
+    fn run(&self, spec: ConsumerSpec) -> Running {
+        Self::start(self.consumer(spec))
+    }
+
+    /// Runs `consumer` in the background until the result is dropped.
+    fn start(consumer: Consumer<RecordingHandler>) -> Running {
         let shutdown = CancellationToken::new();
         let metrics = consumer.metrics();
         let token = shutdown.clone();
         tokio::spawn(async move { consumer.run(token).await });
-        (shutdown, metrics)
+        Running {
+            metrics,
+            _stop: shutdown.drop_guard(),
+        }
     }
 
     /// An envelope for `aggregate` at `version` with `data`.
@@ -166,6 +186,19 @@ impl World {
         .await;
     }
 
+    /// Publishes a new event for `aggregate` at `version` with `data`;
+    /// returns it.
+    async fn publish_event(
+        &self,
+        aggregate: Uuid,
+        version: i64,
+        data: serde_json::Value,
+    ) -> Envelope<serde_json::Value> {
+        let envelope = Self::envelope(aggregate, version, data);
+        self.publish(&envelope).await;
+        envelope
+    }
+
     /// `(aggregate, version)` of every effect, in the order applied.
     async fn effects(&self) -> Vec<(Uuid, i64)> {
         sqlx::query_as("select aggregate_id, version from effects order by seq")
@@ -174,48 +207,73 @@ impl World {
             .unwrap()
     }
 
+    /// The versions of every effect, in the order applied.
+    async fn versions(&self) -> Vec<i64> {
+        self.effects().await.into_iter().map(|(_, v)| v).collect()
+    }
+
     async fn dead_letters(&self) -> Vec<dlq::DeadLetter> {
         dlq::list(&self.js, &self.topology).await.unwrap()
+    }
+
+    /// Waits up to `within` until exactly `count` effects are recorded.
+    async fn wait_for_effects(&self, count: usize, within: Duration) {
+        eventually(
+            within,
+            &format!("{count} effect(s) are recorded"),
+            || async { self.effects().await.len() == count },
+        )
+        .await;
+    }
+
+    /// Waits up to 10 s until exactly `count` dead letters are stored.
+    async fn wait_for_dead_letters(&self, count: usize) {
+        eventually(
+            Duration::from_secs(10),
+            &format!("{count} message(s) are dead-lettered"),
+            || async { self.dead_letters().await.len() == count },
+        )
+        .await;
     }
 }
 
 #[tokio::test]
 async fn an_event_delivered_twice_has_one_effect() {
     let world = World::new().await;
-    let event = World::envelope(Uuid::new_v4(), 1, serde_json::json!({}));
     // The second copy has another message id, as a republish after the
     // stream's duplicate window would: JetStream stores both.
-    world.publish(&event).await;
+    let event = world
+        .publish_event(Uuid::new_v4(), 1, serde_json::json!({}))
+        .await;
     world
         .publish_bytes(serde_json::to_vec(&event).unwrap(), "republished-later")
         .await;
 
-    let (shutdown, metrics) = world.run(World::spec());
+    let running = world.run(World::spec());
     eventually(
         Duration::from_secs(10),
         "both copies are settled",
         || async {
-            let counts = metrics.snapshot();
+            let counts = running.metrics.snapshot();
             counts.applied + counts.duplicates + counts.stale == 2
         },
     )
     .await;
 
     assert_eq!(world.effects().await.len(), 1);
-    let counts = metrics.snapshot();
+    let counts = running.metrics.snapshot();
     assert_eq!(
         (counts.duplicates, counts.stale),
         (1, 0),
         "the inbox, not only the position, recognised the copy"
     );
-    shutdown.cancel();
 }
 
 #[tokio::test]
 async fn a_consumer_killed_after_its_commit_but_before_the_ack_applies_the_event_once() {
     let world = World::new().await;
     world
-        .publish(&World::envelope(Uuid::new_v4(), 1, serde_json::json!({})))
+        .publish_event(Uuid::new_v4(), 1, serde_json::json!({}))
         .await;
     let dying = world.consumer(World::spec());
 
@@ -230,11 +288,11 @@ async fn a_consumer_killed_after_its_commit_but_before_the_ack_applies_the_event
     drop(message);
 
     // JetStream redelivers after ack_wait (1 s) to the next instance.
-    let (shutdown, metrics) = world.run(World::spec());
+    let running = world.run(World::spec());
     eventually(
         Duration::from_secs(10),
         "the redelivery is settled",
-        || async { metrics.snapshot().duplicates == 1 },
+        || async { running.metrics.snapshot().duplicates == 1 },
     )
     .await;
 
@@ -243,7 +301,6 @@ async fn a_consumer_killed_after_its_commit_but_before_the_ack_applies_the_event
         1,
         "one effect despite two deliveries"
     );
-    shutdown.cancel();
 }
 
 #[tokio::test]
@@ -252,64 +309,42 @@ async fn events_of_one_aggregate_published_out_of_order_are_applied_in_order() {
     let aggregate = Uuid::new_v4();
     for version in [2, 3, 1] {
         world
-            .publish(&World::envelope(aggregate, version, serde_json::json!({})))
+            .publish_event(aggregate, version, serde_json::json!({}))
             .await;
     }
 
-    let (shutdown, _) = world.run(World::spec());
-    eventually(Duration::from_secs(10), "all three are applied", || async {
-        world.effects().await.len() == 3
-    })
-    .await;
+    let _running = world.run(World::spec());
+    world.wait_for_effects(3, Duration::from_secs(10)).await;
 
-    let versions: Vec<i64> = world.effects().await.into_iter().map(|(_, v)| v).collect();
-    assert_eq!(versions, [1, 2, 3]);
-    shutdown.cancel();
+    assert_eq!(world.versions().await, [1, 2, 3]);
 }
 
 #[tokio::test]
 async fn a_transient_failure_is_retried_until_it_succeeds() {
     let world = World::new().await;
     world
-        .publish(&World::envelope(
-            Uuid::new_v4(),
-            1,
-            serde_json::json!({ "fail_times": 2 }),
-        ))
+        .publish_event(Uuid::new_v4(), 1, serde_json::json!({ "fail_times": 2 }))
         .await;
 
-    let (shutdown, metrics) = world.run(World::spec());
-    eventually(Duration::from_secs(10), "the event is applied", || async {
-        world.effects().await.len() == 1
-    })
-    .await;
+    let running = world.run(World::spec());
+    world.wait_for_effects(1, Duration::from_secs(10)).await;
 
-    let counts = metrics.snapshot();
+    let counts = running.metrics.snapshot();
     assert_eq!(
         (counts.applied, counts.retried, counts.dead_lettered),
         (1, 2, 0)
     );
-    shutdown.cancel();
 }
 
 #[tokio::test]
 async fn a_failure_on_the_last_allowed_delivery_is_dead_lettered() {
     let world = World::new().await;
     world
-        .publish(&World::envelope(
-            Uuid::new_v4(),
-            1,
-            serde_json::json!({ "fail_times": 99 }),
-        ))
+        .publish_event(Uuid::new_v4(), 1, serde_json::json!({ "fail_times": 99 }))
         .await;
 
-    let (shutdown, _) = world.run(World::spec());
-    eventually(
-        Duration::from_secs(10),
-        "the event is dead-lettered",
-        || async { world.dead_letters().await.len() == 1 },
-    )
-    .await;
+    let _running = world.run(World::spec());
+    world.wait_for_dead_letters(1).await;
 
     let letter = &world.dead_letters().await[0];
     assert!(
@@ -318,22 +353,22 @@ async fn a_failure_on_the_last_allowed_delivery_is_dead_lettered() {
     );
     assert_eq!(letter.delivery_count, "4");
     assert!(world.effects().await.is_empty());
-    shutdown.cancel();
 }
 
 #[tokio::test]
 async fn a_poison_message_is_dead_lettered_while_others_flow_and_applies_once_after_redrive() {
     let world = World::new().await;
     let (poisoned, healthy) = (Uuid::new_v4(), Uuid::new_v4());
-    let poison = World::envelope(poisoned, 1, serde_json::json!({ "poison": true }));
-    world.publish(&poison).await;
+    let poison = world
+        .publish_event(poisoned, 1, serde_json::json!({ "poison": true }))
+        .await;
     for version in 1..=3 {
         world
-            .publish(&World::envelope(healthy, version, serde_json::json!({})))
+            .publish_event(healthy, version, serde_json::json!({}))
             .await;
     }
 
-    let (shutdown, _) = world.run(World::spec());
+    let _running = world.run(World::spec());
     eventually(
         Duration::from_secs(10),
         "the poison is dead-lettered and the rest applied",
@@ -380,7 +415,6 @@ async fn a_poison_message_is_dead_lettered_while_others_flow_and_applies_once_af
         .filter(|(a, _)| *a == poisoned)
         .count();
     assert_eq!(applied_poison, 1);
-    shutdown.cancel();
 }
 
 #[tokio::test]
@@ -390,21 +424,15 @@ async fn an_undecodable_message_is_dead_lettered_at_once() {
         .publish_bytes(b"not an envelope".to_vec(), "garbage-1")
         .await;
 
-    let (shutdown, metrics) = world.run(World::spec());
-    eventually(
-        Duration::from_secs(10),
-        "the message is dead-lettered",
-        || async { world.dead_letters().await.len() == 1 },
-    )
-    .await;
+    let running = world.run(World::spec());
+    world.wait_for_dead_letters(1).await;
 
     assert!(world.dead_letters().await[0].error.contains("undecodable"));
     assert_eq!(
-        metrics.snapshot().retried,
+        running.metrics.snapshot().retried,
         0,
         "not retried: it can never succeed"
     );
-    shutdown.cancel();
 }
 
 #[tokio::test]
@@ -414,14 +442,10 @@ async fn a_later_version_waits_for_an_earlier_one_on_its_retries_instead_of_bein
     // Version 1 fails three times before it succeeds; version 2 keeps
     // arriving first meanwhile, far more often than max_deliver (4).
     world
-        .publish(&World::envelope(
-            aggregate,
-            1,
-            serde_json::json!({ "fail_times": 3 }),
-        ))
+        .publish_event(aggregate, 1, serde_json::json!({ "fail_times": 3 }))
         .await;
     world
-        .publish(&World::envelope(aggregate, 2, serde_json::json!({})))
+        .publish_event(aggregate, 2, serde_json::json!({}))
         .await;
     let spec = ConsumerSpec {
         retry_delays: vec![Duration::from_millis(300), Duration::from_millis(600)],
@@ -429,18 +453,11 @@ async fn a_later_version_waits_for_an_earlier_one_on_its_retries_instead_of_bein
         ..World::spec()
     };
 
-    let (shutdown, _) = world.run(spec);
-    eventually(
-        Duration::from_secs(15),
-        "both versions are applied",
-        || async { world.effects().await.len() == 2 },
-    )
-    .await;
+    let _running = world.run(spec);
+    world.wait_for_effects(2, Duration::from_secs(15)).await;
 
     assert!(world.dead_letters().await.is_empty());
-    let versions: Vec<i64> = world.effects().await.into_iter().map(|(_, v)| v).collect();
-    assert_eq!(versions, [1, 2]);
-    shutdown.cancel();
+    assert_eq!(world.versions().await, [1, 2]);
 }
 
 #[tokio::test]
@@ -459,21 +476,15 @@ async fn every_bad_message_gets_its_own_dead_letter_even_without_a_message_id() 
             .unwrap();
     }
 
-    let (shutdown, _) = world.run(World::spec());
-    eventually(
-        Duration::from_secs(10),
-        "both are dead-lettered",
-        || async { world.dead_letters().await.len() == 2 },
-    )
-    .await;
-    shutdown.cancel();
+    let _running = world.run(World::spec());
+    world.wait_for_dead_letters(2).await;
 }
 
 #[tokio::test]
 async fn an_unreachable_database_defers_messages_without_dead_lettering_them() {
     let world = World::new().await;
     world
-        .publish(&World::envelope(Uuid::new_v4(), 1, serde_json::json!({})))
+        .publish_event(Uuid::new_v4(), 1, serde_json::json!({}))
         .await;
     // A pool that points at a port where nothing listens: every attempt is
     // an "unavailable" error, never the message's fault.
@@ -481,36 +492,20 @@ async fn an_unreachable_database_defers_messages_without_dead_lettering_them() {
         .acquire_timeout(Duration::from_millis(200))
         .connect_lazy("postgres://postgres@127.0.0.1:1/nowhere")
         .unwrap();
-    let consumer = Consumer::new(
-        World::spec(),
-        dead_pool,
-        world.js.clone(),
-        world.topology.clone(),
-        RecordingHandler,
-    );
-    let metrics = consumer.metrics();
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    tokio::spawn(async move { consumer.run(token).await });
+    let outage = World::start(world.consumer_on(dead_pool, World::spec()));
 
     // Well past max_deliver (4) attempts.
     eventually(Duration::from_secs(20), "six deferrals", || async {
-        metrics.snapshot().retried >= 6
+        outage.metrics.snapshot().retried >= 6
     })
     .await;
-    shutdown.cancel();
+    drop(outage);
 
     assert!(
         world.dead_letters().await.is_empty(),
         "an outage is not poison"
     );
     // Back with a working database, the same durable applies it.
-    let (shutdown, _) = world.run(World::spec());
-    eventually(
-        Duration::from_secs(15),
-        "the event is applied after the outage",
-        || async { world.effects().await.len() == 1 },
-    )
-    .await;
-    shutdown.cancel();
+    let _running = world.run(World::spec());
+    world.wait_for_effects(1, Duration::from_secs(15)).await;
 }

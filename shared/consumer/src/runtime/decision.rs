@@ -1,0 +1,196 @@
+//! The database half of processing a message: what to do with it.
+//!
+//! [`Consumer::decide`] decodes the envelope, checks the inbox and the
+//! aggregate's position, runs the handler and commits, all in one
+//! transaction, and returns a [`Decision`]: ack (applied, duplicate,
+//! stale), nak (a gap, or a transient failure with the backoff below),
+//! defer (the database is down) or dead-letter (poison, undecodable, out
+//! of deliveries, or a gap that never filled). It talks to Postgres only;
+//! telling JetStream is `delivery_loop.rs`'s job, so that a test can take
+//! this half alone and stop before the ack, as a crash would.
+
+use std::time::Duration;
+
+use async_nats::jetstream::message::Message;
+use contracts::Envelope;
+
+use super::{Consumer, ConsumerSpec, Delivery, Handler, HandlerError};
+use crate::store;
+
+/// What to tell JetStream about a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Done with it (applied, or nothing to do).
+    Ack(Outcome),
+    /// Not now: deliver again after `delay`.
+    Nak {
+        /// How long JetStream waits before redelivering.
+        delay: Duration,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// The database is unreachable: deliver again after `delay`, and pause.
+    Defer {
+        /// How long JetStream waits before redelivering.
+        delay: Duration,
+        /// What failed.
+        reason: String,
+    },
+    /// Never: copy to the dead letters and terminate.
+    DeadLetter {
+        /// The error stored with the dead letter.
+        error: String,
+    },
+}
+
+/// What happened to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its effect committed.
+    Applied,
+    /// Already in the inbox: applied before.
+    Duplicate,
+    /// Its aggregate is already at this version or later.
+    Stale,
+    /// To be delivered again.
+    Retried,
+    /// To be delivered again because the database is unreachable: not the
+    /// message's fault, so it never counts towards a dead letter, and the
+    /// consumer pauses before pulling more.
+    Deferred,
+    /// Copied to the dead letters and terminated.
+    DeadLettered,
+}
+
+impl ConsumerSpec {
+    /// The backoff: the nak delay after the `delivered`-th failed delivery,
+    /// the last configured delay repeating (1 s if none is configured).
+    pub(super) fn retry_delay(&self, delivered: i64) -> Duration {
+        let index = usize::try_from(delivered.max(1) - 1).unwrap_or(0);
+        self.retry_delays
+            .get(index)
+            .or(self.retry_delays.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
+    }
+}
+
+/// Whether `error` means "Postgres cannot answer right now" rather than
+/// "this message failed": pool timeouts, I/O errors, lost or refused
+/// connections (SQLSTATE class 08), server shutdown (57P01-57P03).
+fn database_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
+    error
+        .downcast_ref::<sqlx::Error>()
+        .is_some_and(pgkit::is_unavailable)
+}
+
+/// Where a new event stands relative to its aggregate's position.
+enum Step {
+    Done(Outcome),
+    Gap { expected: i64 },
+}
+
+impl<H: Handler> Consumer<H> {
+    /// The database half: inbox, ordering, handler, commit.
+    pub async fn decide(&self, message: &Message) -> Decision {
+        let delivered = message.info().map_or(1, |i| i.delivered);
+        let stream_sequence = message.info().map_or(0, |i| i.stream_sequence);
+        let envelope: Envelope<serde_json::Value> = match serde_json::from_slice(&message.payload) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                return Decision::DeadLetter {
+                    error: format!("undecodable payload: {e}"),
+                };
+            }
+        };
+        let delivery = Delivery {
+            subject: self.topology.base_subject(&message.subject).to_owned(),
+            envelope,
+            stream_sequence,
+            delivered,
+        };
+        match self.apply(&delivery).await {
+            Ok(Step::Done(outcome)) => Decision::Ack(outcome),
+            Ok(Step::Gap { expected }) => {
+                let reason = format!(
+                    "version {} arrived before version {expected} of {} {}",
+                    delivery.envelope.aggregate_version,
+                    delivery.envelope.aggregate_type,
+                    delivery.envelope.aggregate_id
+                );
+                let age = message.info().ok().map_or(Duration::ZERO, |i| {
+                    let published = i.published.unix_timestamp();
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                    Duration::from_secs(u64::try_from(now - published).unwrap_or(0))
+                });
+                if age > self.spec.gap_timeout {
+                    Decision::DeadLetter {
+                        error: format!("waited {age:?} for the gap to fill: {reason}"),
+                    }
+                } else {
+                    Decision::Nak {
+                        delay: self.spec.gap_delay,
+                        reason,
+                    }
+                }
+            }
+            Err(HandlerError::Poison(reason)) => Decision::DeadLetter { error: reason },
+            Err(HandlerError::Transient(e)) if database_unavailable(&*e) => Decision::Defer {
+                delay: self.spec.retry_delay(delivered),
+                reason: e.to_string(),
+            },
+            Err(HandlerError::Transient(e)) => {
+                self.retry_or_give_up(delivered, self.spec.retry_delay(delivered), e.to_string())
+            }
+        }
+    }
+
+    fn retry_or_give_up(&self, delivered: i64, delay: Duration, reason: String) -> Decision {
+        if delivered >= self.spec.max_deliver {
+            Decision::DeadLetter {
+                error: format!("gave up after {delivered} deliveries: {reason}"),
+            }
+        } else {
+            Decision::Nak { delay, reason }
+        }
+    }
+
+    async fn apply(&self, delivery: &Delivery) -> Result<Step, HandlerError> {
+        let envelope = &delivery.envelope;
+        let name = &self.spec.name;
+        let mut tx = self.db.begin().await?;
+        if !store::record_in_inbox(&mut tx, name, envelope.event_id.0).await? {
+            return Ok(Step::Done(Outcome::Duplicate));
+        }
+        let applied = store::position(
+            &mut tx,
+            name,
+            &envelope.aggregate_type,
+            envelope.aggregate_id,
+        )
+        .await?;
+        let version = envelope.aggregate_version;
+        if version <= applied {
+            return Ok(Step::Done(Outcome::Stale));
+        }
+        if version > applied + 1 {
+            return Ok(Step::Gap {
+                expected: applied + 1,
+            });
+        }
+        self.handler.handle(&mut tx, delivery).await?;
+        store::advance(
+            &mut tx,
+            name,
+            &envelope.aggregate_type,
+            envelope.aggregate_id,
+            version,
+        )
+        .await?;
+        tx.commit().await?;
+        self.handler.after_commit(delivery).await;
+        Ok(Step::Done(Outcome::Applied))
+    }
+}

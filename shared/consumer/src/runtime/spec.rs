@@ -1,0 +1,124 @@
+//! What a consuming service declares: how its consumer reads the stream
+//! ([`ConsumerSpec`]) and the [`Handler`] it plugs in, with the
+//! [`Delivery`] a handler sees and the [`HandlerError`] it answers with.
+//!
+//! These are the types a service writes against; they live apart from the
+//! loop and the decision so that a reader of a handler finds the whole
+//! contract in one place. The retry backoff read from the spec is part of
+//! the decision and lives in `decision.rs`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use contracts::Envelope;
+use messaging::StreamKind;
+use sqlx::PgConnection;
+
+/// How a consumer reads its stream.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// Durable name, also the inbox's `consumer` column, e.g. `inventory`.
+    pub name: String,
+    /// The stream it reads.
+    pub stream: StreamKind,
+    /// Time to process and ack one message before JetStream redelivers it;
+    /// must exceed the handler's slowest run.
+    pub ack_wait: Duration,
+    /// Deliveries before a message that keeps failing is dead-lettered.
+    /// Counted and enforced here, not by JetStream: the server-side limit
+    /// is unlimited, because a server that stops redelivering on its own
+    /// drops the message without a dead letter (say, when dead-lettering
+    /// itself failed on the last attempt).
+    pub max_deliver: i64,
+    /// Nak delay after the first, second, … failed delivery (the last one
+    /// repeats). JetStream's own `backoff` only applies to ack timeouts, not
+    /// to naks, so the delay is chosen here.
+    pub retry_delays: Vec<Duration>,
+    /// Nak delay for an event that arrived before the previous version of
+    /// its aggregate.
+    pub gap_delay: Duration,
+    /// How long an event may wait for the previous version of its
+    /// aggregate before it is dead-lettered. Waiting does not count against
+    /// `max_deliver`: the earlier version may be on its own retries.
+    pub gap_timeout: Duration,
+    /// Messages pulled at a time; keep `batch × slowest handler` well under
+    /// `ack_wait`, or buffered messages expire before they are looked at.
+    pub batch: usize,
+}
+
+impl ConsumerSpec {
+    /// A spec with defaults: 30 s ack wait, 5 deliveries, retries after 1,
+    /// 5 and 30 s, gaps retried every 500 ms for up to 10 minutes, 16
+    /// messages pulled at a time.
+    pub fn new(name: &str, stream: StreamKind) -> Self {
+        Self {
+            name: name.to_owned(),
+            stream,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+            retry_delays: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+            ],
+            gap_delay: Duration::from_millis(500),
+            gap_timeout: Duration::from_mins(10),
+            batch: 16,
+        }
+    }
+}
+
+/// One event as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The envelope, with `data` still as JSON: the handler decodes it for
+    /// the `event_type` and `schema_version` it knows.
+    pub envelope: Envelope<serde_json::Value>,
+    /// The subject without the deployment prefix.
+    pub subject: String,
+    /// Position in the stream.
+    pub stream_sequence: u64,
+    /// 1 on the first delivery.
+    pub delivered: i64,
+}
+
+/// Why a handler did not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth retrying: the database is unreachable, a deadlock, a timeout.
+    #[error("transient failure: {0}")]
+    Transient(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Will never succeed as it is: unknown schema version, invalid data.
+    /// Dead-lettered at once.
+    #[error("poison message: {0}")]
+    Poison(String),
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Transient(e.into())
+    }
+}
+
+/// Applies events; implemented by each consuming service.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies `delivery` using `tx`, the transaction that also records the
+    /// inbox row and the new position and commits after this returns `Ok`.
+    /// Events a handler does not care about return `Ok(())` untouched:
+    /// their version must still advance the position.
+    fn handle(
+        &self,
+        tx: &mut PgConnection,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Runs after the transaction of an applied `delivery` committed, for
+    /// side effects that must never describe an uncommitted change, such as
+    /// invalidating a cache. Best effort: it runs at most once per applied
+    /// delivery and a crash can skip it, so whatever it does must also be
+    /// bounded by something else (inventory's cache keys expire).
+    fn after_commit(&self, delivery: &Delivery) -> impl Future<Output = ()> + Send {
+        let _ = delivery;
+        std::future::ready(())
+    }
+}
