@@ -2,24 +2,22 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `HTTP_ADDR` | `0.0.0.0:8083` | the reports API |
+//! | `HTTP_ADDR`, `REQUEST_TIMEOUT`, `BODY_LIMIT_BYTES`, `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `0.0.0.0:8083`, `10s`, `1024`, `5s`, `1024` | the reports API's server: see `service::HttpConfig` |
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/reporting` | created if missing |
 //! | `NATS_URL` | `nats://127.0.0.1:4222` | |
 //! | `NATS_PREFIX` | empty | prefix of stream, subject and consumer names |
 //! | `AUTH_JWKS_PATH` or `AUTH_JWKS_URL` | required | the keys bearer tokens are checked against, see `httpkit::auth` |
 //! | `AUTH_ISSUER`, `AUTH_AUDIENCE`, `AUTH_LEEWAY` | `ticketing-dev`, `ticketing`, `30s` | what a token must say |
-//! | `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `5s`, `1024` | time to send request headers (also the idle keep-alive limit), open connections at most: see `httpkit::serve` |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
 use settings::{ConfigError, Env, SecretUrl};
-use std::net::SocketAddr;
 use telemetry::TelemetryConfig;
 
 /// Everything the reporting service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where to listen; port 0 picks a free port (tests).
-    pub http_addr: SocketAddr,
+    /// The HTTP server.
+    pub http: service::HttpConfig,
     /// The reporting database.
     pub database_url: SecretUrl,
     /// Pool settings.
@@ -32,15 +30,13 @@ pub struct Config {
     pub auth: httpkit::auth::AuthConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
-    /// The HTTP server's header-read timeout and connection cap.
-    pub serve: httpkit::serve::ServeLimits,
 }
 
 impl Config {
     /// Reads the configuration; a bad value is an error naming its variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            http_addr: env.parse_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8083)))?,
+            http: service::HttpConfig::from_env(env, 8083, 1024)?,
             database_url: env.url_or(
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/reporting",
@@ -50,7 +46,6 @@ impl Config {
             topology: messaging::Topology::from_env(env)?,
             auth: httpkit::auth::AuthConfig::from_env(env)?,
             telemetry: TelemetryConfig::from_env("reporting", env)?,
-            serve: httpkit::serve::ServeLimits::from_env(env)?,
         })
     }
 }

@@ -3,39 +3,32 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /reports/events/{id}` | operator: tickets sold, revenue and refunds of a concert |
-//! | `GET /healthz`, `GET /readyz` | liveness, readiness (Postgres, NATS) |
-//! | `GET /metrics` | the projection consumer's counts and lag |
-//! | `GET /openapi.json`, `GET /docs` | this API's `OpenAPI` document and a page that renders it ([`ApiDoc`]) |
+//!
+//! `/healthz`, `/readyz` (Postgres, NATS), `/metrics` (RED, and the
+//! projection consumer's counts and lag), `/openapi.json` and `/docs` are
+//! the routes every service has (`service::ops`).
 //!
 //! Sales figures are the business's, not a customer's: the report needs an
 //! operator's bearer token (`httpkit::auth::Operator`).
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use http::StatusCode;
 use httpkit::Problem;
 use httpkit::auth::{BearerScheme, NOT_OPERATOR, Operator, UNAUTHENTICATED, Verifier};
-use httpkit::health::{Readiness, healthz};
 use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// What the handlers share.
 pub struct HttpState {
     /// The reporting database.
     pub db: PgPool,
-    /// NATS, for readiness.
-    pub nats: async_nats::Client,
-    /// JetStream, for the consumer's lag.
-    pub js: async_nats::jetstream::Context,
-    /// Stream and consumer names.
-    pub topology: messaging::Topology,
-    /// The live projection's counts.
-    pub consumer: Arc<consumer::runtime::ConsumerMetrics>,
 }
 
 /// A concert's sales.
@@ -53,8 +46,8 @@ pub struct SalesReport {
     pub generation: i32,
 }
 
-/// The reports API's `OpenAPI` document, served at `/openapi.json` and
-/// rendered at `/docs` (`httpkit::docs`).
+/// The reports API's `OpenAPI` document: its title and tags; the router
+/// adds the paths as it mounts them ([`api`]).
 #[derive(OpenApi)]
 #[openapi(
     modifiers(&BearerScheme),
@@ -66,47 +59,20 @@ pub struct SalesReport {
             which `generation` changes. Reports need an operator's bearer token \
             (`role: operator`). Every error is `application/problem+json`.",
     ),
-    paths(
-        report,
-        readyz,
-        metrics,
-        httpkit::health::healthz,
-        httpkit::docs::openapi_json,
-        httpkit::docs::docs_page,
-    ),
-    tags(
-        (name = "reports", description = "Sales figures per concert."),
-        (name = "ops", description = "Health and metrics, for orchestrators and operators."),
-        (name = "docs", description = "This documentation."),
-    ),
+    tags((name = "reports", description = "Sales figures per concert.")),
 )]
 pub struct ApiDoc;
 
-/// Every route [`router`] mounts, as `(method, path)`. The API test checks
-/// that [`ApiDoc`] documents exactly these: add a route here, in the router
-/// and (with `#[utoipa::path]`) in [`ApiDoc`].
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/reports/events/{id}"),
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-    ("GET", "/docs"),
-];
-
-/// The router: bearer tokens verified on the report route.
-pub fn router(state: HttpState, verifier: Verifier) -> Router {
-    Router::new()
-        .route("/reports/events/{id}", get(report))
+/// The reports API, documented as it is mounted: bearer tokens verified on
+/// every route.
+pub fn api(state: HttpState, verifier: Verifier) -> OpenApiRouter {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(report))
         .route_layer(axum::middleware::from_fn_with_state(
             verifier,
             httpkit::auth::authenticate,
         ))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .with_state(Arc::new(state))
-        .route("/healthz", get(healthz))
-        .merge(httpkit::docs::routes(&ApiDoc::openapi()))
 }
 
 /// `GET /reports/events/{id}`.
@@ -178,49 +144,4 @@ async fn report(
         refunds: row.refunds,
         generation: row.active_generation,
     }))
-}
-
-/// `GET /metrics`.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "ops",
-    summary = "Metrics",
-    description = "Prometheus text: the projection consumer's counts and lag.",
-    responses((status = 200, description = "The metrics.",
-        content_type = "text/plain; version=0.0.4", body = String)),
-)]
-async fn metrics(State(state): State<Arc<HttpState>>) -> impl axum::response::IntoResponse {
-    // Lag comes from the server; without NATS the counts are still worth showing.
-    let lag = consumer::lag(
-        &state.js,
-        &state.topology,
-        messaging::StreamKind::OrderEvents,
-        crate::projection::CONSUMER,
-    )
-    .await
-    .ok();
-    (
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        consumer::render_metrics(&[(crate::projection::CONSUMER, state.consumer.snapshot(), lag)]),
-    )
-}
-
-/// `GET /readyz`.
-#[utoipa::path(
-    get,
-    path = "/readyz",
-    tag = "ops",
-    summary = "Readiness",
-    description = "Ready when Postgres answers and the NATS client is connected.",
-    responses(
-        (status = 200, description = "Ready.", body = httpkit::health::ReadinessReport),
-        (status = 503, description = "Not ready: Postgres or NATS is unavailable.",
-            body = httpkit::health::ReadinessReport),
-    ),
-)]
-async fn readyz(State(state): State<Arc<HttpState>>) -> Readiness {
-    Readiness::new()
-        .check("postgres", pgkit::ping(&state.db).await)
-        .check("nats", messaging::check_connected(&state.nats))
 }

@@ -6,7 +6,8 @@
 //! into the active generation of the `sales` table; [`rebuild`] builds a
 //! fresh generation from the start of `ORDER_EVENTS` and swaps it in.
 //!
-//! Layout: [`config`], [`projection`], [`rebuild`], [`http`], [`startup`].
+//! Layout: [`config`], [`projection`], [`rebuild`], [`http`] (the reports
+//! API), [`startup`] (the [`Reporting`] service: what it connects and runs).
 
 pub mod config;
 pub mod http;
@@ -15,7 +16,7 @@ pub mod rebuild;
 pub mod startup;
 
 pub use config::Config;
-pub use startup::Application;
+pub use startup::{Handles, Reporting};
 
 /// Migrations of the reporting database, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/reporting");

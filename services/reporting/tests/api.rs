@@ -1,121 +1,36 @@
-//! The reports API against real Postgres and NATS: it documents itself.
-//! `/openapi.json` lists exactly the routes the router mounts
-//! (`reporting::http::ROUTES`), each of them answers, and `/docs` serves
-//! the page that renders the document. Reports are for operators only.
+//! The reports API against real Postgres and NATS: the router and its
+//! `OpenAPI` document agree, `/docs` serves the page that renders it,
+//! reports are for operators only, and the operational routes report the
+//! service's own checks and metrics.
 
-// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
-
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode, header};
-use testkit::{TestIdentity, TestNats, TestPostgres};
-use tokio_util::sync::CancellationToken;
-use utoipa::openapi::OpenApi;
+use reporting::Reporting;
+use reqwest::{StatusCode, header};
+use testkit::{Ask as _, Running, World};
 use uuid::Uuid;
 
-/// A running reporting service with its own database and stream prefix.
-struct World {
-    base: String,
-    http: reqwest::Client,
-    identity: TestIdentity,
-    shutdown: CancellationToken,
-    _postgres: TestPostgres,
-    _nats: TestNats,
-}
-
-impl World {
-    async fn start() -> Self {
-        let (postgres, nats) = (TestPostgres::start().await, TestNats::start().await);
-        let js = async_nats::jetstream::new(nats.client().await);
-        let topology = messaging::Topology::new(nats.prefix()).unwrap();
-        messaging::provision(&js, &topology, Duration::from_mins(1))
-            .await
-            .unwrap();
-        let identity = TestIdentity::new();
-        let jwks_path = identity.jwks_path().display().to_string();
-        let env = settings::Env::from_pairs(
-            [
-                ("HTTP_ADDR", "127.0.0.1:0"),
-                ("DATABASE_URL", postgres.url()),
-                ("NATS_URL", nats.url()),
-                ("NATS_PREFIX", nats.prefix()),
-                ("AUTH_JWKS_PATH", jwks_path.as_str()),
-            ]
-            .map(|(k, v)| (k.to_owned(), v.to_owned())),
-        );
-        let app = reporting::Application::build(reporting::Config::from_env(&env).unwrap())
-            .await
-            .unwrap();
-        let base = format!("http://127.0.0.1:{}", app.port());
-        let shutdown = CancellationToken::new();
-        tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        Self {
-            base,
-            http: reqwest::Client::new(),
-            identity,
-            shutdown,
-            _postgres: postgres,
-            _nats: nats,
-        }
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
 #[tokio::test]
-async fn openapi_json_documents_exactly_the_routes_the_router_mounts_and_each_answers() {
+async fn the_router_documents_every_route_it_mounts_and_mounts_every_route_it_documents() {
     let world = World::start().await;
+    let app = Running::<Reporting>::build(&world.settings("reporting").await).await;
 
-    let response = world.get("/openapi.json").await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let doc: OpenApi = response.json().await.expect("an OpenAPI document");
+    let report = app.route_report().await;
 
-    assert_eq!(doc.info.title, "Reporting API");
-    let mounted: BTreeSet<(String, String)> = reporting::http::ROUTES
-        .iter()
-        .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
-        .collect();
-    let documented = httpkit::docs::operations(&doc);
-    assert_eq!(documented, mounted);
-    for (method, path) in documented {
-        let url = format!(
-            "{}{}",
-            world.base,
-            path.replace("{id}", &Uuid::new_v4().to_string())
-        );
-        let method = Method::from_bytes(method.as_bytes()).unwrap();
-        let response = world
-            .http
-            .request(method.clone(), url)
-            .send()
-            .await
-            .unwrap();
-        // The router's own 404 and 405 carry no problem body.
-        let problem = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v == "application/problem+json");
+    assert!(report.undocumented.is_empty(), "{report:?}");
+    assert!(report.unmounted.is_empty(), "{report:?}");
+    assert_eq!(app.openapi().info.title, "Reporting API");
+    let operations = httpkit::docs::operations(app.openapi());
+    for route in [
+        "/reports/events/{id}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/docs",
+    ] {
         assert!(
-            !matches!(
-                response.status(),
-                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
-            ) || problem,
-            "{method} {path} is documented but not routed: {}",
-            response.status()
+            operations.contains(&("GET".to_owned(), route.to_owned())),
+            "{route} in {operations:?}"
         );
     }
 }
@@ -123,39 +38,74 @@ async fn openapi_json_documents_exactly_the_routes_the_router_mounts_and_each_an
 #[tokio::test]
 async fn docs_is_an_html_page_that_reads_the_document() {
     let world = World::start().await;
+    let reporting = Running::<Reporting>::start(&world, &[]).await;
 
-    let response = world.get("/docs").await;
+    let page = reporting.get("/docs").answer().await;
 
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(page.status, StatusCode::OK);
     assert_eq!(
-        response.headers()[header::CONTENT_TYPE],
+        page.headers[header::CONTENT_TYPE],
         "text/html; charset=utf-8"
     );
-    assert!(response.text().await.unwrap().contains("openapi.json"));
+    assert!(page.text.contains("openapi.json"));
 }
 
 #[tokio::test]
 async fn a_report_needs_an_operators_token() {
     let world = World::start().await;
-    let url = format!("{}/reports/events/{}", world.base, Uuid::new_v4());
-    let send = |token: Option<String>| {
-        let mut request = world.http.get(&url);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send()
-    };
+    let reporting = Running::<Reporting>::start(&world, &[]).await;
+    let path = format!("/reports/events/{}", Uuid::new_v4());
 
-    let anonymous = send(None).await.unwrap();
-    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    assert!(anonymous.headers().contains_key(header::WWW_AUTHENTICATE));
-    let customer = send(Some(world.identity.customer(Uuid::new_v4())))
-        .await
-        .unwrap();
-    assert_eq!(customer.status(), StatusCode::FORBIDDEN);
+    let anonymous = reporting.get(&path).answer().await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert!(anonymous.headers.contains_key(header::WWW_AUTHENTICATE));
+    let customer = reporting
+        .get(&path)
+        .bearer_auth(world.customer(Uuid::new_v4()))
+        .answer()
+        .await;
+    assert_eq!(customer.status, StatusCode::FORBIDDEN);
     // The operator gets through to the report: none exists yet.
-    let operator = send(Some(world.identity.operator())).await.unwrap();
-    assert_eq!(operator.status(), StatusCode::NOT_FOUND);
-    let problem: serde_json::Value = operator.json().await.unwrap();
-    assert_eq!(problem["type"], "/problems/report-not-found");
+    let operator = reporting
+        .get(&path)
+        .bearer_auth(world.operator())
+        .answer()
+        .await;
+    assert_eq!(operator.status, StatusCode::NOT_FOUND);
+    assert_eq!(operator.problem_type(), "/problems/report-not-found");
+}
+
+#[tokio::test]
+async fn readiness_and_metrics_report_the_services_own_checks_and_counts() {
+    let world = World::start().await;
+    let reporting = Running::<Reporting>::start(&world, &[]).await;
+    let path = format!("/reports/events/{}", Uuid::new_v4());
+    reporting.get(&path).answer().await;
+
+    let ready = reporting.get("/readyz").answer().await;
+    let metrics = reporting.get("/metrics").answer().await;
+
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    assert_eq!(ready.body["checks"]["postgres"], "ok");
+    assert_eq!(ready.body["checks"]["nats"], "ok");
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.text;
+    assert!(
+        text.contains(
+            r#"http_requests_total{method="GET",route="/reports/events/{id}",status="401"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"consumer_applied_total{consumer="reporting"} 0"#),
+        "{text}"
+    );
+    // The lag is JetStream's: reported once the consumer has made its durable.
+    testkit::eventually(Duration::from_secs(10), "the lag is reported", || async {
+        let metrics = reporting.get("/metrics").answer().await;
+        metrics
+            .text
+            .contains(r#"consumer_pending{consumer="reporting"} 0"#)
+    })
+    .await;
 }

@@ -23,13 +23,16 @@
 //!   messages keep flowing. [`dlq`] lists, shows, redrives and purges them.
 //!
 //! Modules: [`runtime`] (the spec, the decision per message, the loop and
-//! the metrics, one file each in `runtime/`), [`dlq`], [`store`] (inbox and
-//! positions SQL).
+//! the counters, one file each in `runtime/`), [`group`] (a service's
+//! consumers installed as tasks, with their metrics), [`dlq`], [`store`]
+//! (inbox and positions SQL).
 
 pub mod dlq;
+pub mod group;
 pub mod runtime;
 pub mod store;
 
+pub use group::Group;
 pub use runtime::{
     Consumer, ConsumerSpec, Counts, Decision, Delivery, Handler, HandlerError, Lag, Outcome, lag,
     render_metrics,

@@ -54,6 +54,11 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
+    /// What it consumes, under which durable name.
+    pub fn spec(&self) -> &ConsumerSpec {
+        &self.spec
+    }
+
     /// Its counters.
     pub fn metrics(&self) -> Arc<ConsumerMetrics> {
         self.metrics.clone()

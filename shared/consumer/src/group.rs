@@ -1,0 +1,217 @@
+//! A service's consumers, installed on its `service::Builder` in one step:
+//! each runs as a background task until shutdown, and `/metrics` reports
+//! their counts and their lag.
+//!
+//! | metric | type | what |
+//! |---|---|---|
+//! | `consumer_applied_total` | counter | events whose effect committed |
+//! | `consumer_duplicates_total` | counter | events skipped because the inbox had them |
+//! | `consumer_stale_total` | counter | events skipped because their aggregate was past them |
+//! | `consumer_retried_total` | counter | deliveries postponed (failures, gaps, database down) |
+//! | `consumer_dead_lettered_total` | counter | messages sent to the dead letters |
+//! | `consumer_pending` | gauge | messages not yet delivered |
+//! | `consumer_ack_pending` | gauge | messages delivered and not yet acked |
+//! | `consumer_redelivered` | gauge | messages delivered more than once |
+//!
+//! Each is labelled `consumer="<durable name>"`. Several instances of one
+//! durable (notification's senders) are one consumer to an operator: their
+//! counts are summed. The gauges are JetStream's own numbers, asked for at
+//! scrape time; while NATS is unreachable they are left out rather than
+//! reported as zero.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use messaging::{StreamKind, Topology};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::{ConsumerMetrics, Counts, Lag, lag};
+use crate::{Consumer, Handler};
+
+type Run = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>;
+
+/// The consumers of one service.
+pub struct Group {
+    js: async_nats::jetstream::Context,
+    topology: Topology,
+    runs: Vec<Run>,
+    members: Vec<Member>,
+}
+
+/// One durable consumer as `/metrics` shows it.
+#[derive(Debug)]
+struct Member {
+    name: String,
+    stream: StreamKind,
+    instances: Vec<Arc<ConsumerMetrics>>,
+    lag: Mutex<Option<Lag>>,
+}
+
+impl Member {
+    fn counts(&self) -> Counts {
+        self.instances
+            .iter()
+            .map(|m| m.snapshot())
+            .fold(Counts::default(), |sum, c| Counts {
+                applied: sum.applied + c.applied,
+                duplicates: sum.duplicates + c.duplicates,
+                stale: sum.stale + c.stale,
+                retried: sum.retried + c.retried,
+                dead_lettered: sum.dead_lettered + c.dead_lettered,
+            })
+    }
+
+    fn lag(&self) -> Option<Lag> {
+        *self.lag.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Group {
+    /// An empty group; `js` and `topology` are where lag is asked for.
+    pub fn new(js: async_nats::jetstream::Context, topology: Topology) -> Self {
+        Self {
+            js,
+            topology,
+            runs: Vec::new(),
+            members: Vec::new(),
+        }
+    }
+
+    /// Adds `consumer`: it runs when the service runs.
+    pub fn add<H: Handler + Send + Sync + 'static>(&mut self, consumer: Consumer<H>) {
+        let (name, stream) = (consumer.spec().name.clone(), consumer.spec().stream);
+        let metrics = consumer.metrics();
+        match self.members.iter_mut().find(|m| m.name == name) {
+            Some(member) => member.instances.push(metrics),
+            None => self.members.push(Member {
+                name,
+                stream,
+                instances: vec![metrics],
+                lag: Mutex::new(None),
+            }),
+        }
+        self.runs.push(Box::new(move |stop| {
+            async move { consumer.run(stop).await }.boxed()
+        }));
+    }
+
+    /// Hands the consumers to the service: their tasks, their metrics, and
+    /// a scrape hook that asks JetStream for their lag.
+    pub fn install(self, app: &mut service::Builder) {
+        for run in self.runs {
+            app.task(run);
+        }
+        let members = Arc::new(ConsumerCollector {
+            members: self.members,
+        });
+        app.registry()
+            .register_collector(Box::new(Shared(members.clone())));
+        let (js, topology) = (self.js, self.topology);
+        app.on_scrape(move || {
+            let (members, js, topology) = (members.clone(), js.clone(), topology.clone());
+            async move {
+                for member in &members.members {
+                    let now = lag(&js, &topology, member.stream, &member.name).await.ok();
+                    *member.lag.lock().unwrap_or_else(PoisonError::into_inner) = now;
+                }
+            }
+        });
+    }
+}
+
+/// Encodes the members' counts and lag at each scrape.
+#[derive(Debug)]
+struct ConsumerCollector {
+    members: Vec<Member>,
+}
+
+/// The collector, shared with the scrape hook that refreshes its lag.
+#[derive(Debug)]
+struct Shared(Arc<ConsumerCollector>);
+
+type Pick = fn(&Member) -> Option<u64>;
+
+/// The metric families, in the order they are written.
+const FAMILIES: [(&str, &str, MetricType, Pick); 8] = [
+    (
+        "consumer_applied",
+        "Events whose effect committed.",
+        MetricType::Counter,
+        |m| Some(m.counts().applied),
+    ),
+    (
+        "consumer_duplicates",
+        "Events skipped because the inbox had them.",
+        MetricType::Counter,
+        |m| Some(m.counts().duplicates),
+    ),
+    (
+        "consumer_stale",
+        "Events skipped because their aggregate was past them.",
+        MetricType::Counter,
+        |m| Some(m.counts().stale),
+    ),
+    (
+        "consumer_retried",
+        "Deliveries postponed (failures, gaps, database down).",
+        MetricType::Counter,
+        |m| Some(m.counts().retried),
+    ),
+    (
+        "consumer_dead_lettered",
+        "Messages sent to the dead letters.",
+        MetricType::Counter,
+        |m| Some(m.counts().dead_lettered),
+    ),
+    (
+        "consumer_pending",
+        "Messages not yet delivered.",
+        MetricType::Gauge,
+        |m| m.lag().map(|l| l.pending),
+    ),
+    (
+        "consumer_ack_pending",
+        "Messages delivered and not yet acked.",
+        MetricType::Gauge,
+        |m| m.lag().map(|l| l.ack_pending),
+    ),
+    (
+        "consumer_redelivered",
+        "Messages delivered more than once.",
+        MetricType::Gauge,
+        |m| m.lag().map(|l| l.redelivered),
+    ),
+];
+
+impl Collector for Shared {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for (name, help, kind, pick) in FAMILIES {
+            let samples: Vec<(&str, u64)> = self
+                .0
+                .members
+                .iter()
+                .filter_map(|m| pick(m).map(|v| (m.name.as_str(), v)))
+                .collect();
+            if samples.is_empty() {
+                continue;
+            }
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for (consumer, value) in samples {
+                let labels = [("consumer", consumer)];
+                let sample = family.encode_family(&labels)?;
+                if matches!(kind, MetricType::Counter) {
+                    ConstCounter::new(value).encode(sample)?;
+                } else {
+                    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(sample)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
