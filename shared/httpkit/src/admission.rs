@@ -54,12 +54,12 @@
 //! # async fn run(env: settings::Env) -> Result<(), Box<dyn std::error::Error>> {
 //! let limits = AdmissionLimits::from_env(&env)?;
 //! let metrics = AdmissionMetrics::default();
+//! let mut registry = prometheus_client::registry::Registry::default();
+//! metrics.register(&mut registry); // `http_admission_rejected_total` at /metrics
 //! let api = admission(Router::new().route("/orders", get(|| async { "[]" })), limits, &metrics);
-//! let render = metrics.clone();
 //! let router = Router::new()
 //!     .merge(api)
-//!     .route("/healthz", get(httpkit::health::healthz))
-//!     .route("/metrics", get(move || async move { render.render() }));
+//!     .route("/healthz", get(httpkit::health::healthz));
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
 //! axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await?;
 //! # Ok(())
@@ -85,10 +85,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use axum::routing::Route;
 use http::StatusCode;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::registry::Registry;
+use tower::{Layer, Service};
+use utoipa_axum::router::OpenApiRouter;
 use settings::{ConfigError, Env};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
@@ -188,17 +199,10 @@ impl AdmissionMetrics {
         self.counts.shed.load(Ordering::Relaxed)
     }
 
-    /// The counts in the Prometheus text format, e.g.
+    /// Reports the counts in `registry`, e.g.
     /// `http_admission_rejected_total{reason="rate_limited"} 3`.
-    pub fn render(&self) -> String {
-        format!(
-            "# HELP http_admission_rejected_total Requests refused before reaching a handler.\n\
-             # TYPE http_admission_rejected_total counter\n\
-             http_admission_rejected_total{{reason=\"rate_limited\"}} {}\n\
-             http_admission_rejected_total{{reason=\"shed\"}} {}\n",
-            self.rate_limited(),
-            self.shed()
-        )
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(self.clone()));
     }
 
     fn count_rate_limited(&self) {
@@ -207,6 +211,61 @@ impl AdmissionMetrics {
 
     fn count_shed(&self) {
         self.counts.shed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Collector for AdmissionMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "http_admission_rejected",
+            "Requests refused before reaching a handler.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, count) in [("rate_limited", self.rate_limited()), ("shed", self.shed())] {
+            ConstCounter::new(count).encode(family.encode_family(&[("reason", reason)])?)?;
+        }
+        Ok(())
+    }
+}
+
+/// A router admission control can wrap: axum's, and utoipa-axum's (whose
+/// routes document themselves). Both wrap each route with `layer`.
+pub trait Wrap: Sized {
+    /// `router.layer(layer)`.
+    #[must_use]
+    fn wrap<L>(self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static;
+}
+
+impl<S: Clone + Send + Sync + 'static> Wrap for Router<S> {
+    fn wrap<L>(self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.layer(layer)
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Wrap for OpenApiRouter<S> {
+    fn wrap<L>(self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.layer(layer)
     }
 }
 
@@ -219,14 +278,7 @@ impl AdmissionMetrics {
 /// When `limits` cannot work (a rate that is not above zero, a burst or
 /// `max_in_flight` of zero): [`AdmissionLimits::from_env`] never returns
 /// such limits, so this is a bug in the caller, found at startup.
-pub fn admission<S>(
-    router: Router<S>,
-    limits: AdmissionLimits,
-    metrics: &AdmissionMetrics,
-) -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-{
+pub fn admission<R: Wrap>(router: R, limits: AdmissionLimits, metrics: &AdmissionMetrics) -> R {
     if let Some((name, reason)) = limits.problem() {
         panic!("invalid admission limits ({name}: {reason}): {limits:?}");
     }
@@ -241,7 +293,7 @@ where
         move |error: BoxError| async move { shed_response(&error, &shed_metrics, retry_after) };
     // ServiceBuilder lists layers outside in: the rate limit sees the
     // request first (see the module docs for why).
-    router.layer(
+    router.wrap(
         ServiceBuilder::new()
             .layer(RateLimitLayer::new(limiter, metrics.clone()))
             .layer(HandleErrorLayer::new(on_error))
@@ -493,7 +545,10 @@ mod tests {
         }
         metrics.count_shed();
 
-        let text = metrics.render();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
 
         assert_eq!((metrics.rate_limited(), metrics.shed()), (2, 1));
         assert!(
