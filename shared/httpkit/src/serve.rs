@@ -158,6 +158,8 @@ pub async fn serve(
 }
 
 #[cfg(test)]
+// Tests of the plumbing mount throwaway routes that no document describes.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use std::net::SocketAddr;
     use std::time::Instant;

@@ -145,6 +145,8 @@ impl HttpMetrics {
 }
 
 #[cfg(test)]
+// A throwaway route, measured, not documented.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use axum::Router;
     use axum::body::Body;
