@@ -77,6 +77,51 @@ impl World {
         self.identity.operator()
     }
 
+    /// A concert with seats `A-1` … `A-<seats>` at 45.00, on sale now and
+    /// starting in a week, created through inventory's API as an operator
+    /// would: the one way tests make concerts.
+    pub async fn concert<S: Service>(&self, inventory: &Running<S>, seats: usize) -> Uuid
+    where
+        S::Handles: Clone,
+    {
+        self.concert_with_sale_in(inventory, seats, chrono::Duration::zero())
+            .await
+    }
+
+    /// [`World::concert`], with its sale opening `sale_in` from now (in the
+    /// past when negative).
+    pub async fn concert_with_sale_in<S: Service>(
+        &self,
+        inventory: &Running<S>,
+        seats: usize,
+        sale_in: chrono::Duration,
+    ) -> Uuid
+    where
+        S::Handles: Clone,
+    {
+        let now = chrono::Utc::now();
+        let seats: Vec<_> = (1..=seats)
+            .map(|i| serde_json::json!({ "seat_id": format!("A-{i}"), "price_cents": 4500 }))
+            .collect();
+        let created = inventory
+            .post("/events")
+            .bearer_auth(self.operator())
+            .json(&serde_json::json!({
+                "name": "Night Shift",
+                "venue": "Hall 1",
+                "starts_at": now + sale_in + chrono::Duration::days(7),
+                "sale_opens_at": now + sale_in,
+                "seats": seats,
+            }))
+            .answer()
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        created.body["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("the created concert's id")
+    }
+
     /// The settings every service started in this world gets, for service
     /// `name` (whose database is created on first use).
     pub async fn settings(&self, name: &str) -> BTreeMap<String, String> {
