@@ -27,6 +27,8 @@
 //! consumers installed as tasks, with their metrics), [`dlq`], [`store`]
 //! (inbox and positions SQL).
 
+#![warn(missing_docs)]
+
 pub mod dlq;
 pub mod group;
 pub mod runtime;

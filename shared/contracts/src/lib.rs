@@ -14,6 +14,8 @@
 //!   field is breaking: introduce a new `schema_version` instead and keep
 //!   publishing the old one until every consumer has moved.
 
+#![warn(missing_docs)]
+
 pub mod compat;
 mod envelope;
 pub mod inventory;

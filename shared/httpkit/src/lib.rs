@@ -19,6 +19,8 @@
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token;
 //! - [`service`]: the `main` every service shares.
 
+#![warn(missing_docs)]
+
 pub mod admission;
 pub mod auth;
 pub mod docs;

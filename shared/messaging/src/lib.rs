@@ -7,6 +7,8 @@
 //! - [`headers`]: the header names every message carries;
 //! - [`connect`]: a client that keeps reconnecting on its own.
 
+#![warn(missing_docs)]
+
 pub mod headers;
 mod topology;
 

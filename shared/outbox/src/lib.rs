@@ -17,6 +17,8 @@
 //! which serialises such commits; the relay benchmark measures it
 //! (`docs/benchmarks.md`, "Relay benchmark"). Without notify the relay polls.
 
+#![warn(missing_docs)]
+
 use contracts::{Envelope, Event};
 use sqlx::PgConnection;
 use telemetry::propagation::TraceContext;

@@ -6,6 +6,8 @@
 //! step), and fails with an error that names Postgres and the URL, password
 //! redacted.
 
+#![warn(missing_docs)]
+
 use std::time::Duration;
 
 use settings::SecretUrl;

@@ -32,6 +32,8 @@
 //! `build` still reads top to bottom as "connect, make the parts, wire
 //! them", which is what a reader copies; only the plumbing between is here.
 
+#![warn(missing_docs)]
+
 mod app;
 mod builder;
 mod config;

@@ -15,6 +15,8 @@
 //! assert_eq!((port, timeout), (8080, Duration::from_secs(3)));
 //! ```
 
+#![warn(missing_docs)]
+
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::str::FromStr;

@@ -16,6 +16,8 @@
 //! the batch exporter holds spans in memory, and the last seconds of a
 //! trace are exactly the ones you want after an incident.
 
+#![warn(missing_docs)]
+
 pub mod propagation;
 
 use opentelemetry::KeyValue;

@@ -16,6 +16,8 @@
 //! [`RestartableRedis`]) follow the same rules with `NATS_URL` and
 //! `REDIS_URL`.
 
+#![warn(missing_docs)]
+
 pub mod identity;
 pub mod nats;
 pub mod redis;
