@@ -8,7 +8,8 @@
 //! unnecessary downstream, and a hold token in a log that several services
 //! read was a credential in too many places). Removing a required field is
 //! breaking, so v1 stays committed ([`v1`]) and consumers read both: a v1
-//! payload decodes as v2, since v2 ignores the extra field.
+//! payload decodes as v2, since v2 ignores the extra field. A v1 event is
+//! the v2 struct with v1's seat, so the two cannot drift apart.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -30,9 +31,15 @@ pub struct OrderSeat {
     pub fencing_token: Option<i64>,
 }
 
+// `OrderCreated`, `OrderPaid` and `OrderConfirmed` are generic over the
+// seat only so that `v1` can be the same structs with v1's seat: `Seat` is
+// `OrderSeat` everywhere else. (A `//` comment: doc comments are part of
+// the committed schemas.)
+
 /// A customer created an order for seats they hold. Status `PENDING`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct OrderCreated {
+#[schemars(rename = "OrderCreated")]
+pub struct OrderCreated<Seat = OrderSeat> {
     /// The order.
     pub order_id: Uuid,
     /// The concert (domain event) the seats belong to.
@@ -40,7 +47,7 @@ pub struct OrderCreated {
     /// Where confirmations go.
     pub customer_email: String,
     /// The seats, in the order the customer listed them.
-    pub seats: Vec<OrderSeat>,
+    pub seats: Vec<Seat>,
 }
 
 impl Event for OrderCreated {
@@ -52,7 +59,8 @@ impl Event for OrderCreated {
 
 /// The customer paid. Status `PAID`: inventory now confirms the seats.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct OrderPaid {
+#[schemars(rename = "OrderPaid")]
+pub struct OrderPaid<Seat = OrderSeat> {
     /// The order.
     pub order_id: Uuid,
     /// The concert.
@@ -60,7 +68,7 @@ pub struct OrderPaid {
     /// Where confirmations go.
     pub customer_email: String,
     /// The seats paid for.
-    pub seats: Vec<OrderSeat>,
+    pub seats: Vec<Seat>,
     /// When the payment was accepted.
     pub paid_at: DateTime<Utc>,
 }
@@ -92,7 +100,8 @@ impl Event for OrderCancelled {
 
 /// Inventory sold every seat of the paid order to it. Status `CONFIRMED`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct OrderConfirmed {
+#[schemars(rename = "OrderConfirmed")]
+pub struct OrderConfirmed<Seat = OrderSeat> {
     /// The order.
     pub order_id: Uuid,
     /// The concert.
@@ -100,7 +109,7 @@ pub struct OrderConfirmed {
     /// Where the confirmation goes.
     pub customer_email: String,
     /// The seats, now sold.
-    pub seats: Vec<OrderSeat>,
+    pub seats: Vec<Seat>,
     /// What the seats cost, in cents (from inventory's confirmation).
     pub amount_cents: i64,
     /// When it was confirmed.
@@ -142,15 +151,11 @@ impl Event for OrderRefunded {
 /// their committed schemas still have a type, and so that the test below
 /// can prove that a v1 payload reads as v2. Nothing produces them any more.
 pub mod v1 {
-    use chrono::{DateTime, Utc};
     use schemars::JsonSchema;
     use serde::{Deserialize, Serialize};
     use uuid::Uuid;
 
     use crate::Event;
-
-    // The doc comments repeat v1's word for word: they are part of the
-    // committed schema files, which must not change.
 
     /// One seat of an order.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -167,18 +172,12 @@ pub mod v1 {
         pub fencing_token: Option<i64>,
     }
 
-    /// A customer created an order for seats they hold. Status `PENDING`.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-    pub struct OrderCreated {
-        /// The order.
-        pub order_id: Uuid,
-        /// The concert (domain event) the seats belong to.
-        pub event_id: Uuid,
-        /// Where confirmations go.
-        pub customer_email: String,
-        /// The seats, in the order the customer listed them.
-        pub seats: Vec<OrderSeat>,
-    }
+    /// `OrderCreated` v1: the v2 struct with v1's seat.
+    pub type OrderCreated = super::OrderCreated<OrderSeat>;
+    /// `OrderPaid` v1: the v2 struct with v1's seat.
+    pub type OrderPaid = super::OrderPaid<OrderSeat>;
+    /// `OrderConfirmed` v1: the v2 struct with v1's seat.
+    pub type OrderConfirmed = super::OrderConfirmed<OrderSeat>;
 
     impl Event for OrderCreated {
         const EVENT_TYPE: &'static str = "OrderCreated";
@@ -187,43 +186,11 @@ pub mod v1 {
         const SUBJECT: &'static str = "orders.events.order_created";
     }
 
-    /// The customer paid. Status `PAID`: inventory now confirms the seats.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-    pub struct OrderPaid {
-        /// The order.
-        pub order_id: Uuid,
-        /// The concert.
-        pub event_id: Uuid,
-        /// Where confirmations go.
-        pub customer_email: String,
-        /// The seats paid for.
-        pub seats: Vec<OrderSeat>,
-        /// When the payment was accepted.
-        pub paid_at: DateTime<Utc>,
-    }
-
     impl Event for OrderPaid {
         const EVENT_TYPE: &'static str = "OrderPaid";
         const SCHEMA_VERSION: u32 = 1;
         const AGGREGATE_TYPE: &'static str = "order";
         const SUBJECT: &'static str = "orders.events.order_paid";
-    }
-
-    /// Inventory sold every seat of the paid order to it. Status `CONFIRMED`.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-    pub struct OrderConfirmed {
-        /// The order.
-        pub order_id: Uuid,
-        /// The concert.
-        pub event_id: Uuid,
-        /// Where the confirmation goes.
-        pub customer_email: String,
-        /// The seats, now sold.
-        pub seats: Vec<OrderSeat>,
-        /// What the seats cost, in cents (from inventory's confirmation).
-        pub amount_cents: i64,
-        /// When it was confirmed.
-        pub confirmed_at: DateTime<Utc>,
     }
 
     impl Event for OrderConfirmed {
