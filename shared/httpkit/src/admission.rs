@@ -50,13 +50,21 @@
 //!
 //! use axum::{Router, routing::get};
 //! use httpkit::admission::{AdmissionLimits, AdmissionMetrics, admission};
+//! use utoipa_axum::router::OpenApiRouter;
+//!
+//! /// `GET /orders`.
+//! #[utoipa::path(get, path = "/orders", responses((status = 200, body = String)))]
+//! async fn list_orders() -> &'static str {
+//!     "[]"
+//! }
 //!
 //! # async fn run(env: settings::Env) -> Result<(), Box<dyn std::error::Error>> {
 //! let limits = AdmissionLimits::from_env(&env)?;
 //! let metrics = AdmissionMetrics::default();
 //! let mut registry = prometheus_client::registry::Registry::default();
 //! metrics.register(&mut registry); // `http_admission_rejected_total` at /metrics
-//! let api = admission(Router::new().route("/orders", get(|| async { "[]" })), limits, &metrics);
+//! let orders = OpenApiRouter::new().routes(utoipa_axum::routes!(list_orders));
+//! let (api, _document) = admission(orders, limits, &metrics).split_for_parts();
 //! let router = Router::new()
 //!     .merge(api)
 //!     .route("/healthz", get(httpkit::health::healthz));
@@ -85,20 +93,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use std::convert::Infallible;
-
-use axum::Router;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use axum::routing::Route;
 use http::StatusCode;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::registry::Registry;
-use tower::{Layer, Service};
 use utoipa_axum::router::OpenApiRouter;
 use settings::{ConfigError, Env};
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -229,46 +231,6 @@ impl Collector for AdmissionMetrics {
     }
 }
 
-/// A router admission control can wrap: axum's, and utoipa-axum's (whose
-/// routes document themselves). Both wrap each route with `layer`.
-pub trait Wrap: Sized {
-    /// `router.layer(layer)`.
-    #[must_use]
-    fn wrap<L>(self, layer: L) -> Self
-    where
-        L: Layer<Route> + Clone + Send + Sync + 'static,
-        L::Service: Service<Request> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
-        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
-        <L::Service as Service<Request>>::Future: Send + 'static;
-}
-
-impl<S: Clone + Send + Sync + 'static> Wrap for Router<S> {
-    fn wrap<L>(self, layer: L) -> Self
-    where
-        L: Layer<Route> + Clone + Send + Sync + 'static,
-        L::Service: Service<Request> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
-        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
-        <L::Service as Service<Request>>::Future: Send + 'static,
-    {
-        self.layer(layer)
-    }
-}
-
-impl<S: Clone + Send + Sync + 'static> Wrap for OpenApiRouter<S> {
-    fn wrap<L>(self, layer: L) -> Self
-    where
-        L: Layer<Route> + Clone + Send + Sync + 'static,
-        L::Service: Service<Request> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
-        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
-        <L::Service as Service<Request>>::Future: Send + 'static,
-    {
-        self.layer(layer)
-    }
-}
-
 /// Wraps every route of `router` (the API routes, see the module docs) in
 /// the per-client rate limit and then load shedding, counting refusals in
 /// `metrics`. Routes added to the router afterwards are not wrapped.
@@ -278,7 +240,14 @@ impl<S: Clone + Send + Sync + 'static> Wrap for OpenApiRouter<S> {
 /// When `limits` cannot work (a rate that is not above zero, a burst or
 /// `max_in_flight` of zero): [`AdmissionLimits::from_env`] never returns
 /// such limits, so this is a bug in the caller, found at startup.
-pub fn admission<R: Wrap>(router: R, limits: AdmissionLimits, metrics: &AdmissionMetrics) -> R {
+pub fn admission<S>(
+    router: OpenApiRouter<S>,
+    limits: AdmissionLimits,
+    metrics: &AdmissionMetrics,
+) -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
     if let Some((name, reason)) = limits.problem() {
         panic!("invalid admission limits ({name}: {reason}): {limits:?}");
     }
@@ -293,7 +262,7 @@ pub fn admission<R: Wrap>(router: R, limits: AdmissionLimits, metrics: &Admissio
         move |error: BoxError| async move { shed_response(&error, &shed_metrics, retry_after) };
     // ServiceBuilder lists layers outside in: the rate limit sees the
     // request first (see the module docs for why).
-    router.wrap(
+    router.layer(
         ServiceBuilder::new()
             .layer(RateLimitLayer::new(limiter, metrics.clone()))
             .layer(HandleErrorLayer::new(on_error))
@@ -335,6 +304,7 @@ pub(crate) fn whole_seconds(d: Duration) -> u64 {
 mod tests {
     use std::net::SocketAddr;
 
+    use axum::Router;
     use axum::body::Body;
     use axum::extract::ConnectInfo;
     use axum::routing::get;
@@ -357,8 +327,13 @@ mod tests {
         }
     }
 
+    /// `routes` behind admission control, as a plain router to call.
+    fn admitted(routes: Router, limits: AdmissionLimits, metrics: &AdmissionMetrics) -> Router {
+        admission(OpenApiRouter::from(routes), limits, metrics).into()
+    }
+
     fn app(limits: AdmissionLimits, metrics: &AdmissionMetrics) -> Router {
-        admission(
+        admitted(
             Router::new().route("/", get(|| async { "ok" })),
             limits,
             metrics,
@@ -504,7 +479,7 @@ mod tests {
                 }),
             )
             .route("/fast", get(|| async { "ok" }));
-        let app = admission(routes, limits(1_000.0, 1_000, 1), &metrics);
+        let app = admitted(routes, limits(1_000.0, 1_000, 1), &metrics);
         let slow = Request::get("/slow")
             .body(Body::empty())
             .expect("a request");

@@ -99,9 +99,7 @@ impl Builder {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.declare(name, true, move || {
-            probe().map(move |result| Readiness::new().check(name, result))
-        });
+        self.verdict(name, true, probe);
     }
 
     /// A dependency the service can do without: while `probe` fails,
@@ -111,8 +109,22 @@ impl Builder {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.declare(name, false, move || {
-            probe().map(move |result| Readiness::new().degraded(name, result))
+        self.verdict(name, false, probe);
+    }
+
+    fn verdict<F, Fut>(&mut self, name: &'static str, required: bool, probe: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.declare(name, required, move || {
+            probe().map(move |result| {
+                if required {
+                    Readiness::new().check(name, result)
+                } else {
+                    Readiness::new().degraded(name, result)
+                }
+            })
         });
     }
 
