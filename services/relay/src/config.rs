@@ -2,7 +2,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `HTTP_ADDR` | `0.0.0.0:8084` | health and metrics |
+//! | `HTTP_ADDR`, `REQUEST_TIMEOUT`, `BODY_LIMIT_BYTES`, `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `0.0.0.0:8084`, `10s`, `1024`, `5s`, `1024` | the server of the operational routes (health, metrics, docs): see `service::HttpConfig` |
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/orders` | the source database (its outbox table) |
 //! | `RELAY_SOURCE` | the database name | label in logs and metrics, e.g. `orders` |
 //! | `NATS_URL` | `nats://127.0.0.1:4222` | |
@@ -16,8 +16,8 @@
 //! | `RELAY_BACKOFF_MAX` | `10s` | cap of the backoff while NATS or Postgres is down |
 //! | `RELAY_DEDUP_WINDOW` | `10m` | JetStream duplicate window of the streams it provisions |
 //! | `RELAY_RETENTION` | `0s` | `0s`: delete a row once acked; otherwise mark it and delete it this long after |
+//! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use messaging::Topology;
@@ -36,8 +36,8 @@ pub enum Wakeup {
 /// Everything the relay needs.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Health and metrics address.
-    pub http_addr: SocketAddr,
+    /// The HTTP server of the operational routes.
+    pub http: service::HttpConfig,
     /// The source database.
     pub database_url: SecretUrl,
     /// Name of the source in logs and metrics.
@@ -66,8 +66,6 @@ pub struct Config {
     pub retention: Duration,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
-    /// The HTTP server's header-read timeout and connection cap.
-    pub serve: httpkit::serve::ServeLimits,
 }
 
 impl Config {
@@ -111,7 +109,7 @@ impl Config {
             });
         }
         Ok(Self {
-            http_addr: env.parse_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8084)))?,
+            http: service::HttpConfig::from_env(env, 8084, 1024)?,
             source: env.string_or("RELAY_SOURCE", &default_source),
             database_url,
             nats_url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
@@ -135,7 +133,6 @@ impl Config {
             dedup_window: env.duration_or("RELAY_DEDUP_WINDOW", Duration::from_mins(10))?,
             retention: env.duration_or("RELAY_RETENTION", Duration::ZERO)?,
             telemetry: TelemetryConfig::from_env("relay", env)?,
-            serve: httpkit::serve::ServeLimits::from_env(env)?,
         })
     }
 }

@@ -29,10 +29,10 @@
 //!
 //! Modules: [`config`], [`store`] (SQL), [`publisher`] (one batch),
 //! [`relay_loop`] (the loop: wake-ups, backoff, retention), [`metrics`],
-//! [`http`] (health and metrics), [`startup`].
+//! [`startup`] (the [`Relay`] service: what it connects and runs; its HTTP
+//! server has the operational routes only).
 
 pub mod config;
-pub mod http;
 pub mod metrics;
 pub mod publisher;
 pub mod relay_loop;
@@ -40,4 +40,4 @@ pub mod startup;
 pub mod store;
 
 pub use config::Config;
-pub use startup::Application;
+pub use startup::{Handles, Relay};

@@ -1,70 +1,74 @@
-//! Building and running the relay.
+//! Building the relay: a lazily connected pool, a NATS client, the relay
+//! loop's passes and the retention sweeper as background tasks, and the
+//! operational routes only (it has no business API). Serving, readiness,
+//! metrics and stopping are `service`'s.
 //!
 //! Unlike a request-serving service, the relay starts even when Postgres or
 //! NATS is down: both connections are lazy and retried by the relay loop, and
-//! `/readyz` says what is missing. A relay that crash-loops while the
-//! broker restarts would only add noise to an outage.
+//! `/readyz` says what is missing: `postgres` and `nats` (the connections),
+//! and the loop's own verdicts (`streams`, `publishing`, `claiming`:
+//! [`LoopHealth::problems`]). A relay that crash-loops while the broker
+//! restarts would only add noise to an outage.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use service::{App, Builder, StartupError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::Config;
-use crate::http::{HttpState, router};
-use crate::metrics::Metrics;
+use crate::metrics::{BacklogGauges, Metrics};
 use crate::publisher::{Publisher, PublisherSettings};
 use crate::relay_loop::{LoopHealth, RelayLoop, run_retention};
 
-/// Why the relay could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    /// `DATABASE_URL` is not a Postgres URL.
-    #[error("DATABASE_URL {url} is not a valid Postgres URL")]
-    InvalidDatabaseUrl {
-        /// The URL, password redacted.
-        url: String,
-        /// Why.
-        #[source]
-        source: sqlx::Error,
-    },
-    /// `NATS_URL` is unusable.
-    #[error(transparent)]
-    Nats(#[from] messaging::MessagingError),
-    /// The health port is taken.
-    #[error("cannot listen on {addr}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+/// The outbox relay, for one source database.
+pub struct Relay;
+
+/// What a running relay lends to tests.
+#[derive(Clone)]
+pub struct Handles {
+    /// This instance's counters.
+    pub metrics: Arc<Metrics>,
 }
 
-/// A relay, bound and ready to run.
-pub struct Application {
-    listener: TcpListener,
-    router: axum::Router,
-    serve_limits: httpkit::serve::ServeLimits,
-    relay_loop: RelayLoop,
-    concurrency: usize,
-    db: sqlx::PgPool,
-    retention: Duration,
-    metrics: Arc<Metrics>,
-}
+/// The relay's `OpenAPI` document: its title only, as it has no business
+/// API; `service` adds the operational routes.
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "Outbox relay",
+    description = "Health and metrics of an outbox relay, which publishes the committed \
+        rows of one database's outbox to NATS JetStream, in order per aggregate. It has no \
+        business API.",
+))]
+pub struct ApiDoc;
 
-impl Application {
-    /// Prepares connections (lazily) and binds the health port.
-    pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let options: PgConnectOptions = config.database_url.expose().parse().map_err(|source| {
-            StartupError::InvalidDatabaseUrl {
-                url: config.database_url.to_string(),
-                source,
-            }
+/// How long a scrape waits for the backlog: as long as a readiness check
+/// (`service::ops::CHECK_TIMEOUT`), not the pool's acquire timeout, so that
+/// a scrape stays quick while Postgres is down.
+const BACKLOG_TIMEOUT: Duration = service::ops::CHECK_TIMEOUT;
+
+impl service::Service for Relay {
+    const NAME: &'static str = "relay";
+    type Config = Config;
+    type Handles = Handles;
+
+    fn config(env: &settings::Env) -> Result<Config, settings::ConfigError> {
+        Config::from_env(env)
+    }
+
+    fn telemetry(config: &Config) -> &telemetry::TelemetryConfig {
+        &config.telemetry
+    }
+
+    async fn build(config: Config) -> Result<App<Handles>, StartupError> {
+        let mut app = Builder::new(Self::NAME, config.http);
+        let options: PgConnectOptions = config.database_url.expose().parse().map_err(|e| {
+            StartupError::dependency(
+                "`DATABASE_URL` is not a valid Postgres URL",
+                format!("{}: {e}", config.database_url),
+            )
         })?;
         // Per concurrent pass: its transaction and its LISTEN connection;
         // plus room for /readyz, /metrics and the retention sweeper.
@@ -73,8 +77,11 @@ impl Application {
             .max_connections(connections)
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy_with(options);
+        app.watch_postgres(db.clone());
+        // Named after the source: `relay-orders` in the server's connection list.
         let nats =
             messaging::connect(&config.nats_url, &format!("relay-{}", config.source)).await?;
+        app.watch_nats(nats.clone());
         let js = async_nats::jetstream::context::ContextBuilder::new()
             .timeout(config.publish_timeout)
             // A pass sends a whole batch before awaiting acks; let it.
@@ -83,105 +90,62 @@ impl Application {
             )
             .backpressure_on_inflight(true)
             .build(nats.clone());
+
         let metrics = Arc::new(Metrics::default());
+        metrics.register(app.registry(), &config.source);
+        let gauges = BacklogGauges::default();
+        gauges.register(app.registry(), &config.source);
+        let measured = db.clone();
+        app.on_scrape(move || {
+            let (db, gauges) = (measured.clone(), gauges.clone());
+            async move {
+                let backlog =
+                    tokio::time::timeout(BACKLOG_TIMEOUT, crate::store::backlog(&db)).await;
+                gauges.set(backlog.ok().and_then(Result::ok));
+            }
+        });
+
         let health = Arc::new(LoopHealth::default());
-        let publisher = Publisher::new(
-            db.clone(),
-            nats.clone(),
-            js.clone(),
-            PublisherSettings {
-                topology: config.topology.clone(),
-                batch_size: config.batch_size,
-                max_attempts: config.max_attempts,
-                after_publish: config.after_publish(),
-            },
-            metrics.clone(),
-        );
-        let relay_loop = RelayLoop {
-            publisher,
+        let problems = health.clone();
+        app.readiness("relay loop", move || {
+            let report = problems.problems().into_iter().fold(
+                httpkit::health::Readiness::new(),
+                |report, (name, problem)| report.check(name, Err(problem)),
+            );
+            async move { report }
+        });
+        let relay_loop = Arc::new(RelayLoop {
+            publisher: Publisher::new(
+                db.clone(),
+                nats,
+                js.clone(),
+                PublisherSettings {
+                    topology: config.topology.clone(),
+                    batch_size: config.batch_size,
+                    max_attempts: config.max_attempts,
+                    after_publish: config.after_publish(),
+                },
+                metrics.clone(),
+            ),
             js,
-            topology: config.topology.clone(),
+            topology: config.topology,
             dedup_window: config.dedup_window,
             wakeup: config.wakeup,
             poll_interval: config.poll_interval,
             backoff_max: config.backoff_max,
-            health: health.clone(),
-        };
-        let listener = TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: config.http_addr,
-                source,
-            })?;
-        let router = httpkit::layers::standard(
-            router(HttpState {
-                db: db.clone(),
-                nats,
-                metrics: metrics.clone(),
-                health,
-                source: config.source.clone(),
-            }),
-            httpkit::layers::HttpLimits {
-                request_timeout: Duration::from_secs(5),
-                body_limit: 1024,
-            },
-        );
-        Ok(Self {
-            listener,
-            serve_limits: config.serve,
-            router,
-            relay_loop,
-            concurrency: config.concurrency,
-            db,
-            retention: config.retention,
-            metrics,
-        })
-    }
-
-    /// The bound health port.
-    pub fn port(&self) -> u16 {
-        self.listener.local_addr().map_or(0, |a| a.port())
-    }
-
-    /// This instance's counters.
-    pub fn metrics(&self) -> Arc<Metrics> {
-        self.metrics.clone()
-    }
-
-    /// Relays until `shutdown`; the pass in flight finishes first.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let tasks = TaskTracker::new();
+            health,
+        });
         // Several passes in flight, like several instances in one process:
         // the claim query's row locks keep them apart.
-        let relay_loop = Arc::new(self.relay_loop);
-        for _ in 0..self.concurrency {
+        for _ in 0..config.concurrency {
             let relay_loop = relay_loop.clone();
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move { relay_loop.run(shutdown).await });
+            app.task(move |stop| async move { relay_loop.run(stop).await });
         }
-        if !self.retention.is_zero() {
-            tasks.spawn(run_retention(
-                self.db.clone(),
-                self.retention,
-                shutdown.clone(),
-            ));
+        if !config.retention.is_zero() {
+            let retention = config.retention;
+            app.task(move |stop| run_retention(db, retention, stop));
         }
-        tracing::info!(
-            port = self.listener.local_addr().map_or(0, |a| a.port()),
-            "relay listening"
-        );
-        let served = httpkit::serve::serve(
-            self.listener,
-            self.router,
-            self.serve_limits,
-            shutdown.clone(),
-        )
-        .await;
-        shutdown.cancel();
-        tasks.close();
-        tasks.wait().await;
-        self.db.close().await;
-        tracing::info!("relay stopped");
-        served
+        let api = OpenApiRouter::with_openapi(ApiDoc::openapi());
+        app.serve(api, Handles { metrics }).await
     }
 }

@@ -1,19 +1,18 @@
-//! A source database, a NATS topology and relays running against them.
+//! The relay's source database in a testkit [`World`], with helpers to
+//! write outbox rows and read back what reached the stream.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use contracts::Envelope;
 use contracts::orders::OrderCreated;
 use messaging::{StreamKind, Topology};
-use relay::metrics::Metrics;
-use relay::{Application, Config};
+use relay::Relay;
 use sqlx::PgPool;
-use testkit::TestPostgres;
-use tokio_util::sync::CancellationToken;
+use testkit::{Running, World};
 use uuid::Uuid;
 
+/// The orders schema: any service's outbox table would do.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/orders");
 
 /// One message read back from the stream.
@@ -26,60 +25,54 @@ pub(crate) struct Stored {
     pub(crate) traceparent: Option<String>,
 }
 
-pub(crate) struct World {
+/// A world whose relay database has an outbox table, and the NATS server
+/// relays started here publish to.
+pub(crate) struct Outbox {
     pub(crate) db: PgPool,
-    pub(crate) nats_url: String,
     pub(crate) topology: Topology,
-    postgres: TestPostgres,
+    nats_url: String,
+    pub(crate) world: World,
 }
 
-impl World {
-    pub(crate) async fn new(nats_url: &str, prefix: &str) -> Self {
-        let postgres = TestPostgres::start().await;
-        let db = PgPool::connect(postgres.url()).await.unwrap();
+impl Outbox {
+    /// Relays publish to the world's NATS.
+    pub(crate) async fn start() -> Self {
+        let world = World::start().await;
+        let nats_url = world.nats.url().to_owned();
+        Self::with(world, nats_url).await
+    }
+
+    /// Relays publish to the NATS server at `nats_url` (one the test stops
+    /// and restarts), under the world's prefix.
+    pub(crate) async fn on_nats(nats_url: &str) -> Self {
+        Self::with(World::start().await, nats_url.to_owned()).await
+    }
+
+    async fn with(world: World, nats_url: String) -> Self {
+        // The database relays started in this world get (`World::settings`).
+        let url = world.postgres.database("relay").await;
+        let db = PgPool::connect(&url).await.unwrap();
         MIGRATOR.run(&db).await.unwrap();
         Self {
             db,
-            nats_url: nats_url.to_owned(),
-            topology: Topology::new(prefix).unwrap(),
-            postgres,
+            topology: world.topology(),
+            nats_url,
+            world,
         }
     }
 
-    pub(crate) fn config(&self, extra: &[(&str, &str)]) -> Config {
-        let mut vars: Vec<(String, String)> = [
-            ("HTTP_ADDR", "127.0.0.1:0"),
-            ("DATABASE_URL", self.postgres.url()),
+    /// Starts a relay of this outbox: quick to poll and to retry, then
+    /// `extra` on top.
+    pub(crate) async fn relay(&self, extra: &[(&str, &str)]) -> Running<Relay> {
+        let mut settings = vec![
             ("NATS_URL", self.nats_url.as_str()),
-            ("NATS_PREFIX", self.topology.prefix()),
             ("RELAY_SOURCE", "test"),
             ("RELAY_POLL_INTERVAL", "50ms"),
             ("RELAY_BACKOFF_MAX", "500ms"),
             ("RELAY_PUBLISH_TIMEOUT", "1s"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-        vars.extend(
-            extra
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        Config::from_env(&settings::Env::from_pairs(vars)).unwrap()
-    }
-
-    pub(crate) async fn spawn_relay(&self, extra: &[(&str, &str)]) -> RunningRelay {
-        let app = Application::build(self.config(extra)).await.unwrap();
-        let base = format!("http://127.0.0.1:{}", app.port());
-        let metrics = app.metrics();
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        RunningRelay {
-            base,
-            metrics,
-            shutdown,
-            handle: Some(handle),
-        }
+        ];
+        settings.extend_from_slice(extra);
+        Running::<Relay>::start(&self.world, &settings).await
     }
 
     /// Commits one event of `aggregate` at `version`; returns its id.
@@ -99,7 +92,7 @@ impl World {
         version: i64,
         email: &str,
     ) -> Uuid {
-        let data = OrderCreated {
+        let data: OrderCreated = OrderCreated {
             order_id: aggregate,
             event_id: Uuid::nil(),
             customer_email: email.to_owned(),
@@ -178,32 +171,5 @@ pub(crate) fn assert_once_each_in_order(stored: &[Stored], expected: usize) {
             s.aggregate_id,
             s.sequence
         );
-    }
-}
-
-pub(crate) struct RunningRelay {
-    pub(crate) base: String,
-    pub(crate) metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl RunningRelay {
-    pub(crate) async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(handle) = self.handle.take() {
-            handle.await.unwrap().unwrap();
-        }
-    }
-
-    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
-        let response = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
-    }
-}
-
-impl Drop for RunningRelay {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }

@@ -9,71 +9,72 @@ use tokio::task::JoinSet;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::{World, assert_once_each_in_order};
+use crate::{Outbox, assert_once_each_in_order};
 
 #[tokio::test]
 async fn a_thousand_events_from_twenty_writers_reach_the_stream_once_each_in_order_with_three_relays()
  {
-    let nats = TestNats::start().await;
-    let world = Arc::new(World::new(nats.url(), nats.prefix()).await);
+    let outbox = Arc::new(Outbox::start().await);
     let relays = [
-        world.spawn_relay(&[("RELAY_BATCH_SIZE", "16")]).await,
-        world.spawn_relay(&[("RELAY_BATCH_SIZE", "16")]).await,
-        world.spawn_relay(&[("RELAY_BATCH_SIZE", "16")]).await,
+        outbox.relay(&[("RELAY_BATCH_SIZE", "16")]).await,
+        outbox.relay(&[("RELAY_BATCH_SIZE", "16")]).await,
+        outbox.relay(&[("RELAY_BATCH_SIZE", "16")]).await,
     ];
 
     // 20 writers, each owning 5 aggregates and writing 10 versions of each,
     // interleaved, one transaction per event: 1,000 events in all.
     let mut writers = JoinSet::new();
     for _ in 0..20 {
-        let world = world.clone();
+        let outbox = outbox.clone();
         writers.spawn(async move {
             let aggregates: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
             for version in 1..=10 {
                 for aggregate in &aggregates {
-                    world.write_event(*aggregate, version).await;
+                    outbox.write_event(*aggregate, version).await;
                 }
             }
         });
     }
     writers.join_all().await;
 
-    world.drained(Duration::from_mins(1)).await;
-    assert_once_each_in_order(&world.stream().await, 1_000);
-    let published: u64 = relays.iter().map(|r| r.metrics.snapshot().published).sum();
+    outbox.drained(Duration::from_mins(1)).await;
+    assert_once_each_in_order(&outbox.stream().await, 1_000);
+    let published: u64 = relays
+        .iter()
+        .map(|r| r.handles().metrics.snapshot().published)
+        .sum();
     assert_eq!(published, 1_000);
     let busy = relays
         .iter()
-        .filter(|r| r.metrics.snapshot().published > 0)
+        .filter(|r| r.handles().metrics.snapshot().published > 0)
         .count();
     assert!(busy >= 2, "the relays shared the work ({busy} did any)");
-    for relay in relays {
+    for mut relay in relays {
         relay.stop().await;
     }
 }
 
 #[tokio::test]
 async fn a_row_that_commits_late_with_a_lower_id_is_still_published() {
-    let nats = TestNats::start().await;
-    let world = World::new(nats.url(), nats.prefix()).await;
-    let relay = world.spawn_relay(&[]).await;
+    let outbox = Outbox::start().await;
+    let mut relay = outbox.relay(&[]).await;
 
     // The slow transaction takes its id first but commits last.
-    let mut slow = world.db.begin().await.unwrap();
-    let late = world
+    let mut slow = outbox.db.begin().await.unwrap();
+    let late = outbox
         .write_event_in(&mut slow, Uuid::new_v4(), 1, "slow@example.com")
         .await;
-    let early = world.write_event(Uuid::new_v4(), 1).await;
+    let early = outbox.write_event(Uuid::new_v4(), 1).await;
     testkit::eventually(
         Duration::from_secs(10),
         "the early row is published",
-        || async { world.stream().await.iter().any(|s| s.event_id == early) },
+        || async { outbox.stream().await.iter().any(|s| s.event_id == early) },
     )
     .await;
     slow.commit().await.unwrap();
 
-    world.drained(Duration::from_secs(10)).await;
-    let stored = world.stream().await;
+    outbox.drained(Duration::from_secs(10)).await;
+    let stored = outbox.stream().await;
     assert!(
         stored.iter().any(|s| s.event_id == late),
         "the late row was skipped"
@@ -84,26 +85,25 @@ async fn a_row_that_commits_late_with_a_lower_id_is_still_published() {
 
 #[tokio::test]
 async fn the_publish_continues_the_trace_stored_in_the_row() {
-    let nats = TestNats::start().await;
-    let world = World::new(nats.url(), nats.prefix()).await;
+    let outbox = Outbox::start().await;
 
     let span = tracing::info_span!("request");
-    world
+    outbox
         .write_event(Uuid::new_v4(), 1)
         .instrument(span.clone())
         .await;
     let written = telemetry::propagation::TraceContext::of(&span);
     let stored_span_id: String =
         sqlx::query_scalar("select split_part(traceparent, '-', 3) from outbox")
-            .fetch_one(&world.db)
+            .fetch_one(&outbox.db)
             .await
             .unwrap();
     // Started only now: a relay running already could publish and delete
     // the row before the query above reads it.
-    let relay = world.spawn_relay(&[]).await;
-    world.drained(Duration::from_secs(10)).await;
+    let mut relay = outbox.relay(&[]).await;
+    outbox.drained(Duration::from_secs(10)).await;
 
-    let stored = world.stream().await;
+    let stored = outbox.stream().await;
     let carried = stored[0]
         .traceparent
         .as_deref()
@@ -155,36 +155,35 @@ async fn provisioning_the_streams_twice_is_harmless() {
 
 #[tokio::test]
 async fn a_later_version_waits_while_another_relay_holds_the_earlier_one() {
-    let nats = TestNats::start().await;
-    let world = World::new(nats.url(), nats.prefix()).await;
+    let outbox = Outbox::start().await;
     let aggregate = Uuid::new_v4();
     let (first, second) = (
-        world.write_event(aggregate, 1).await,
-        world.write_event(aggregate, 2).await,
+        outbox.write_event(aggregate, 1).await,
+        outbox.write_event(aggregate, 2).await,
     );
-    let other = world.write_event(Uuid::new_v4(), 1).await;
+    let other = outbox.write_event(Uuid::new_v4(), 1).await;
 
     // Play a slow relay instance: claim version 1 and sit on it.
-    let mut slow_relay = world.db.begin().await.unwrap();
+    let mut slow_relay = outbox.db.begin().await.unwrap();
     let claimed = relay::store::claim(&mut slow_relay, 1).await.unwrap();
     assert_eq!(claimed[0].event_id, first);
 
-    let relay = world.spawn_relay(&[]).await;
+    let mut relay = outbox.relay(&[]).await;
     testkit::eventually(
         Duration::from_secs(10),
         "the other aggregate is published",
-        || async { world.stream().await.iter().any(|s| s.event_id == other) },
+        || async { outbox.stream().await.iter().any(|s| s.event_id == other) },
     )
     .await;
     assert!(
-        world.stream().await.iter().all(|s| s.event_id != second),
+        outbox.stream().await.iter().all(|s| s.event_id != second),
         "version 2 was published while version 1 was still being published elsewhere"
     );
 
     // The slow instance dies without publishing; its claim is released.
     drop(slow_relay);
-    world.drained(Duration::from_secs(10)).await;
-    let order: Vec<Uuid> = world
+    outbox.drained(Duration::from_secs(10)).await;
+    let order: Vec<Uuid> = outbox
         .stream()
         .await
         .iter()

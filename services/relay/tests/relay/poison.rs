@@ -3,26 +3,25 @@
 
 use std::time::Duration;
 
-use testkit::TestNats;
+use testkit::Ask as _;
 use uuid::Uuid;
 
-use crate::World;
+use crate::Outbox;
 
 #[tokio::test]
 async fn a_row_larger_than_the_server_allows_is_parked_without_blocking_other_aggregates() {
-    let nats = TestNats::start().await;
-    let world = World::new(nats.url(), nats.prefix()).await;
-    let relay = world.spawn_relay(&[("RELAY_MAX_ATTEMPTS", "3")]).await;
+    let outbox = Outbox::start().await;
+    let mut relay = outbox.relay(&[("RELAY_MAX_ATTEMPTS", "3")]).await;
     let (poisoned, healthy) = (Uuid::new_v4(), Uuid::new_v4());
 
     // nats-server's default max_payload is 1 MiB.
-    let mut tx = world.db.begin().await.unwrap();
+    let mut tx = outbox.db.begin().await.unwrap();
     let huge = format!("{}@example.com", "x".repeat(2 * 1024 * 1024));
-    world.write_event_in(&mut tx, poisoned, 1, &huge).await;
+    outbox.write_event_in(&mut tx, poisoned, 1, &huge).await;
     tx.commit().await.unwrap();
-    world.write_event(poisoned, 2).await;
-    world.write_event(healthy, 1).await;
-    world.write_event(healthy, 2).await;
+    outbox.write_event(poisoned, 2).await;
+    outbox.write_event(healthy, 1).await;
+    outbox.write_event(healthy, 2).await;
 
     testkit::eventually(
         Duration::from_secs(20),
@@ -30,7 +29,7 @@ async fn a_row_larger_than_the_server_allows_is_parked_without_blocking_other_ag
         || async {
             let parked: i64 =
                 sqlx::query_scalar("select count(*) from outbox where parked_at is not null")
-                    .fetch_one(&world.db)
+                    .fetch_one(&outbox.db)
                     .await
                     .unwrap();
             parked == 1
@@ -41,7 +40,7 @@ async fn a_row_larger_than_the_server_allows_is_parked_without_blocking_other_ag
         Duration::from_secs(10),
         "the healthy aggregate is published",
         || async {
-            world
+            outbox
                 .stream()
                 .await
                 .iter()
@@ -54,7 +53,7 @@ async fn a_row_larger_than_the_server_allows_is_parked_without_blocking_other_ag
 
     let (attempts, error): (i32, Option<String>) =
         sqlx::query_as("select attempts, last_error from outbox where aggregate_version = 1 and parked_at is not null")
-            .fetch_one(&world.db)
+            .fetch_one(&outbox.db)
             .await
             .unwrap();
     assert_eq!(attempts, 3);
@@ -63,7 +62,7 @@ async fn a_row_larger_than_the_server_allows_is_parked_without_blocking_other_ag
         "the error is kept for a human"
     );
     assert!(
-        world
+        outbox
             .stream()
             .await
             .iter()
@@ -72,10 +71,10 @@ async fn a_row_larger_than_the_server_allows_is_parked_without_blocking_other_ag
     );
     let parked_event: uuid::Uuid =
         sqlx::query_scalar("select event_id from outbox where parked_at is not null")
-            .fetch_one(&world.db)
+            .fetch_one(&outbox.db)
             .await
             .unwrap();
-    let (_, metrics) = relay.get("/metrics").await;
+    let metrics = relay.get("/metrics").answer().await.text;
     assert!(
         metrics.contains("relay_parked_rows{source=\"test\"} 1"),
         "{metrics}"
@@ -87,9 +86,15 @@ async fn a_row_larger_than_the_server_allows_is_parked_without_blocking_other_ag
 
     // An operator fixes the cause and puts the row back in line.
     relay.stop().await;
-    assert!(relay::store::unpark(&world.db, parked_event).await.unwrap());
     assert!(
-        !relay::store::unpark(&world.db, parked_event).await.unwrap(),
+        relay::store::unpark(&outbox.db, parked_event)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !relay::store::unpark(&outbox.db, parked_event)
+            .await
+            .unwrap(),
         "no longer parked"
     );
     let back_in_line: bool = sqlx::query_scalar(
@@ -97,7 +102,7 @@ async fn a_row_larger_than_the_server_allows_is_parked_without_blocking_other_ag
          from outbox where event_id = $1",
     )
     .bind(parked_event)
-    .fetch_one(&world.db)
+    .fetch_one(&outbox.db)
     .await
     .unwrap();
     assert!(back_in_line);

@@ -1,0 +1,129 @@
+//! The relay's HTTP server: only the operational routes, documented by the
+//! router that mounts them; readiness names what is missing and metrics
+//! carry the source, even while Postgres and NATS are down (the relay
+//! starts anyway and retries).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use relay::Relay;
+use reqwest::{StatusCode, header};
+use testkit::{Ask as _, Running};
+
+use crate::Outbox;
+
+#[tokio::test]
+async fn the_router_documents_every_route_it_mounts_and_mounts_every_route_it_documents() {
+    let outbox = Outbox::start().await;
+    let app = Running::<Relay>::build(&outbox.world.settings("relay").await).await;
+
+    let report = app.route_report().await;
+
+    assert!(report.undocumented.is_empty(), "{report:?}");
+    assert!(report.unmounted.is_empty(), "{report:?}");
+    assert_eq!(app.openapi().info.title, "Outbox relay");
+    let paths: BTreeSet<&str> = app
+        .openapi()
+        .paths
+        .paths
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        paths,
+        BTreeSet::from(["/docs", "/healthz", "/metrics", "/openapi.json", "/readyz"]),
+        "only the operational routes"
+    );
+}
+
+#[tokio::test]
+async fn docs_is_an_html_page_that_reads_the_document() {
+    let outbox = Outbox::start().await;
+    let relay = outbox.relay(&[]).await;
+
+    let page = relay.get("/docs").answer().await;
+
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        page.headers[header::CONTENT_TYPE],
+        "text/html; charset=utf-8"
+    );
+    assert!(page.text.starts_with("<!doctype html>"));
+    assert!(page.text.contains("openapi.json"));
+}
+
+#[tokio::test]
+async fn a_working_relay_is_ready_and_measures_its_backlog() {
+    let outbox = Outbox::start().await;
+    let relay = outbox.relay(&[]).await;
+
+    testkit::eventually(Duration::from_secs(10), "the relay is ready", || async {
+        relay.get("/readyz").answer().await.status == StatusCode::OK
+    })
+    .await;
+    let ready = relay.get("/readyz").answer().await;
+    let metrics = relay.get("/metrics").answer().await.text;
+
+    for check in ["postgres", "nats"] {
+        assert_eq!(ready.body["checks"][check], "ok", "{}", ready.text);
+    }
+    assert!(
+        metrics.contains("relay_published_total{source=\"test\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("relay_backlog{source=\"test\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("relay_oldest_pending_age_seconds{source=\"test\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn with_postgres_and_nats_down_it_starts_says_why_it_is_not_ready_and_leaves_out_the_backlog()
+{
+    let outbox = Outbox::start().await;
+    // Nothing listens on port 1.
+    let relay = Running::<Relay>::start(
+        &outbox.world,
+        &[
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere"),
+            ("NATS_URL", "nats://127.0.0.1:1"),
+            ("RELAY_SOURCE", "test"),
+        ],
+    )
+    .await;
+
+    let ready = relay.get("/readyz").answer().await;
+    let metrics = relay.get("/metrics").answer().await;
+
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.text
+    );
+    for check in ["postgres", "nats", "streams"] {
+        let verdict = ready.body["checks"][check].as_str().unwrap_or_default();
+        assert!(
+            verdict.starts_with("unavailable"),
+            "{check}: {}",
+            ready.text
+        );
+    }
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(
+        metrics
+            .text
+            .contains("relay_published_total{source=\"test\"} 0\n"),
+        "the counters are reported: {}",
+        metrics.text
+    );
+    assert!(
+        !metrics.text.contains("relay_backlog"),
+        "no backlog without a measurement: {}",
+        metrics.text
+    );
+}
