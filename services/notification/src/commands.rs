@@ -27,7 +27,7 @@ impl Handler for EmailRequests {
         };
         let command = match (envelope.event_type.as_str(), envelope.schema_version) {
             // v1 of these two reads as v2 (it only adds hold tokens).
-            (OrderPaid::EVENT_TYPE, 1 | 2) => {
+            (<OrderPaid>::EVENT_TYPE, 1 | 2) => {
                 let paid: OrderPaid = serde_json::from_value(data).map_err(poison)?;
                 email(
                     paid.order_id,
@@ -40,7 +40,7 @@ impl Handler for EmailRequests {
                     ),
                 )
             }
-            (OrderConfirmed::EVENT_TYPE, 1 | 2) => {
+            (<OrderConfirmed>::EVENT_TYPE, 1 | 2) => {
                 let confirmed: OrderConfirmed = serde_json::from_value(data).map_err(poison)?;
                 email(
                     confirmed.order_id,
@@ -64,7 +64,7 @@ impl Handler for EmailRequests {
                 )
             }
             (
-                OrderPaid::EVENT_TYPE | OrderConfirmed::EVENT_TYPE | OrderRefunded::EVENT_TYPE,
+                <OrderPaid>::EVENT_TYPE | <OrderConfirmed>::EVENT_TYPE | OrderRefunded::EVENT_TYPE,
                 version,
             ) => {
                 return Err(HandlerError::Poison(format!(

@@ -2,7 +2,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `HTTP_ADDR` | `0.0.0.0:8082` | health and metrics |
+//! | `HTTP_ADDR`, `REQUEST_TIMEOUT`, `BODY_LIMIT_BYTES`, `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `0.0.0.0:8082`, `10s`, `1024`, `5s`, `1024` | the server of the operational routes (health, metrics, docs): see `service::HttpConfig` |
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/notification` | created if missing |
 //! | `NATS_URL`, `NATS_PREFIX` | | as everywhere |
 //! | `EMAIL_PROVIDER` | `log` | `log` (JSON lines to `EMAIL_LOG_PATH`, or the log) or `smtp` |
@@ -14,8 +14,8 @@
 //! | `WORKERS` | `2` | concurrent senders |
 //! | `WORKER_MAX_DELIVER` | `5` | attempts before a command is dead-lettered |
 //! | `WORKER_RETRY_DELAY` | `2s` | first retry delay; it doubles per attempt |
+//! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,8 +42,8 @@ pub enum Provider {
 /// Everything the notification service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Health and metrics address.
-    pub http_addr: SocketAddr,
+    /// The HTTP server of the operational routes.
+    pub http: service::HttpConfig,
     /// The notification database.
     pub database_url: SecretUrl,
     /// Pool settings.
@@ -68,8 +68,6 @@ pub struct Config {
     pub worker_retry_delay: Duration,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
-    /// The HTTP server's header-read timeout and connection cap.
-    pub serve: httpkit::serve::ServeLimits,
 }
 
 impl Config {
@@ -113,7 +111,7 @@ impl Config {
             ));
         }
         Ok(Self {
-            http_addr: env.parse_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8082)))?,
+            http: service::HttpConfig::from_env(env, 8082, 1024)?,
             database_url: env.url_or(
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/notification",
@@ -129,7 +127,6 @@ impl Config {
             worker_max_deliver: env.parse_or("WORKER_MAX_DELIVER", 5)?,
             worker_retry_delay: env.duration_or("WORKER_RETRY_DELAY", Duration::from_secs(2))?,
             telemetry: TelemetryConfig::from_env("notification", env)?,
-            serve: httpkit::serve::ServeLimits::from_env(env)?,
         })
     }
 }

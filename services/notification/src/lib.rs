@@ -24,7 +24,8 @@
 //! commit; and the primary key (order, kind) means no event, however often
 //! delivered, creates a second e-mail.
 //!
-//! Layout: [`config`], [`commands`], [`worker`], [`mail`], [`startup`].
+//! Layout: [`config`], [`commands`], [`worker`], [`mail`], [`startup`] (the
+//! [`Notification`] service: what it connects and runs).
 
 pub mod commands;
 pub mod config;
@@ -33,7 +34,7 @@ pub mod startup;
 pub mod worker;
 
 pub use config::Config;
-pub use startup::Application;
+pub use startup::{Handles, Notification};
 
 /// Migrations of the notification database, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/notification");

@@ -1,117 +1,65 @@
-//! Building and running the notification service: connect (creating the
-//! database on first start), migrate, bind, then run the translator and
-//! `WORKERS` senders, and serve health and metrics (documented at
-//! `/openapi.json` and `/docs`, [`ApiDoc`]) until shutdown.
+//! Building the notification service: connect (creating the database on
+//! first start), migrate, then run the translator and `WORKERS` senders in
+//! the background. It has no business API; serving the operational routes,
+//! readiness (Postgres, NATS), metrics (both consumers' counts and lag, the
+//! senders summed as one durable) and stopping are `service`'s.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
-use consumer::runtime::ConsumerMetrics;
 use consumer::{Consumer, ConsumerSpec};
-use httpkit::health::{Readiness, healthz};
 use messaging::StreamKind;
+use service::{App, Builder, StartupError};
 use sqlx::PgPool;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::Config;
 use crate::commands::{self, EmailRequests};
 use crate::mail::Mailer;
 use crate::worker::{self, Sender};
 
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    /// Postgres is unreachable or the URL is wrong.
-    #[error(transparent)]
-    Postgres(#[from] pgkit::ConnectError),
-    /// `NATS_URL` is unusable.
-    #[error(transparent)]
-    Nats(#[from] messaging::MessagingError),
-    /// A migration failed.
-    #[error("cannot migrate the notification database")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
-    /// The listen address is taken.
-    #[error("cannot listen on {addr}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+/// The notification service.
+pub struct Notification;
+
+/// What a running notification service lends to tests.
+#[derive(Clone)]
+pub struct Handles {
+    /// The notification database: its `notifications` rows and outbox.
+    pub db: PgPool,
 }
 
-/// The notification service's `OpenAPI` document: it has no business API,
-/// only health and metrics.
+/// The notification service's `OpenAPI` document: its title only, as it
+/// has no business API; `service` adds the operational routes.
 #[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Notification service",
-        description = "Health and metrics of the notification service, which turns order \
-            events into `SendEmail` commands on a work queue and sends them. It has no business \
-            API.",
-    ),
-    paths(
-        readyz,
-        metrics,
-        httpkit::health::healthz,
-        httpkit::docs::openapi_json,
-        httpkit::docs::docs_page,
-    ),
-    tags(
-        (name = "ops", description = "Health and metrics, for orchestrators and operators."),
-        (name = "docs", description = "This documentation."),
-    ),
-)]
+#[openapi(info(
+    title = "Notification service",
+    description = "Health and metrics of the notification service, which turns order \
+        events into `SendEmail` commands on a work queue and sends them. It has no business \
+        API.",
+))]
 pub struct ApiDoc;
 
-/// Every route the service mounts, as `(method, path)`. The tests check
-/// that [`ApiDoc`] documents exactly these: add a route here, in
-/// [`Application::build`] and (with `#[utoipa::path]`) in [`ApiDoc`].
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-    ("GET", "/docs"),
-];
+impl service::Service for Notification {
+    const NAME: &'static str = "notification";
+    type Config = Config;
+    type Handles = Handles;
 
-/// A built service, bound and ready to run.
-pub struct Application {
-    listener: TcpListener,
-    router: Router,
-    serve_limits: httpkit::serve::ServeLimits,
-    db: PgPool,
-    translator: Consumer<EmailRequests>,
-    workers: Vec<Consumer<Sender>>,
-}
+    fn config(env: &settings::Env) -> Result<Config, settings::ConfigError> {
+        Config::from_env(env)
+    }
 
-struct HttpState {
-    db: PgPool,
-    nats: async_nats::Client,
-    js: async_nats::jetstream::Context,
-    topology: messaging::Topology,
-    translator: Arc<ConsumerMetrics>,
-    workers: Vec<Arc<ConsumerMetrics>>,
-}
+    fn telemetry(config: &Config) -> &telemetry::TelemetryConfig {
+        &config.telemetry
+    }
 
-impl Application {
-    /// Connects, migrates and binds.
-    pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let db = pgkit::connect(&config.database_url, config.pool).await?;
-        crate::MIGRATOR
-            .run(&db)
-            .await
-            .map_err(StartupError::Migrate)?;
-        let nats = messaging::connect(&config.nats_url, "notification").await?;
-        let js = async_nats::jetstream::new(nats.clone());
-        let translator = Consumer::new(
+    async fn build(config: Config) -> Result<App<Handles>, StartupError> {
+        let mut app = Builder::new(Self::NAME, config.http);
+        let db = app
+            .postgres(&config.database_url, config.pool, &crate::MIGRATOR)
+            .await?;
+        let js = async_nats::jetstream::new(app.nats(&config.nats_url).await?);
+        let mut consumers = consumer::Group::new(js.clone(), config.topology.clone());
+        consumers.add(Consumer::new(
             ConsumerSpec::new(commands::CONSUMER, StreamKind::OrderEvents),
             db.clone(),
             js.clone(),
@@ -119,184 +67,35 @@ impl Application {
             EmailRequests {
                 outbox: outbox::Writer::with_notify(true),
             },
-        );
+        ));
+        // One mailer for all senders: the provider's rate is theirs together.
         let mailer = Arc::new(Mailer::new(
             &config.provider,
             &config.from,
             config.rate_per_second,
             config.fail_share,
         ));
-        let retry_delays = (0..4)
-            .map(|n| config.worker_retry_delay * 2_u32.pow(n))
-            .collect();
-        let worker_spec = ConsumerSpec {
+        let sender_spec = ConsumerSpec {
             max_deliver: config.worker_max_deliver,
-            retry_delays,
+            retry_delays: (0..4)
+                .map(|n| config.worker_retry_delay * 2_u32.pow(n))
+                .collect(),
             ..ConsumerSpec::new(worker::CONSUMER, StreamKind::NotifyCommands)
         };
-        let workers: Vec<Consumer<Sender>> = (0..config.workers.max(1))
-            .map(|_| {
-                Consumer::new(
-                    worker_spec.clone(),
-                    db.clone(),
-                    js.clone(),
-                    config.topology.clone(),
-                    Sender {
-                        mailer: mailer.clone(),
-                    },
-                )
-            })
-            .collect();
-        let listener = TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: config.http_addr,
-                source,
-            })?;
-        let state = HttpState {
-            db: db.clone(),
-            nats,
-            js,
-            topology: config.topology.clone(),
-            translator: translator.metrics(),
-            workers: workers.iter().map(Consumer::metrics).collect(),
-        };
-        let router = Router::new()
-            .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics))
-            .with_state(Arc::new(state))
-            .route("/healthz", get(healthz))
-            .merge(httpkit::docs::routes(&ApiDoc::openapi()));
-        let router = httpkit::layers::standard(
-            router,
-            httpkit::layers::HttpLimits {
-                request_timeout: Duration::from_secs(10),
-                body_limit: 1024,
-            },
-        );
-        Ok(Self {
-            listener,
-            serve_limits: config.serve,
-            router,
-            db,
-            translator,
-            workers,
-        })
-    }
-
-    /// The bound port.
-    pub fn port(&self) -> u16 {
-        self.listener.local_addr().map_or(0, |a| a.port())
-    }
-
-    /// The notification database, for tests.
-    pub fn db(&self) -> &PgPool {
-        &self.db
-    }
-
-    /// Runs until `shutdown`; every worker finishes the command in hand.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let tasks = TaskTracker::new();
-        let translator = self.translator;
-        let token = shutdown.clone();
-        tasks.spawn(async move { translator.run(token).await });
-        for worker in self.workers {
-            let token = shutdown.clone();
-            tasks.spawn(async move { worker.run(token).await });
+        // Instances of one durable: the group sums them in `/metrics`.
+        for _ in 0..config.workers.max(1) {
+            consumers.add(Consumer::new(
+                sender_spec.clone(),
+                db.clone(),
+                js.clone(),
+                config.topology.clone(),
+                Sender {
+                    mailer: mailer.clone(),
+                },
+            ));
         }
-        tracing::info!(
-            port = self.listener.local_addr().map_or(0, |a| a.port()),
-            "notification listening"
-        );
-        let served = httpkit::serve::serve(
-            self.listener,
-            self.router,
-            self.serve_limits,
-            shutdown.clone(),
-        )
-        .await;
-        shutdown.cancel();
-        tasks.close();
-        tasks.wait().await;
-        self.db.close().await;
-        tracing::info!("notification stopped");
-        served
+        consumers.install(&mut app);
+        let api = OpenApiRouter::with_openapi(ApiDoc::openapi());
+        app.serve(api, Handles { db }).await
     }
-}
-
-/// `GET /readyz`.
-#[utoipa::path(
-    get,
-    path = "/readyz",
-    tag = "ops",
-    summary = "Readiness",
-    description = "Ready when Postgres answers and the NATS client is connected.",
-    responses(
-        (status = 200, description = "Ready.", body = httpkit::health::ReadinessReport),
-        (status = 503, description = "Not ready: Postgres or NATS is unavailable.",
-            body = httpkit::health::ReadinessReport),
-    ),
-)]
-async fn readyz(State(state): State<Arc<HttpState>>) -> Readiness {
-    Readiness::new()
-        .check("postgres", pgkit::ping(&state.db).await)
-        .check("nats", messaging::check_connected(&state.nats))
-}
-
-/// `GET /metrics`: both consumers' counts and lag (the workers summed).
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "ops",
-    summary = "Metrics",
-    description = "Prometheus text: the counts and lag of the translator (order events to \
-        commands) and of the workers that send (summed).",
-    responses((status = 200, description = "The metrics.",
-        content_type = "text/plain; version=0.0.4", body = String)),
-)]
-async fn metrics(State(state): State<Arc<HttpState>>) -> impl axum::response::IntoResponse {
-    let translator_lag = consumer::lag(
-        &state.js,
-        &state.topology,
-        StreamKind::OrderEvents,
-        commands::CONSUMER,
-    )
-    .await
-    .ok();
-    let workers_lag = consumer::lag(
-        &state.js,
-        &state.topology,
-        StreamKind::NotifyCommands,
-        worker::CONSUMER,
-    )
-    .await
-    .ok();
-    let workers = state
-        .workers
-        .iter()
-        .fold(consumer::Counts::default(), |sum, m| {
-            let c = m.snapshot();
-            consumer::Counts {
-                applied: sum.applied + c.applied,
-                duplicates: sum.duplicates + c.duplicates,
-                stale: sum.stale + c.stale,
-                retried: sum.retried + c.retried,
-                dead_lettered: sum.dead_lettered + c.dead_lettered,
-            }
-        });
-    let body = consumer::render_metrics(&[
-        (
-            commands::CONSUMER,
-            state.translator.snapshot(),
-            translator_lag,
-        ),
-        (worker::CONSUMER, workers, workers_lag),
-    ]);
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        body,
-    )
 }

@@ -1,105 +1,78 @@
-//! Notification's HTTP routes against real Postgres and NATS: they are
-//! documented. `/openapi.json` lists exactly the routes the service mounts
-//! (`notification::startup::ROUTES`), each of them answers, and `/docs`
-//! serves the page that renders the document.
-
-// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
+//! Notification's HTTP routes against real Postgres and NATS: it has no
+//! business API, the router and its `OpenAPI` document agree, `/docs`
+//! serves the page that renders it, and the operational routes report the
+//! service's own checks and its two consumers (the senders as one).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use notification::Notification;
 use reqwest::{StatusCode, header};
-use testkit::{TestNats, TestPostgres};
-use tokio_util::sync::CancellationToken;
-use utoipa::openapi::OpenApi;
-
-/// A running notification service with its own database and stream prefix.
-struct World {
-    base: String,
-    shutdown: CancellationToken,
-    _postgres: TestPostgres,
-    _nats: TestNats,
-}
-
-impl World {
-    async fn start() -> Self {
-        let (postgres, nats) = (TestPostgres::start().await, TestNats::start().await);
-        let js = async_nats::jetstream::new(nats.client().await);
-        let topology = messaging::Topology::new(nats.prefix()).unwrap();
-        messaging::provision(&js, &topology, Duration::from_mins(1))
-            .await
-            .unwrap();
-        let env = settings::Env::from_pairs(
-            [
-                ("HTTP_ADDR", "127.0.0.1:0"),
-                ("DATABASE_URL", postgres.url()),
-                ("NATS_URL", nats.url()),
-                ("NATS_PREFIX", nats.prefix()),
-            ]
-            .map(|(k, v)| (k.to_owned(), v.to_owned())),
-        );
-        let app = notification::Application::build(notification::Config::from_env(&env).unwrap())
-            .await
-            .unwrap();
-        let base = format!("http://127.0.0.1:{}", app.port());
-        let shutdown = CancellationToken::new();
-        tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        Self {
-            base,
-            shutdown,
-            _postgres: postgres,
-            _nats: nats,
-        }
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        reqwest::get(format!("{}{path}", self.base)).await.unwrap()
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+use testkit::{Ask as _, Running, World};
 
 #[tokio::test]
-async fn openapi_json_documents_exactly_the_routes_the_service_mounts_and_each_answers() {
+async fn the_router_documents_every_route_it_mounts_and_mounts_every_route_it_documents() {
     let world = World::start().await;
+    let app = Running::<Notification>::build(&world.settings("notification").await).await;
 
-    let response = world.get("/openapi.json").await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let doc: OpenApi = response.json().await.expect("an OpenAPI document");
+    let report = app.route_report().await;
 
-    let mounted: BTreeSet<(String, String)> = notification::startup::ROUTES
-        .iter()
-        .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+    assert!(report.undocumented.is_empty(), "{report:?}");
+    assert!(report.unmounted.is_empty(), "{report:?}");
+    assert_eq!(app.openapi().info.title, "Notification service");
+    let paths: BTreeSet<&str> = app
+        .openapi()
+        .paths
+        .paths
+        .keys()
+        .map(String::as_str)
         .collect();
-    let documented = httpkit::docs::operations(&doc);
-    assert_eq!(documented, mounted);
-    // Every route is a GET without parameters: each answers something
-    // other than the router's 404.
-    for (_, path) in documented {
-        let status = world.get(&path).await.status();
-        assert_ne!(
-            status,
-            StatusCode::NOT_FOUND,
-            "{path} is documented but not routed"
-        );
-    }
+    assert_eq!(
+        paths,
+        BTreeSet::from(["/docs", "/healthz", "/metrics", "/openapi.json", "/readyz"]),
+        "only the operational routes"
+    );
 }
 
 #[tokio::test]
 async fn docs_is_an_html_page_that_reads_the_document() {
     let world = World::start().await;
+    let notification = Running::<Notification>::start(&world, &[]).await;
 
-    let response = world.get("/docs").await;
+    let page = notification.get("/docs").answer().await;
 
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(page.status, StatusCode::OK);
     assert_eq!(
-        response.headers()[header::CONTENT_TYPE],
+        page.headers[header::CONTENT_TYPE],
         "text/html; charset=utf-8"
     );
-    assert!(response.text().await.unwrap().contains("openapi.json"));
+    assert!(page.text.contains("openapi.json"));
+}
+
+#[tokio::test]
+async fn readiness_and_metrics_report_the_translator_and_the_senders_as_one() {
+    let world = World::start().await;
+    let notification = Running::<Notification>::start(&world, &[("WORKERS", "3")]).await;
+
+    // The NATS client connects in the background.
+    testkit::eventually(Duration::from_secs(10), "it is ready", || async {
+        notification.get("/readyz").answer().await.status == StatusCode::OK
+    })
+    .await;
+    let ready = notification.get("/readyz").answer().await;
+
+    assert_eq!(ready.body["checks"]["postgres"], "ok");
+    assert_eq!(ready.body["checks"]["nats"], "ok");
+    // The lag is JetStream's: reported once each consumer has made its durable.
+    testkit::eventually(Duration::from_secs(10), "the lag is reported", || async {
+        let text = notification.get("/metrics").answer().await.text;
+        text.contains(r#"consumer_pending{consumer="notification"} 0"#)
+            && text.contains(r#"consumer_pending{consumer="notification-workers"} 0"#)
+    })
+    .await;
+    let text = notification.get("/metrics").answer().await.text;
+    for consumer in ["notification", "notification-workers"] {
+        let series = format!(r#"consumer_applied_total{{consumer="{consumer}"}} 0"#);
+        assert_eq!(text.matches(&series).count(), 1, "{text}");
+    }
 }

@@ -10,67 +10,56 @@ use std::time::Duration;
 
 use contracts::Envelope;
 use contracts::orders::{OrderPaid, OrderSeat};
-use messaging::Topology;
-use testkit::{TestNats, TestPostgres, eventually};
-use tokio_util::sync::CancellationToken;
+use notification::Notification;
+use relay::Relay;
+use testkit::{Running, World, eventually};
 use uuid::Uuid;
 
-struct World {
+/// Notification and the relay of its outbox (which publishes the
+/// `SendEmail` commands), e-mails logged to a file of the test's own.
+struct Mailroom {
+    notification: Running<Notification>,
+    _relay: Running<Relay>,
     js: async_nats::jetstream::Context,
-    topology: Topology,
     emails: PathBuf,
-    db: sqlx::PgPool,
-    shutdown: CancellationToken,
-    _postgres: TestPostgres,
-    _nats: TestNats,
+    // Last: the services stop before their servers go.
+    world: World,
 }
 
-impl World {
+impl Mailroom {
     async fn start(extra: &[(&str, &str)]) -> Self {
-        let (postgres, nats) = (TestPostgres::start().await, TestNats::start().await);
-        let js = async_nats::jetstream::new(nats.client().await);
-        let topology = Topology::new(nats.prefix()).unwrap();
-        messaging::provision(&js, &topology, Duration::from_mins(1))
-            .await
-            .unwrap();
+        // Boxed, as are the services' builds: together they make a large future.
+        let world = Box::pin(World::start()).await;
         let emails = std::env::temp_dir().join(format!("emails-{}.jsonl", Uuid::new_v4().simple()));
-        let mut vars: Vec<(String, String)> = [
-            ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
-            ("DATABASE_URL", postgres.url().to_owned()),
-            ("NATS_URL", nats.url().to_owned()),
-            ("NATS_PREFIX", nats.prefix().to_owned()),
-            ("EMAIL_PROVIDER", "log".to_owned()),
-            ("EMAIL_LOG_PATH", emails.display().to_string()),
-            ("RELAY_POLL_INTERVAL", "50ms".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        vars.extend(
-            extra
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        let env = settings::Env::from_pairs(vars);
-        let shutdown = CancellationToken::new();
-        let app = notification::Application::build(notification::Config::from_env(&env).unwrap())
-            .await
-            .unwrap();
-        let db = app.db().clone();
-        tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        let relay = relay::Application::build(relay::Config::from_env(&env).unwrap())
-            .await
-            .unwrap();
-        tokio::spawn(relay.run_until_stopped(shutdown.clone()));
+        let log_path = emails.display().to_string();
+        let mut settings = vec![
+            ("EMAIL_PROVIDER", "log"),
+            ("EMAIL_LOG_PATH", log_path.as_str()),
+        ];
+        settings.extend_from_slice(extra);
+        let notification = Box::pin(Running::<Notification>::start(&world, &settings)).await;
+        let relay = Box::pin(Running::<Relay>::start(
+            &world,
+            &[
+                (
+                    "DATABASE_URL",
+                    notification.settings()["DATABASE_URL"].as_str(),
+                ),
+                ("RELAY_POLL_INTERVAL", "50ms"),
+            ],
+        ))
+        .await;
         Self {
-            js,
-            topology,
+            notification,
+            _relay: relay,
+            js: world.nats.jetstream().await,
             emails,
-            db,
-            shutdown,
-            _postgres: postgres,
-            _nats: nats,
+            world,
         }
+    }
+
+    fn db(&self) -> &sqlx::PgPool {
+        &self.notification.handles().db
     }
 
     /// Publishes the order's `OrderCreated` (version 1), which consumers
@@ -93,7 +82,7 @@ impl World {
         headers.insert(messaging::headers::MSG_ID, msg_id);
         self.js
             .send_publish(
-                self.topology.subject("orders.events.order_paid"),
+                self.world.topology().subject("orders.events.order_paid"),
                 async_nats::jetstream::message::PublishMessage::build()
                     .payload(serde_json::to_vec(envelope).unwrap().into())
                     .headers(headers),
@@ -113,9 +102,8 @@ impl World {
     }
 }
 
-impl Drop for World {
+impl Drop for Mailroom {
     fn drop(&mut self) {
-        self.shutdown.cancel();
         let _ = std::fs::remove_file(&self.emails);
     }
 }
@@ -136,19 +124,19 @@ fn order_paid() -> Envelope<OrderPaid> {
 
 #[tokio::test]
 async fn an_event_delivered_twice_sends_one_email() {
-    let world = World::start(&[]).await;
+    let mailroom = Mailroom::start(&[]).await;
     let paid = order_paid();
-    world.created(&paid).await;
-    world.publish(&paid, &paid.event_id.to_string()).await;
+    mailroom.created(&paid).await;
+    mailroom.publish(&paid, &paid.event_id.to_string()).await;
     // The same fact again under another message id, as after a redrive.
-    world.publish(&paid, "again").await;
+    mailroom.publish(&paid, "again").await;
 
     eventually(Duration::from_secs(15), "the e-mail is sent", || async {
-        world.emails_sent().await == 1
+        mailroom.emails_sent().await == 1
     })
     .await;
     let requested: i64 = sqlx::query_scalar("select count(*) from notifications")
-        .fetch_one(&world.db)
+        .fetch_one(mailroom.db())
         .await
         .unwrap();
     assert_eq!(requested, 1);
@@ -157,7 +145,7 @@ async fn an_event_delivered_twice_sends_one_email() {
         "the relay has published everything",
         || async {
             let waiting: i64 = sqlx::query_scalar("select count(*) from outbox")
-                .fetch_one(&world.db)
+                .fetch_one(mailroom.db())
                 .await
                 .unwrap();
             waiting == 0
@@ -165,7 +153,7 @@ async fn an_event_delivered_twice_sends_one_email() {
     )
     .await;
     assert_eq!(
-        world.emails_sent().await,
+        mailroom.emails_sent().await,
         1,
         "one e-mail per order and kind"
     );
@@ -173,21 +161,21 @@ async fn an_event_delivered_twice_sends_one_email() {
 
 #[tokio::test]
 async fn a_provider_that_keeps_failing_dead_letters_the_command_after_its_retries() {
-    let world = World::start(&[
+    let mailroom = Mailroom::start(&[
         ("EMAIL_FAIL_SHARE", "1"),
         ("WORKER_MAX_DELIVER", "3"),
         ("WORKER_RETRY_DELAY", "100ms"),
     ])
     .await;
     let paid = order_paid();
-    world.created(&paid).await;
-    world.publish(&paid, &paid.event_id.to_string()).await;
+    mailroom.created(&paid).await;
+    mailroom.publish(&paid, &paid.event_id.to_string()).await;
 
     eventually(
         Duration::from_secs(20),
         "the command is dead-lettered",
         || async {
-            consumer::dlq::list(&world.js, &world.topology)
+            consumer::dlq::list(&mailroom.js, &mailroom.world.topology())
                 .await
                 .unwrap()
                 .len()
@@ -196,16 +184,16 @@ async fn a_provider_that_keeps_failing_dead_letters_the_command_after_its_retrie
     )
     .await;
 
-    let letter = consumer::dlq::list(&world.js, &world.topology)
+    let letter = consumer::dlq::list(&mailroom.js, &mailroom.world.topology())
         .await
         .unwrap()
         .remove(0);
     assert_eq!(letter.consumer, "notification-workers");
     assert_eq!(letter.delivery_count, "3");
     assert!(letter.error.contains("injected failure"), "{letter:?}");
-    assert_eq!(world.emails_sent().await, 0);
+    assert_eq!(mailroom.emails_sent().await, 0);
     let unsent: bool = sqlx::query_scalar("select sent_at is null from notifications")
-        .fetch_one(&world.db)
+        .fetch_one(mailroom.db())
         .await
         .unwrap();
     assert!(unsent, "still owed: a redrive after the fix sends it");
