@@ -21,6 +21,7 @@
 pub mod identity;
 pub mod nats;
 pub mod redis;
+mod restartable;
 pub mod world;
 
 pub use identity::TestIdentity;

@@ -11,18 +11,27 @@
 //!   with a configuration file (e.g. compose's `docker/nats/nats.conf`, to
 //!   test its permissions) and environment variables for it.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures::TryStreamExt as _;
 use testcontainers_modules::nats::{Nats, NatsServerCmd};
-use testcontainers_modules::testcontainers::core::{ContainerPort, WaitFor};
-use testcontainers_modules::testcontainers::runners::AsyncRunner as _;
-use testcontainers_modules::testcontainers::{ContainerAsync, GenericImage, ImageExt as _};
+use testcontainers_modules::testcontainers::core::WaitFor;
+use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt as _};
 
-use crate::{pinned_image, unique_name};
+use crate::restartable::{Kind, Restartable, RestartableServer, free_port};
+use crate::unique_name;
+
+/// NATS as the tests run it: JetStream on its default port.
+const NATS: Kind = Kind {
+    name: "NATS",
+    needs: "NATS with JetStream",
+    var: "NATS_URL",
+    scheme: "nats",
+    port: 4222,
+    image: "NATS_IMAGE",
+};
 
 /// A NATS server and a name prefix of the test's own.
 pub struct TestNats {
@@ -35,32 +44,18 @@ impl TestNats {
     /// `NATS_URL` if set, else a fresh container with JetStream.
     pub async fn start() -> Self {
         telemetry::init_for_tests();
-        let prefix = unique_name("t");
-        match std::env::var("NATS_URL") {
-            Ok(url) if !url.trim().is_empty() => Self {
-                url,
-                prefix,
-                container: None,
-            },
-            _ => {
-                let (name, tag) = pinned_image("NATS_IMAGE");
-                let container = Nats::default()
+        let (url, container) = NATS
+            .shared(|name, tag| {
+                Nats::default()
                     .with_cmd(&NatsServerCmd::default().with_jetstream())
                     .with_name(name)
                     .with_tag(tag)
-                    .start()
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!("{}: {e}", needs("NATS_URL", "nats://127.0.0.1:4222"))
-                    });
-                let host = container.get_host().await.expect("container host");
-                let port = container.get_host_port_ipv4(4222).await.expect("port 4222");
-                Self {
-                    url: format!("nats://{host}:{port}"),
-                    prefix,
-                    container: Some(container),
-                }
-            }
+            })
+            .await;
+        Self {
+            url,
+            prefix: unique_name("t"),
+            container,
         }
     }
 
@@ -110,106 +105,66 @@ impl Drop for TestNats {
 }
 
 /// A NATS server the test can stop and start again.
-pub struct RestartableNats {
-    port: u16,
-    backend: Backend,
-}
-
-enum Backend {
-    Process {
-        store: PathBuf,
-        child: Option<Child>,
-    },
-    Container(Box<ContainerAsync<GenericImage>>),
-}
+pub struct RestartableNats(RestartableServer<JetStream>);
 
 impl RestartableNats {
     /// Starts a server on a free port with an empty JetStream store.
     pub async fn start() -> Self {
-        telemetry::init_for_tests();
-        let port = free_port();
-        let given_urls = std::env::var("NATS_URL").is_ok_and(|u| !u.trim().is_empty());
-        let backend = if given_urls {
-            let store = std::env::temp_dir().join(unique_name("nats-store"));
-            let mut backend = Backend::Process { store, child: None };
-            spawn_process(&mut backend, port);
-            backend
-        } else {
-            let (name, tag) = pinned_image("NATS_IMAGE");
-            let container = GenericImage::new(name, tag)
-                .with_wait_for(WaitFor::message_on_stderr("Server is ready"))
-                .with_mapped_port(port, ContainerPort::Tcp(4222))
-                .with_cmd(["-js", "-sd", "/data"])
-                .start()
-                .await
-                .unwrap_or_else(|e| panic!("{}: {e}", needs("NATS_URL", "nats://127.0.0.1:4222")));
-            Backend::Container(Box::new(container))
-        };
-        let server = Self { port, backend };
-        server.wait_until_listening(true).await;
-        server
+        let store = std::env::temp_dir().join(unique_name("nats-store"));
+        Self(RestartableServer::start(JetStream { store }).await)
     }
 
     /// The server URL; the same across restarts.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        self.0.url()
     }
 
     /// Stops the server (the store stays).
     pub async fn stop(&mut self) {
-        match &mut self.backend {
-            Backend::Process { child, .. } => {
-                if let Some(mut c) = child.take() {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
-            }
-            Backend::Container(c) => c
-                .stop_with_timeout(Some(0))
-                .await
-                .expect("stop nats container"),
-        }
-        self.wait_until_listening(false).await;
+        self.0.stop().await;
     }
 
     /// Starts it again on the same port and store.
     pub async fn restart(&mut self) {
-        match &mut self.backend {
-            Backend::Process { .. } => spawn_process(&mut self.backend, self.port),
-            Backend::Container(c) => c.start().await.expect("start nats container"),
-        }
-        self.wait_until_listening(true).await;
-    }
-
-    async fn wait_until_listening(&self, up: bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let listening = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok();
-            if listening == up {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "nats on port {} did not {} within 20s",
-                self.port,
-                if up { "start" } else { "stop" }
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.0.restart().await;
     }
 }
 
-impl Drop for RestartableNats {
+/// `nats-server` with JetStream. A process keeps its store in `store`,
+/// which restarts find again and drop removes; a container keeps it in its
+/// own `/data`, which a stopped container keeps.
+struct JetStream {
+    store: PathBuf,
+}
+
+impl Restartable for JetStream {
+    const KIND: Kind = NATS;
+    const CONTAINER_CMD: &'static [&'static str] = &["-js", "-sd", "/data"];
+
+    fn process(&self, port: u16) -> Command {
+        let mut command = Command::new("nats-server");
+        command
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&self.store);
+        command
+    }
+
+    fn ready() -> WaitFor {
+        WaitFor::message_on_stderr("Server is ready")
+    }
+
+    /// Up once the client port accepts connections.
+    async fn is_up(port: u16) -> bool {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    }
+}
+
+impl Drop for JetStream {
     fn drop(&mut self) {
-        if let Backend::Process { store, child } = &mut self.backend {
-            if let Some(mut c) = child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-            let _ = std::fs::remove_dir_all(store);
-        }
+        // Never created when the server is a container.
+        let _ = std::fs::remove_dir_all(&self.store);
     }
 }
 
@@ -294,39 +249,6 @@ impl Drop for ConfiguredNats {
     }
 }
 
-fn spawn_process(backend: &mut Backend, port: u16) {
-    let Backend::Process { store, child } = backend else {
-        return;
-    };
-    let spawned = Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(&*store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "this test stops and restarts its own NATS: it needs `nats-server` on PATH \
-                 (apt-get install nats-server) or, without NATS_URL, Docker: {e}"
-            )
-        });
-    *child = Some(spawned);
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn needs(var: &str, example: &str) -> String {
-    format!(
-        "These tests need NATS with JetStream. Set {var} (e.g. {example}) or make Docker \
-         available so testcontainers can start one. Starting a container failed"
-    )
-}
-
 /// Runs async cleanup from a `Drop`, on a thread with its own runtime
 /// (the test's runtime cannot be blocked on from inside it).
 pub(crate) fn run_detached<F: std::future::Future<Output = ()> + Send + 'static>(work: F) {
@@ -338,4 +260,40 @@ pub(crate) fn run_detached<F: std::future::Future<Output = ()> + Send + 'static>
         runtime.block_on(work);
     });
     let _ = handle.join();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_restarted_nats_answers_on_the_same_url_and_keeps_its_streams() {
+        let mut nats = RestartableNats::start().await;
+        let url = nats.url();
+        let js = async_nats::jetstream::new(async_nats::connect(&url).await.expect("connect"));
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "KEPT".to_owned(),
+            subjects: vec!["kept.>".to_owned()],
+            ..Default::default()
+        })
+        .await
+        .expect("create stream");
+        js.publish("kept.1", "hello".into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+
+        nats.stop().await;
+        assert!(
+            async_nats::connect(&url).await.is_err(),
+            "a stopped server must refuse connections"
+        );
+
+        nats.restart().await;
+        assert_eq!(nats.url(), url);
+        let js = async_nats::jetstream::new(async_nats::connect(&url).await.expect("reconnect"));
+        let mut stream = js.get_stream("KEPT").await.expect("the stream survived");
+        assert_eq!(stream.info().await.expect("info").state.messages, 1);
+    }
 }

@@ -9,18 +9,26 @@
 //!   holds and cached entries it had. A `redis-server` process when running
 //!   against a given URL (as CI does), a container otherwise.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use redis::aio::MultiplexedConnection;
 use testcontainers_modules::redis::{REDIS_PORT, Redis};
-use testcontainers_modules::testcontainers::core::{ContainerPort, WaitFor};
-use testcontainers_modules::testcontainers::runners::AsyncRunner as _;
-use testcontainers_modules::testcontainers::{ContainerAsync, GenericImage, ImageExt as _};
+use testcontainers_modules::testcontainers::core::WaitFor;
+use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt as _};
 
 use crate::nats::run_detached;
-use crate::{pinned_image, unique_name};
+use crate::restartable::{Kind, Restartable, RestartableServer};
+use crate::unique_name;
+
+/// Redis as the tests run it, on its default port.
+const REDIS: Kind = Kind {
+    name: "Redis",
+    needs: "Redis",
+    var: "REDIS_URL",
+    scheme: "redis",
+    port: REDIS_PORT,
+    image: "REDIS_IMAGE",
+};
 
 /// A Redis server and a key prefix of the test's own.
 pub struct TestRedis {
@@ -34,32 +42,13 @@ impl TestRedis {
     /// server does not answer.
     pub async fn start() -> Self {
         telemetry::init_for_tests();
-        let prefix = unique_name("t");
-        let redis = match std::env::var("REDIS_URL") {
-            Ok(url) if !url.trim().is_empty() => Self {
-                url,
-                prefix,
-                container: None,
-            },
-            _ => {
-                let (name, tag) = pinned_image("REDIS_IMAGE");
-                let container = Redis::default()
-                    .with_name(name)
-                    .with_tag(tag)
-                    .start()
-                    .await
-                    .unwrap_or_else(|e| panic!("{}: {e}", needs()));
-                let host = container.get_host().await.expect("container host");
-                let port = container
-                    .get_host_port_ipv4(REDIS_PORT)
-                    .await
-                    .expect("container port 6379");
-                Self {
-                    url: format!("redis://{host}:{port}"),
-                    prefix,
-                    container: Some(container),
-                }
-            }
+        let (url, container) = REDIS
+            .shared(|name, tag| Redis::default().with_name(name).with_tag(tag))
+            .await;
+        let redis = Self {
+            url,
+            prefix: unique_name("t"),
+            container,
         };
         // A wrong REDIS_URL fails here, naming the variable, rather than
         // later inside the code under test.
@@ -138,96 +127,57 @@ async fn delete_matching(url: &str, pattern: &str) -> redis::RedisResult<()> {
 }
 
 /// A Redis server the test can stop and start again, empty after each start.
-pub struct RestartableRedis {
-    port: u16,
-    backend: Backend,
-}
-
-enum Backend {
-    Process(Option<Child>),
-    Container(Box<ContainerAsync<GenericImage>>),
-}
+pub struct RestartableRedis(RestartableServer<Forgetful>);
 
 impl RestartableRedis {
     /// Starts an empty server on a free port and waits until it answers PING.
     pub async fn start() -> Self {
-        telemetry::init_for_tests();
-        let port = free_port();
-        let given_url = std::env::var("REDIS_URL").is_ok_and(|u| !u.trim().is_empty());
-        let backend = if given_url {
-            Backend::Process(Some(spawn_process(port)))
-        } else {
-            let (name, tag) = pinned_image("REDIS_IMAGE");
-            let container = GenericImage::new(name, tag)
-                .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
-                .with_mapped_port(port, ContainerPort::Tcp(REDIS_PORT))
-                .with_cmd(no_persistence_cmd())
-                .start()
-                .await
-                .unwrap_or_else(|e| panic!("{}: {e}", needs()));
-            Backend::Container(Box::new(container))
-        };
-        let server = Self { port, backend };
-        server.wait_until_answering(true).await;
-        server
+        Self(RestartableServer::start(Forgetful).await)
     }
 
     /// The server URL; the same across restarts.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.0.url()
     }
 
     /// Stops the server abruptly; everything it held is lost.
     pub async fn stop(&mut self) {
-        match &mut self.backend {
-            Backend::Process(child) => kill(child),
-            Backend::Container(c) => c
-                .stop_with_timeout(Some(0))
-                .await
-                .expect("stop redis container"),
-        }
-        self.wait_until_answering(false).await;
+        self.0.stop().await;
     }
 
     /// Starts it again, empty, on the same port, and waits until it answers
     /// PING.
     pub async fn restart(&mut self) {
-        match &mut self.backend {
-            Backend::Process(child) => {
-                kill(child);
-                *child = Some(spawn_process(self.port));
-            }
-            Backend::Container(c) => c.start().await.expect("start redis container"),
-        }
-        self.wait_until_answering(true).await;
-    }
-
-    /// Polls PING until the server's state is `up`. A stopped server is one
-    /// that refuses connections; a started one must answer, not merely
-    /// accept (a container's port mapping accepts before Redis is ready).
-    async fn wait_until_answering(&self, up: bool) {
-        let url = self.url();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if ping(&url).await == up {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis on port {} did not {} within 20s",
-                self.port,
-                if up { "start" } else { "stop" }
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.0.restart().await;
     }
 }
 
-impl Drop for RestartableRedis {
-    fn drop(&mut self) {
-        if let Backend::Process(child) = &mut self.backend {
-            kill(child);
-        }
+/// `redis-server` keeping nothing on disk (no RDB snapshot, no append-only
+/// file), so that each start is empty.
+struct Forgetful;
+
+impl Restartable for Forgetful {
+    const KIND: Kind = REDIS;
+    const CONTAINER_CMD: &'static [&'static str] = &NO_PERSISTENCE;
+
+    fn process(&self, port: u16) -> Command {
+        let [program, args @ ..] = NO_PERSISTENCE;
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()]);
+        command
+    }
+
+    fn ready() -> WaitFor {
+        WaitFor::message_on_stdout("Ready to accept connections")
+    }
+
+    /// A stopped server is one that refuses connections; a started one must
+    /// answer PING, not merely accept (a container's port mapping accepts
+    /// before Redis is ready).
+    async fn is_up(port: u16) -> bool {
+        ping(&REDIS.url("127.0.0.1", port)).await
     }
 }
 
@@ -246,51 +196,13 @@ async fn ping(url: &str) -> bool {
         .is_ok_and(|pong| pong == "PONG")
 }
 
-/// `redis-server` arguments that keep nothing on disk, so that a restart
-/// starts empty.
-fn no_persistence_cmd() -> [&'static str; 5] {
-    ["redis-server", "--save", "", "--appendonly", "no"]
-}
-
-fn spawn_process(port: u16) -> Child {
-    let [program, args @ ..] = no_persistence_cmd();
-    Command::new(program)
-        .args(args)
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "this test stops and restarts its own Redis: with REDIS_URL set it needs \
-                 `redis-server` on PATH (apt-get install redis-server); without REDIS_URL, \
-                 Docker: {e}"
-            )
-        })
-}
-
-fn kill(child: &mut Option<Child>) {
-    if let Some(mut c) = child.take() {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn needs() -> String {
-    "These tests need Redis. Set REDIS_URL (e.g. redis://127.0.0.1:6379) or make Docker \
-     available so testcontainers can start one. Starting a container failed"
-        .to_owned()
-}
+/// `redis-server` and the arguments that keep nothing on disk.
+const NO_PERSISTENCE: [&str; 5] = ["redis-server", "--save", "", "--appendonly", "no"];
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     async fn exists(con: &mut MultiplexedConnection, key: &str) -> bool {
