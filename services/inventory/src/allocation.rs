@@ -25,7 +25,7 @@ pub struct SeatAllocation {
     pub outbox: outbox::Writer,
     /// Told the new version after a sale commits, so cached seat maps stop
     /// showing the seats as available (`None` in tests without Redis).
-    pub seat_maps: Option<crate::seatmap::SeatMaps>,
+    pub seat_maps: Option<crate::seat_map::SeatMaps>,
 }
 
 impl Handler for SeatAllocation {
@@ -33,12 +33,12 @@ impl Handler for SeatAllocation {
         let envelope = &delivery.envelope;
         match (envelope.event_type.as_str(), envelope.schema_version) {
             // v1 reads as v2: it only adds the seats' hold tokens, ignored here.
-            (OrderPaid::EVENT_TYPE, 1 | 2) => {
+            (<OrderPaid>::EVENT_TYPE, 1 | 2) => {
                 let paid: OrderPaid = serde_json::from_value(envelope.data.clone())
                     .map_err(|e| HandlerError::Poison(format!("invalid OrderPaid data: {e}")))?;
                 self.allocate(tx, &paid).await
             }
-            (OrderPaid::EVENT_TYPE, version) => Err(HandlerError::Poison(format!(
+            (<OrderPaid>::EVENT_TYPE, version) => Err(HandlerError::Poison(format!(
                 "unknown schema_version {version} of OrderPaid"
             ))),
             // Created, cancelled, confirmed, refunded: nothing to do here
@@ -51,7 +51,7 @@ impl Handler for SeatAllocation {
         let Some(seat_maps) = &self.seat_maps else {
             return;
         };
-        if delivery.envelope.event_type != OrderPaid::EVENT_TYPE {
+        if delivery.envelope.event_type != <OrderPaid>::EVENT_TYPE {
             return;
         }
         let Some(event_id) = delivery

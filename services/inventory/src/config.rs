@@ -2,7 +2,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `HTTP_ADDR` | `0.0.0.0:8081` | the API, health and metrics |
+//! | `HTTP_ADDR`, `REQUEST_TIMEOUT`, `BODY_LIMIT_BYTES`, `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `0.0.0.0:8081`, `10s`, `1048576` (1 MiB), `5s`, `1024` | the API's server: see `service::HttpConfig` |
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/inventory` | created if missing |
 //! | `DB_MAX_CONNECTIONS` | `10` | pool size |
 //! | `NATS_URL` | `nats://127.0.0.1:4222` | |
@@ -20,25 +20,23 @@
 //! | `HOLD_TTL` | `5m` | how long a hold lasts |
 //! | `HOLD_LIMIT` | `10` | most live holds per customer |
 //! | `WARMUP_WINDOW` | `24h` | warm seat maps of concerts whose sale opens within this |
-//! | `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`, `MAX_IN_FLIGHT` | | admission control, see `httpkit::admission` |
+//! | `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`, `MAX_IN_FLIGHT`, `SHED_RETRY_AFTER` | `20`, `40`, `256`, `1s` | admission control of the catalog, seat-map and hold routes, see `httpkit::admission` |
 //! | `AUTH_JWKS_PATH` or `AUTH_JWKS_URL` | required | the keys bearer tokens are checked against, see `httpkit::auth` |
 //! | `AUTH_ISSUER`, `AUTH_AUDIENCE`, `AUTH_LEEWAY` | `ticketing-dev`, `ticketing`, `30s` | what a token must say |
-//! | `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `5s`, `1024` | time to send request headers (also the idle keep-alive limit), open connections at most: see `httpkit::serve` |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use settings::{ConfigError, Env, SecretUrl};
 use telemetry::TelemetryConfig;
 
-use crate::seatmap::SeatMapConfig;
+use crate::seat_map::SeatMapConfig;
 
 /// Everything the inventory service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where to listen; port 0 picks a free port (tests).
-    pub http_addr: SocketAddr,
+    /// The HTTP server.
+    pub http: service::HttpConfig,
     /// The inventory database.
     pub database_url: SecretUrl,
     /// Pool settings.
@@ -71,8 +69,6 @@ pub struct Config {
     pub auth: httpkit::auth::AuthConfig,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
-    /// The HTTP server's header-read timeout and connection cap.
-    pub serve: httpkit::serve::ServeLimits,
 }
 
 impl Config {
@@ -80,7 +76,8 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let defaults = SeatMapConfig::default();
         Ok(Self {
-            http_addr: env.parse_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
+            // Concerts are created with up to 10 000 seats in one body.
+            http: service::HttpConfig::from_env(env, 8081, 1024 * 1024)?,
             database_url: env.url_or(
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/inventory",
@@ -107,7 +104,6 @@ impl Config {
             admission: httpkit::admission::AdmissionLimits::from_env(env)?,
             auth: httpkit::auth::AuthConfig::from_env(env)?,
             telemetry: TelemetryConfig::from_env("inventory", env)?,
-            serve: httpkit::serve::ServeLimits::from_env(env)?,
         })
     }
 }

@@ -1,11 +1,13 @@
 //! The inventory service: the truth about seats, and the fast path to them.
 //!
 //! Two halves share one database:
-//! - **The read and hold API** (port 8081): the concert catalog from a
-//!   local cache with broadcast invalidation ([`catalog`]), seat maps
-//!   cache-aside in Redis with versioned keys, coalescing and null caching
-//!   ([`seatmap`], [`coalesce`]), and seat holds in Redis fenced by Postgres
-//!   ([`holds`]), all behind admission control ([`http`]).
+//! - **The read and hold API** (port 8081), a folder per feature, each
+//!   with its domain and its own routes (`http.rs`): the concert catalog
+//!   from a local cache with broadcast invalidation ([`catalog`]), seat
+//!   maps cache-aside in Redis with versioned keys, coalescing and null
+//!   caching ([`seat_map`]), and seat holds in Redis fenced by Postgres
+//!   ([`holds`]); `api` merges the three behind authentication and
+//!   admission control.
 //! - **The consumer**: on `OrderPaid` it sells every seat of the order with
 //!   one conditional `UPDATE`, all or none, and only to the current holder
 //!   of each seat ([`allocation`]), answering through its outbox with
@@ -17,20 +19,19 @@
 //!
 //! Layout: [`config`], [`redis_link`] (the connection to Redis and the
 //! names of the keys; named so as not to shadow the `redis` crate),
-//! [`startup`].
+//! [`startup`] (the [`Inventory`] service: what it connects and runs).
 
 pub mod allocation;
+mod api;
 pub mod catalog;
-pub mod coalesce;
 pub mod config;
 pub mod holds;
-pub mod http;
 pub mod redis_link;
-pub mod seatmap;
+pub mod seat_map;
 pub mod startup;
 
 pub use config::Config;
-pub use startup::Application;
+pub use startup::{Handles, Inventory};
 
 /// Migrations of the inventory database, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/inventory");

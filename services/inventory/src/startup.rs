@@ -1,198 +1,125 @@
-//! Building and running the inventory service: connect (creating the
-//! database on first start), migrate, connect NATS and (in the background,
-//! if it is not there yet) Redis, bind; then serve the API, consume
-//! `ORDER_EVENTS`, listen for catalog changes and warm the seat-map cache,
-//! until shutdown.
-
-use std::net::SocketAddr;
-use std::time::Duration;
+//! Building the inventory service: connect Postgres (creating the database
+//! on first start, migrating) and NATS, link Redis (in the background if it
+//! is not there yet), then consume `ORDER_EVENTS`, listen for catalog
+//! changes, warm the seat-map cache and serve the API. Serving, readiness,
+//! metrics and stopping are `service`'s.
 
 use consumer::{Consumer, ConsumerSpec};
+use httpkit::admission::AdmissionMetrics;
 use messaging::StreamKind;
+use service::{App, Builder, StartupError};
 use sqlx::PgPool;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::Config;
 use crate::allocation::{CONSUMER, SeatAllocation};
+use crate::api::{AppState, api};
 use crate::catalog::Catalog;
 use crate::holds::Holds;
-use crate::http::AppState;
 use crate::redis_link::RedisLink;
-use crate::seatmap::SeatMaps;
+use crate::seat_map::SeatMaps;
 
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    /// Postgres is unreachable or the URL is wrong.
-    #[error(transparent)]
-    Postgres(#[from] pgkit::ConnectError),
-    /// `NATS_URL` is unusable.
-    #[error(transparent)]
-    Nats(#[from] messaging::MessagingError),
-    /// NATS refused the catalog subscription.
-    #[error("cannot subscribe to catalog changes")]
-    Subscribe(#[from] async_nats::SubscribeError),
-    /// `REDIS_URL` does not parse (an unreachable Redis is not an error).
-    #[error("REDIS_URL is invalid")]
-    Redis(#[from] redis::RedisError),
-    /// The keys for bearer tokens cannot be loaded.
-    #[error(transparent)]
-    Keys(#[from] httpkit::auth::KeysError),
-    /// A migration failed.
-    #[error("cannot migrate the inventory database")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
-    /// The listen address is taken.
-    #[error("cannot listen on {addr}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+/// The inventory service.
+pub struct Inventory;
+
+/// What a running inventory service lends to tests and `ticketctl`.
+#[derive(Clone)]
+pub struct Handles {
+    /// The inventory database, to seed or inspect seats.
+    pub db: PgPool,
+    /// The seat maps of the running service, to count their database
+    /// loads (`seat_maps.metrics()`) or to drive the cache directly.
+    pub seat_maps: SeatMaps,
 }
 
-/// A built service, bound and ready to run.
-pub struct Application {
-    listener: TcpListener,
-    router: axum::Router,
-    serve_limits: httpkit::serve::ServeLimits,
-    state: AppState,
-    consumer: Consumer<SeatAllocation>,
-    catalog_changes: async_nats::Subscriber,
-}
+impl service::Service for Inventory {
+    const NAME: &'static str = "inventory";
+    type Config = Config;
+    type Handles = Handles;
 
-impl Application {
-    /// Connects, migrates and binds.
-    pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let db = pgkit::connect(&config.database_url, config.pool).await?;
-        crate::MIGRATOR
-            .run(&db)
-            .await
-            .map_err(StartupError::Migrate)?;
-        let nats = messaging::connect(&config.nats_url, "inventory").await?;
+    fn config(env: &settings::Env) -> Result<Config, settings::ConfigError> {
+        Config::from_env(env)
+    }
+
+    fn telemetry(config: &Config) -> &telemetry::TelemetryConfig {
+        &config.telemetry
+    }
+
+    async fn build(config: Config) -> Result<App<Handles>, StartupError> {
+        let mut app = Builder::new(Self::NAME, config.http);
+        let verifier = httpkit::auth::Verifier::load(&config.auth).await?;
+        let db = app
+            .postgres(&config.database_url, config.pool, &crate::MIGRATOR)
+            .await?;
+        let nats = app.nats(&config.nats_url).await?;
+        // Only a URL that does not parse fails the start: an unreachable
+        // Redis is linked in the background, and until then the service
+        // serves without it (slower, holds refused) and says `degraded`.
         let redis = RedisLink::new(
             config.redis_url.expose(),
             &config.redis_prefix,
             config.redis_timeout,
-        )?;
+        )
+        .map_err(|e| StartupError::dependency("REDIS_URL is invalid", e))?;
         redis.connect().await;
+        let ping = redis.clone();
+        app.degraded("redis", move || {
+            let redis = ping.clone();
+            async move { redis.ping().await }
+        });
 
         let seat_maps = SeatMaps::new(db.clone(), redis.clone(), config.seat_maps);
+        seat_maps.metrics().register(app.registry());
+        let warm = seat_maps.clone();
+        app.task(move |stop| async move {
+            // Serving does not wait for the warmup, and shutdown cuts it
+            // short: a cold map is only slower, never wrong.
+            tokio::select! {
+                () = stop.cancelled() => {}
+                warmed = warm.warmup(config.warmup_window) => if let Err(e) = warmed {
+                    tracing::warn!(error = %e, "seat-map warmup failed; maps load on first use");
+                },
+            }
+        });
+
         let catalog = Catalog::new(
             db.clone(),
             nats.clone(),
             config.topology.prefix(),
             config.catalog_ttl,
         );
-        let catalog_changes = catalog.subscribe().await?;
-        let holds = Holds::new(
-            db.clone(),
-            redis.clone(),
-            config.hold_ttl,
-            config.hold_limit,
-        );
-        let consumer = Consumer::new(
+        // Subscribed before the service serves, so that no change made
+        // after it answers is missed.
+        let changes = catalog
+            .subscribe()
+            .await
+            .map_err(|e| StartupError::dependency("cannot subscribe to catalog changes", e))?;
+        let listener = catalog.clone();
+        app.task(move |stop| async move { listener.listen(changes, stop).await });
+
+        let js = async_nats::jetstream::new(nats);
+        let mut consumers = consumer::Group::new(js.clone(), config.topology.clone());
+        consumers.add(Consumer::new(
             ConsumerSpec::new(CONSUMER, StreamKind::OrderEvents),
             db.clone(),
-            async_nats::jetstream::new(nats.clone()),
-            config.topology.clone(),
+            js,
+            config.topology,
             SeatAllocation {
                 outbox: outbox::Writer::with_notify(config.outbox_notify),
                 seat_maps: Some(seat_maps.clone()),
             },
-        );
+        ));
+        consumers.install(&mut app);
+
+        let admission = AdmissionMetrics::default();
+        admission.register(app.registry());
         let state = AppState {
-            db,
-            redis,
-            nats,
             catalog,
-            seat_maps,
-            holds,
+            seat_maps: seat_maps.clone(),
+            holds: Holds::new(db.clone(), redis, config.hold_ttl, config.hold_limit),
             warmup_window: config.warmup_window,
-            consumer: consumer.metrics(),
-            topology: config.topology.clone(),
-            admission: httpkit::admission::AdmissionMetrics::default(),
         };
-        let verifier = httpkit::auth::Verifier::load(&config.auth).await?;
-        let router = crate::http::router(
-            state.clone(),
-            verifier,
-            httpkit::layers::HttpLimits {
-                request_timeout: Duration::from_secs(10),
-                body_limit: 1024 * 1024,
-            },
-            config.admission,
-        );
-        let listener = TcpListener::bind(config.http_addr)
+        let handles = Handles { db, seat_maps };
+        app.serve(api(state, verifier, config.admission, &admission), handles)
             .await
-            .map_err(|source| StartupError::Bind {
-                addr: config.http_addr,
-                source,
-            })?;
-        Ok(Self {
-            listener,
-            serve_limits: config.serve,
-            router,
-            state,
-            consumer,
-            catalog_changes,
-        })
-    }
-
-    /// The bound port.
-    pub fn port(&self) -> u16 {
-        self.listener.local_addr().map_or(0, |a| a.port())
-    }
-
-    /// The connection pool, for tests that seed or inspect seats.
-    pub fn db(&self) -> &PgPool {
-        &self.state.db
-    }
-
-    /// The seat maps, for tests and benchmarks that count database loads.
-    pub fn seat_maps(&self) -> &SeatMaps {
-        &self.state.seat_maps
-    }
-
-    /// Serves, consumes and listens until `shutdown`; the message and the
-    /// requests in hand finish.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let tasks = TaskTracker::new();
-        let consumer = self.consumer;
-        let token = shutdown.clone();
-        tasks.spawn(async move { consumer.run(token).await });
-        let catalog = self.state.catalog.clone();
-        let token = shutdown.clone();
-        let changes = self.catalog_changes;
-        tasks.spawn(async move { catalog.listen(changes, token).await });
-        // Warm in the background: serving must not wait for it, and a cold
-        // map is only slower, never wrong.
-        let seat_maps = self.state.seat_maps.clone();
-        let window = self.state.warmup_window;
-        tasks.spawn(async move {
-            if let Err(e) = seat_maps.warmup(window).await {
-                tracing::warn!(error = %e, "seat-map warmup failed; maps load on first use");
-            }
-        });
-        tracing::info!(
-            port = self.listener.local_addr().map_or(0, |a| a.port()),
-            "inventory listening"
-        );
-        let served = httpkit::serve::serve(
-            self.listener,
-            self.router,
-            self.serve_limits,
-            shutdown.clone(),
-        )
-        .await;
-        shutdown.cancel();
-        tasks.close();
-        tasks.wait().await;
-        self.state.db.close().await;
-        tracing::info!("inventory stopped");
-        served
     }
 }

@@ -3,29 +3,25 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use testkit::{Ask as _, World};
 use uuid::Uuid;
 
-use crate::app::{Servers, TestApp, retry_after};
+use crate::support::{Steps as _, retry_after, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_the_concurrency_limit_requests_are_shed_with_retry_after() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[("MAX_IN_FLIGHT", "1")]).await;
-    let concert = app.concert(1).await;
+    let world = World::start().await;
+    let inventory = start(&world, &[("MAX_IN_FLIGHT", "1")]).await;
+    let concert = world.concert(&inventory, 1).await;
 
     // Hold a lock that the seat-map query needs: the first request stays
     // inside, occupying the only slot.
-    let mut blocker = app.db.begin().await.unwrap();
+    let mut blocker = inventory.db().begin().await.unwrap();
     sqlx::query("lock table seats in access exclusive mode")
         .execute(&mut *blocker)
         .await
         .unwrap();
-    let stuck = tokio::spawn({
-        let url = app.url(&format!("/events/{concert}/seats"));
-        let http = app.http.clone();
-        async move { http.get(url).send().await.unwrap().status() }
-    });
+    let stuck = tokio::spawn(inventory.get(&format!("/events/{concert}/seats")).answer());
     testkit::eventually(
         Duration::from_secs(5),
         "the first request is inside",
@@ -33,7 +29,7 @@ async fn beyond_the_concurrency_limit_requests_are_shed_with_retry_after() {
             sqlx::query_scalar::<_, i64>(
                 "select count(*) from pg_locks where relation = 'seats'::regclass and not granted",
             )
-            .fetch_one(&app.db)
+            .fetch_one(inventory.db())
             .await
             .unwrap()
                 > 0
@@ -42,12 +38,11 @@ async fn beyond_the_concurrency_limit_requests_are_shed_with_retry_after() {
     .await;
 
     let started = Instant::now();
-    let shed = app.seat_map(concert).await;
+    let shed = inventory.seat_map(concert).await;
     let took = started.elapsed();
-    assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(shed.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(retry_after(&shed) >= 1);
-    let problem: Value = shed.json().await.unwrap();
-    assert_eq!(problem["type"], "/problems/overloaded");
+    assert_eq!(shed.problem_type(), "/problems/overloaded");
     assert!(
         !stuck.is_finished(),
         "answered while the slot was still taken"
@@ -56,79 +51,66 @@ async fn beyond_the_concurrency_limit_requests_are_shed_with_retry_after() {
     println!("shed after {took:?}");
 
     blocker.rollback().await.unwrap();
-    assert_eq!(stuck.await.unwrap(), StatusCode::OK);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(stuck.await.unwrap().status, StatusCode::OK);
+    let metrics = inventory.get("/metrics").answer().await.text;
     assert!(
         metrics.contains("http_admission_rejected_total{reason=\"shed\"} 1"),
         "{metrics}"
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn each_customer_has_a_rate_limit_of_their_own() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(
-        &servers,
+    let world = World::start().await;
+    let inventory = start(
+        &world,
         &[("RATE_LIMIT_PER_SECOND", "0.1"), ("RATE_LIMIT_BURST", "2")],
     )
     .await;
     let (ada, bob) = (Uuid::new_v4(), Uuid::new_v4());
     // The customer is the verified token's `sub`; a header naming someone
     // else (a fresh one on every request) changes nothing.
-    let get = |customer: Uuid| {
-        app.http
-            .get(app.url("/events"))
-            .bearer_auth(app.token(customer))
+    let list = |customer: Uuid| {
+        inventory
+            .get("/events")
+            .bearer_auth(world.customer(customer))
             .header("x-customer-id", Uuid::new_v4().to_string())
-            .send()
+            .answer()
     };
-    assert_eq!(get(ada).await.unwrap().status(), StatusCode::OK);
-    assert_eq!(get(ada).await.unwrap().status(), StatusCode::OK);
-    let limited = get(ada).await.unwrap();
-    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(list(ada).await.status, StatusCode::OK);
+    assert_eq!(list(ada).await.status, StatusCode::OK);
+    let limited = list(ada).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(retry_after(&limited) >= 1);
-    assert_eq!(get(bob).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(list(bob).await.status, StatusCode::OK);
     // Health is not rate limited: an overloaded instance still reports.
     for _ in 0..5 {
-        let ready = app
-            .http
-            .get(app.url("/healthz"))
-            .bearer_auth(app.token(ada))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(ready.status(), StatusCode::OK);
+        let alive = inventory
+            .get("/healthz")
+            .bearer_auth(world.customer(ada))
+            .answer()
+            .await;
+        assert_eq!(alive.status, StatusCode::OK);
     }
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn anonymous_clients_are_limited_by_address_whatever_id_they_claim() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(
-        &servers,
+    let world = World::start().await;
+    let inventory = start(
+        &world,
         &[("RATE_LIMIT_PER_SECOND", "0.1"), ("RATE_LIMIT_BURST", "2")],
     )
     .await;
     // Each request names a fresh customer in the header a client writes
     // itself: before identity was verified, each got a bucket of its own.
-    let get = || {
-        app.http
-            .get(app.url("/events"))
+    let list = || {
+        inventory
+            .get("/events")
             .header("x-customer-id", Uuid::new_v4().to_string())
-            .send()
+            .answer()
     };
-    assert_eq!(get().await.unwrap().status(), StatusCode::OK);
-    assert_eq!(get().await.unwrap().status(), StatusCode::OK);
-    assert_eq!(get().await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
-    app.stop().await;
+    assert_eq!(list().await.status, StatusCode::OK);
+    assert_eq!(list().await.status, StatusCode::OK);
+    assert_eq!(list().await.status, StatusCode::TOO_MANY_REQUESTS);
 }

@@ -7,8 +7,7 @@ use sqlx::PgPool;
 use testkit::TestPostgres;
 use uuid::Uuid;
 
-use crate::app::paid;
-
+use crate::support::paid;
 #[tokio::test]
 async fn two_concurrent_allocations_of_one_seat_sell_it_once() {
     let postgres = TestPostgres::start().await;

@@ -4,361 +4,313 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use testkit::{Ask as _, World};
 use uuid::Uuid;
 
-use crate::app::{Servers, TestApp, retry_after};
+use crate::support::{Steps as _, retry_after, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customers_racing_for_one_seat_get_exactly_one_hold() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[]).await;
-    let concert = app.concert(1).await;
+    let world = World::start().await;
+    let inventory = start(&world, &[]).await;
+    let concert = world.concert(&inventory, 1).await;
 
-    let responses = join_all((0..20).map(|_| app.hold(concert, "A-1", Uuid::new_v4()))).await;
+    let answers =
+        join_all((0..20).map(|_| inventory.hold(&world, concert, "A-1", Uuid::new_v4()))).await;
 
-    let created = responses
+    let created = answers
         .iter()
-        .filter(|r| r.status() == StatusCode::CREATED)
+        .filter(|a| a.status == StatusCode::CREATED)
         .count();
     assert_eq!(created, 1, "exactly one customer holds the seat");
-    for refused in responses
-        .iter()
-        .filter(|r| r.status() != StatusCode::CREATED)
-    {
-        assert_eq!(refused.status(), StatusCode::CONFLICT);
+    for refused in answers.iter().filter(|a| a.status != StatusCode::CREATED) {
+        assert_eq!(refused.status, StatusCode::CONFLICT);
         assert!(retry_after(refused) >= 1);
     }
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_hold_lapses_by_itself_and_frees_the_seat() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[("HOLD_TTL", "1s")]).await;
-    let concert = app.concert(1).await;
-    app.held(concert, "A-1", Uuid::new_v4()).await;
+    let world = World::start().await;
+    let inventory = start(&world, &[("HOLD_TTL", "1s")]).await;
+    let concert = world.concert(&inventory, 1).await;
+    inventory.held(&world, concert, "A-1", Uuid::new_v4()).await;
     let other = Uuid::new_v4();
-    let refused = app.hold(concert, "A-1", other).await;
-    assert_eq!(refused.status(), StatusCode::CONFLICT);
-    let problem: Value = refused.json().await.unwrap();
-    assert_eq!(problem["type"], "/problems/seat-held");
+    let refused = inventory.hold(&world, concert, "A-1", other).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert_eq!(refused.problem_type(), "/problems/seat-held");
 
     testkit::eventually(Duration::from_secs(3), "the hold lapses", || async {
-        app.hold(concert, "A-1", other).await.status() == StatusCode::CREATED
+        inventory.hold(&world, concert, "A-1", other).await.status == StatusCode::CREATED
     })
     .await;
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_paused_client_whose_hold_lapsed_cannot_take_the_seat_from_the_new_holder() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[("HOLD_TTL", "1s")]).await;
-    let concert = app.concert(1).await;
+    let world = World::start().await;
+    let inventory = start(&world, &[("HOLD_TTL", "1s")]).await;
+    let concert = world.concert(&inventory, 1).await;
 
     // Ada holds the seat and orders it (her order carries her token)…
-    let (_, ada_fence) = app.held(concert, "A-1", Uuid::new_v4()).await;
+    let (_, ada_fence) = inventory.held(&world, concert, "A-1", Uuid::new_v4()).await;
     // …then pauses (GC, network) past her hold's expiry; Bob holds it now.
     let bob = Uuid::new_v4();
-    let bob_fence = app
-        .hold_once_free(concert, "A-1", bob, Duration::from_secs(3))
+    let bob_fence = inventory
+        .hold_once_free(&world, concert, "A-1", bob, Duration::from_secs(3))
         .await;
     assert!(bob_fence > ada_fence, "fencing tokens only grow");
 
     // Ada's payment arrives first: the token decides, not the order of arrival.
-    let (ada_order, ada_answer) = app.sell(concert, &[("A-1", Some(ada_fence))]).await;
+    let (ada_order, ada_answer) = inventory.sell(concert, &[("A-1", Some(ada_fence))]).await;
     assert_eq!(ada_answer, "SeatAllocationRejected");
-    let (bob_order, bob_answer) = app.sell(concert, &[("A-1", Some(bob_fence))]).await;
+    let (bob_order, bob_answer) = inventory.sell(concert, &[("A-1", Some(bob_fence))]).await;
     assert_eq!(bob_answer, "SeatsConfirmed");
-    assert_eq!(app.owner_of(concert, "A-1").await, Some(bob_order));
-    assert_ne!(Some(ada_order), app.owner_of(concert, "A-1").await);
-    app.stop().await;
+    assert_eq!(inventory.owner_of(concert, "A-1").await, Some(bob_order));
+    assert_ne!(Some(ada_order), inventory.owner_of(concert, "A-1").await);
 }
 
 #[tokio::test]
 async fn an_order_without_a_token_cannot_buy_a_held_seat_but_can_buy_a_never_held_one() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[]).await;
-    let concert = app.concert(2).await;
-    app.held(concert, "A-1", Uuid::new_v4()).await;
-    let (_, answer) = app.sell(concert, &[("A-1", None)]).await;
+    let world = World::start().await;
+    let inventory = start(&world, &[]).await;
+    let concert = world.concert(&inventory, 2).await;
+    inventory.held(&world, concert, "A-1", Uuid::new_v4()).await;
+    let (_, answer) = inventory.sell(concert, &[("A-1", None)]).await;
     assert_eq!(answer, "SeatAllocationRejected");
-    let (_, answer) = app.sell(concert, &[("A-2", None)]).await;
+    let (_, answer) = inventory.sell(concert, &[("A-2", None)]).await;
     assert_eq!(answer, "SeatsConfirmed");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn only_the_owner_releases_a_hold() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[]).await;
-    let concert = app.concert(1).await;
+    let world = World::start().await;
+    let inventory = start(&world, &[]).await;
+    let concert = world.concert(&inventory, 1).await;
     let (owner, stranger) = (Uuid::new_v4(), Uuid::new_v4());
-    let (token, _) = app.held(concert, "A-1", owner).await;
+    let (token, _) = inventory.held(&world, concert, "A-1", owner).await;
+    let path = format!("/events/{concert}/seats/A-1/hold");
     let release = |customer: Uuid, token: String| {
-        app.http
-            .delete(app.url(&format!("/events/{concert}/seats/A-1/hold")))
-            .bearer_auth(app.token(customer))
+        inventory
+            .request(Method::DELETE, &path)
+            .bearer_auth(world.customer(customer))
             .header("hold-token", token)
-            .send()
+            .answer()
     };
 
-    let wrong = release(owner, Uuid::new_v4().to_string()).await.unwrap();
-    assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
-    let malformed = release(owner, "nope".into()).await.unwrap();
-    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    let wrong = release(owner, Uuid::new_v4().to_string()).await;
+    assert_eq!(wrong.status, StatusCode::NOT_FOUND);
+    let malformed = release(owner, "nope".into()).await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
     // The right hold token is not enough: it is in the owner's order, and
     // whoever saw it must not free the seat.
-    let foreign = release(stranger, token.to_string()).await.unwrap();
-    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
-    let anonymous = app
-        .http
-        .delete(app.url(&format!("/events/{concert}/seats/A-1/hold")))
+    let foreign = release(stranger, token.to_string()).await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    let anonymous = inventory
+        .request(Method::DELETE, &path)
         .header("hold-token", token.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+        .answer()
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        app.hold(concert, "A-1", Uuid::new_v4()).await.status(),
+        inventory
+            .hold(&world, concert, "A-1", Uuid::new_v4())
+            .await
+            .status,
         StatusCode::CONFLICT,
         "still held after a wrong token"
     );
     assert_eq!(
-        release(owner, token.to_string()).await.unwrap().status(),
+        release(owner, token.to_string()).await.status,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        app.hold(concert, "A-1", Uuid::new_v4()).await.status(),
+        inventory
+            .hold(&world, concert, "A-1", Uuid::new_v4())
+            .await
+            .status,
         StatusCode::CREATED
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_customer_may_hold_only_so_many_seats() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[("HOLD_LIMIT", "2")]).await;
-    let concert = app.concert(4).await;
+    let world = World::start().await;
+    let inventory = start(&world, &[("HOLD_LIMIT", "2")]).await;
+    let concert = world.concert(&inventory, 4).await;
     let ada = Uuid::new_v4();
-    let (first, _) = app.held(concert, "A-1", ada).await;
-    app.held(concert, "A-2", ada).await;
+    let (first, _) = inventory.held(&world, concert, "A-1", ada).await;
+    inventory.held(&world, concert, "A-2", ada).await;
 
-    let third = app.hold(concert, "A-3", ada).await;
-    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    let third = inventory.hold(&world, concert, "A-3", ada).await;
+    assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(retry_after(&third) >= 1);
-    let problem: Value = third.json().await.unwrap();
-    assert_eq!(problem["type"], "/problems/hold-limit-reached");
+    assert_eq!(third.problem_type(), "/problems/hold-limit-reached");
     // Naming a fresh customer in the body or a header does not make a new
     // customer: the hold is the token's `sub`'s, and so is the limit.
-    let forged = app
-        .http
-        .post(app.url(&format!("/events/{concert}/seats/A-3/hold")))
-        .bearer_auth(app.token(ada))
+    let forged = inventory
+        .post(&format!("/events/{concert}/seats/A-3/hold"))
+        .bearer_auth(world.customer(ada))
         .header("x-customer-id", Uuid::new_v4().to_string())
         .json(&json!({ "customer_id": Uuid::new_v4() }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forged.status(), StatusCode::TOO_MANY_REQUESTS);
+        .answer()
+        .await;
+    assert_eq!(forged.status, StatusCode::TOO_MANY_REQUESTS);
     // Another customer is not affected.
-    app.held(concert, "A-3", Uuid::new_v4()).await;
+    inventory.held(&world, concert, "A-3", Uuid::new_v4()).await;
     // Releasing one makes room at once.
-    let released = app
-        .http
-        .delete(app.url(&format!("/events/{concert}/seats/A-1/hold")))
-        .bearer_auth(app.token(ada))
+    let released = inventory
+        .request(Method::DELETE, &format!("/events/{concert}/seats/A-1/hold"))
+        .bearer_auth(world.customer(ada))
         .header("hold-token", first.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(released.status(), StatusCode::NO_CONTENT);
-    app.held(concert, "A-4", ada).await;
-    app.stop().await;
+        .answer()
+        .await;
+    assert_eq!(released.status, StatusCode::NO_CONTENT);
+    inventory.held(&world, concert, "A-4", ada).await;
 }
 
 #[tokio::test]
 async fn sold_and_unknown_seats_cannot_be_held() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[]).await;
-    let concert = app.concert(1).await;
-    app.sell(concert, &[("A-1", None)]).await;
-    let sold = app.hold(concert, "A-1", Uuid::new_v4()).await;
-    assert_eq!(sold.status(), StatusCode::CONFLICT);
-    assert_eq!(
-        sold.json::<Value>().await.unwrap()["type"],
-        "/problems/seat-sold"
-    );
-    let unknown = app.hold(concert, "Z-9", Uuid::new_v4()).await;
-    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    app.stop().await;
+    let world = World::start().await;
+    let inventory = start(&world, &[]).await;
+    let concert = world.concert(&inventory, 1).await;
+    inventory.sell(concert, &[("A-1", None)]).await;
+    let sold = inventory.hold(&world, concert, "A-1", Uuid::new_v4()).await;
+    assert_eq!(sold.status, StatusCode::CONFLICT);
+    assert_eq!(sold.problem_type(), "/problems/seat-sold");
+    let unknown = inventory.hold(&world, concert, "Z-9", Uuid::new_v4()).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn a_hold_needs_a_customers_token() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[]).await;
-    let concert = app.concert(1).await;
-    let url = app.url(&format!("/events/{concert}/seats/A-1/hold"));
+    let world = World::start().await;
+    let inventory = start(&world, &[]).await;
+    let concert = world.concert(&inventory, 1).await;
+    let path = format!("/events/{concert}/seats/A-1/hold");
 
-    let anonymous = app.http.post(&url).send().await.unwrap();
-    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let anonymous = inventory.post(&path).answer().await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     assert!(
-        anonymous.headers()["www-authenticate"]
+        anonymous.headers["www-authenticate"]
             .to_str()
             .unwrap()
             .starts_with("Bearer")
     );
-    assert_eq!(
-        anonymous.json::<Value>().await.unwrap()["type"],
-        "/problems/unauthenticated"
-    );
+    assert_eq!(anonymous.problem_type(), "/problems/unauthenticated");
     // An operator is not a customer: the hold would have no owner.
-    let operator = app.ops.post(&url).send().await.unwrap();
-    assert_eq!(operator.status(), StatusCode::FORBIDDEN);
-    assert_eq!(
-        operator.json::<Value>().await.unwrap()["type"],
-        "/problems/forbidden"
-    );
+    let operator = inventory
+        .post(&path)
+        .bearer_auth(world.operator())
+        .answer()
+        .await;
+    assert_eq!(operator.status, StatusCode::FORBIDDEN);
+    assert_eq!(operator.problem_type(), "/problems/forbidden");
     // A token from an issuer this instance does not trust.
     let stranger = testkit::TestIdentity::new();
-    let forged = app
-        .http
-        .post(&url)
+    let forged = inventory
+        .post(&path)
         .bearer_auth(stranger.customer(Uuid::new_v4()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
-    app.stop().await;
+        .answer()
+        .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn verify_returns_the_fencing_tokens_of_live_holds_only() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[]).await;
-    let concert = app.concert(2).await;
+    let world = World::start().await;
+    let inventory = start(&world, &[]).await;
+    let concert = world.concert(&inventory, 2).await;
     let customer = Uuid::new_v4();
-    let (t1, f1) = app.held(concert, "A-1", customer).await;
-    let (t2, f2) = app.held(concert, "A-2", customer).await;
+    let (t1, f1) = inventory.held(&world, concert, "A-1", customer).await;
+    let (t2, f2) = inventory.held(&world, concert, "A-2", customer).await;
     let verify_as = |who: Uuid, seats: Value| {
-        app.http
-            .post(app.url("/holds/verify"))
-            .bearer_auth(app.token(who))
+        inventory
+            .post("/holds/verify")
+            .bearer_auth(world.customer(who))
             .json(&json!({ "event_id": concert, "seats": seats }))
-            .send()
+            .answer()
     };
     let verify = |seats: Value| verify_as(customer, seats);
 
     let ok = verify(
         json!([{ "seat_id": "A-1", "hold_token": t1 }, { "seat_id": "A-2", "hold_token": t2 }]),
     )
-    .await
-    .unwrap();
-    assert_eq!(ok.status(), StatusCode::OK);
-    let body: Value = ok.json().await.unwrap();
-    assert_eq!(body["seats"][0]["fencing_token"], f1);
-    assert_eq!(body["seats"][1]["fencing_token"], f2);
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.body["seats"][0]["fencing_token"], f1);
+    assert_eq!(ok.body["seats"][1]["fencing_token"], f2);
 
     // The same live holds are not another customer's to order.
     let foreign = verify_as(
         Uuid::new_v4(),
         json!([{ "seat_id": "A-1", "hold_token": t1 }]),
     )
-    .await
-    .unwrap();
-    assert_eq!(foreign.status(), StatusCode::CONFLICT);
+    .await;
+    assert_eq!(foreign.status, StatusCode::CONFLICT);
 
     let swapped = verify(
         json!([{ "seat_id": "A-1", "hold_token": t1 }, { "seat_id": "A-2", "hold_token": t1 }]),
     )
-    .await
-    .unwrap();
-    assert_eq!(swapped.status(), StatusCode::CONFLICT);
-    let problem: Value = swapped.json().await.unwrap();
-    assert_eq!(problem["type"], "/problems/hold-not-valid");
-    assert_eq!(problem["field"], "seats[1].hold_token");
+    .await;
+    assert_eq!(swapped.status, StatusCode::CONFLICT);
+    assert_eq!(swapped.problem_type(), "/problems/hold-not-valid");
+    assert_eq!(swapped.body["field"], "seats[1].hold_token");
 
     let twice = verify(
         json!([{ "seat_id": "A-1", "hold_token": t1 }, { "seat_id": "A-1", "hold_token": t1 }]),
     )
-    .await
-    .unwrap();
-    assert_eq!(twice.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(
-        twice.json::<Value>().await.unwrap()["field"],
-        "seats[1].seat_id"
-    );
-    app.stop().await;
+    .await;
+    assert_eq!(twice.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(twice.body["field"], "seats[1].seat_id");
 }
 
 #[tokio::test]
 async fn seats_are_held_only_inside_the_sale_window() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[]).await;
+    let world = World::start().await;
+    let inventory = start(&world, &[]).await;
     let customer = Uuid::new_v4();
 
     // Opens in an hour (found by hand: a hold on a 2030 sale got 201).
-    let later = app
-        .concert_with_sale_in(1, chrono::Duration::hours(1))
+    let later = world
+        .concert_with_sale_in(&inventory, 1, chrono::Duration::hours(1))
         .await;
-    let early = app.hold(later, "A-1", customer).await;
-    assert_eq!(early.status(), StatusCode::CONFLICT);
+    let early = inventory.hold(&world, later, "A-1", customer).await;
+    assert_eq!(early.status, StatusCode::CONFLICT);
     let wait = retry_after(&early);
     assert!((3500..=3600).contains(&wait), "Retry-After {wait}");
-    let problem: Value = early.json().await.unwrap();
-    assert_eq!(problem["type"], "/problems/sale-not-open");
+    assert_eq!(early.problem_type(), "/problems/sale-not-open");
     assert!(
-        problem["detail"].as_str().unwrap().contains("runs from"),
-        "{problem}"
+        early.body["detail"].as_str().unwrap().contains("runs from"),
+        "{}",
+        early.text
     );
 
-    // Started an hour ago.
-    let now = chrono::Utc::now();
-    let started = app
-        .ops
-        .post(app.url("/events"))
-        .json(&json!({
-            "name": "Yesterday", "venue": "Hall 1",
-            "starts_at": now - chrono::Duration::hours(1),
-            "sale_opens_at": now - chrono::Duration::days(1),
-            "seats": [{ "seat_id": "A-1", "price_cents": 100 }],
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(started.status(), StatusCode::CREATED);
-    let started: Uuid = started.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let late = app.hold(started, "A-1", customer).await;
-    assert_eq!(late.status(), StatusCode::CONFLICT);
-    assert_eq!(
-        late.json::<Value>().await.unwrap()["type"],
-        "/problems/sale-closed"
-    );
-    let verify = app
-        .http
-        .post(app.url("/holds/verify"))
-        .bearer_auth(app.token(customer))
+    // Started an hour ago (its sale opened a week before that).
+    let started = world
+        .concert_with_sale_in(
+            &inventory,
+            1,
+            -(chrono::Duration::days(7) + chrono::Duration::hours(1)),
+        )
+        .await;
+    let late = inventory.hold(&world, started, "A-1", customer).await;
+    assert_eq!(late.status, StatusCode::CONFLICT);
+    assert_eq!(late.problem_type(), "/problems/sale-closed");
+    let verify = inventory
+        .post("/holds/verify")
+        .bearer_auth(world.customer(customer))
         .json(&json!({ "event_id": started, "seats": [{ "seat_id": "A-1", "hold_token": Uuid::new_v4() }] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(verify.status(), StatusCode::CONFLICT);
-    assert_eq!(
-        verify.json::<Value>().await.unwrap()["type"],
-        "/problems/sale-closed"
-    );
+        .answer()
+        .await;
+    assert_eq!(verify.status, StatusCode::CONFLICT);
+    assert_eq!(verify.problem_type(), "/problems/sale-closed");
 
     // Neither left a hold behind.
     for concert in [later, started] {
-        let map: Value = app.seat_map(concert).await.json().await.unwrap();
-        assert_eq!(map["seats"][0]["status"], "AVAILABLE", "{map}");
+        let map = inventory.seat_map(concert).await;
+        assert_eq!(map.body["seats"][0]["status"], "AVAILABLE", "{}", map.text);
     }
-    app.stop().await;
 }

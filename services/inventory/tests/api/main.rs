@@ -7,9 +7,9 @@
 
 mod admission;
 mod allocation;
-mod app;
 mod catalog;
 mod holds;
 mod openapi;
 mod outage;
 mod seat_map;
+mod support;

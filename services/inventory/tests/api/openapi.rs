@@ -1,85 +1,61 @@
-//! The API documents itself: `/openapi.json` lists exactly the routes the
-//! router mounts (`inventory::http::ROUTES`), every documented route
-//! answers, `/docs` serves the page that renders the document, and both
-//! stay outside admission control.
+//! The API documents itself and the service reports on itself: the router
+//! and its `OpenAPI` document agree, exactly the routes that declare the
+//! bearer scheme refuse anonymous calls, the docs stay outside admission
+//! control, and `/readyz` and `/metrics` carry inventory's own checks and
+//! counters.
 
-use std::collections::BTreeSet;
-
-use reqwest::{Method, Response, StatusCode, header};
+use reqwest::{Method, StatusCode, header};
+use testkit::{Ask as _, Running, World};
 use utoipa::openapi::OpenApi;
 use uuid::Uuid;
 
-use crate::app::{Servers, TestApp};
+use inventory::Inventory;
 
-async fn document(app: &TestApp) -> OpenApi {
-    let response = app.http.get(app.url("/openapi.json")).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.expect("an OpenAPI document")
-}
-
-/// Whether a handler answered, rather than the router finding no route
-/// (404) or no such method on it (405): those carry no problem body.
-fn answered_by_a_handler(response: &Response) -> bool {
-    let problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v == "application/problem+json");
-    !matches!(
-        response.status(),
-        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
-    ) || problem
-}
+use crate::support::start;
 
 #[tokio::test]
-async fn openapi_json_documents_exactly_the_routes_the_router_mounts() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[]).await;
+async fn the_router_documents_every_route_it_mounts_and_mounts_every_route_it_documents() {
+    let world = World::start().await;
+    let app = Running::<Inventory>::build(&world.settings("inventory").await).await;
 
-    let doc = document(&app).await;
+    let report = app.route_report().await;
 
+    assert!(report.undocumented.is_empty(), "{report:?}");
+    assert!(report.unmounted.is_empty(), "{report:?}");
+    let doc = app.openapi();
     assert_eq!(doc.info.title, "Inventory API");
     assert_eq!(doc.info.version, env!("CARGO_PKG_VERSION"));
-    let mounted: BTreeSet<(String, String)> = inventory::http::ROUTES
-        .iter()
-        .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
-        .collect();
-    assert_eq!(httpkit::docs::operations(&doc), mounted);
-    let schemas = doc.components.expect("components").schemas;
+    let operations = httpkit::docs::operations(doc);
+    for (method, path) in [
+        ("GET", "/events"),
+        ("POST", "/events"),
+        ("GET", "/events/{id}"),
+        ("PATCH", "/events/{id}"),
+        ("GET", "/events/{id}/seats"),
+        ("POST", "/events/{id}/seats/{seat}/hold"),
+        ("DELETE", "/events/{id}/seats/{seat}/hold"),
+        ("POST", "/holds/verify"),
+        ("POST", "/ops/warmup"),
+        ("GET", "/readyz"),
+        ("GET", "/docs"),
+    ] {
+        assert!(
+            operations.contains(&(method.to_owned(), path.to_owned())),
+            "{method} {path} in {operations:?}"
+        );
+    }
+    let schemas = &doc.components.as_ref().expect("components").schemas;
     for schema in ["Problem", "Concert", "SeatMap", "Hold", "CreateEvent"] {
         assert!(schemas.contains_key(schema), "schema {schema} missing");
     }
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn every_documented_route_exists() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[]).await;
-    let doc = document(&app).await;
-
-    for (method, path) in httpkit::docs::operations(&doc) {
-        // Requests that change nothing: no bodies, an unknown concert.
-        let url = app.url(
-            &path
-                .replace("{id}", &Uuid::new_v4().to_string())
-                .replace("{seat}", "A-1"),
-        );
-        let method = Method::from_bytes(method.as_bytes()).unwrap();
-        let response = app.http.request(method.clone(), url).send().await.unwrap();
-        assert!(
-            answered_by_a_handler(&response),
-            "{method} {path} is documented but not routed: {}",
-            response.status()
-        );
-    }
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn exactly_the_routes_that_declare_the_bearer_scheme_refuse_anonymous_calls() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[]).await;
-    let doc = document(&app).await;
+    let world = World::start().await;
+    let inventory = start(&world, &[]).await;
+    let doc: OpenApi = serde_json::from_value(inventory.get("/openapi.json").answer().await.body)
+        .expect("an OpenAPI document");
     let secured = httpkit::docs::secured_operations(&doc);
     assert!(
         doc.components
@@ -89,48 +65,85 @@ async fn exactly_the_routes_that_declare_the_bearer_scheme_refuse_anonymous_call
     );
 
     for (method, path) in httpkit::docs::operations(&doc) {
-        let url = app.url(
-            &path
-                .replace("{id}", &Uuid::new_v4().to_string())
-                .replace("{seat}", "A-1"),
-        );
+        // Requests that change nothing: no bodies, an unknown concert.
+        let concrete = path
+            .replace("{id}", &Uuid::new_v4().to_string())
+            .replace("{seat}", "A-1");
         let method = Method::from_bytes(method.as_bytes()).unwrap();
-        let response = app.http.request(method.clone(), url).send().await.unwrap();
-        let refused = response.status() == StatusCode::UNAUTHORIZED;
+        let answer = inventory.request(method.clone(), &concrete).answer().await;
+        let refused = answer.status == StatusCode::UNAUTHORIZED;
         let declared = secured.contains(&(method.to_string(), path.clone()));
         assert_eq!(
-            refused,
-            declared,
+            refused, declared,
             "{method} {path}: answered {} anonymously, bearer declared: {declared}",
-            response.status()
+            answer.status
         );
     }
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn the_docs_answer_while_the_api_is_rate_limited() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(
-        &servers,
+    let world = World::start().await;
+    let inventory = start(
+        &world,
         &[("RATE_LIMIT_PER_SECOND", "0.1"), ("RATE_LIMIT_BURST", "1")],
     )
     .await;
-    let list = || app.http.get(app.url("/events")).send();
-    assert_eq!(list().await.unwrap().status(), StatusCode::OK);
     assert_eq!(
-        list().await.unwrap().status(),
+        inventory.get("/events").answer().await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        inventory.get("/events").answer().await.status,
         StatusCode::TOO_MANY_REQUESTS
     );
 
-    let _ = document(&app).await;
-    let page = app.http.get(app.url("/docs")).send().await.unwrap();
+    let document = inventory.get("/openapi.json").answer().await;
+    let page = inventory.get("/docs").answer().await;
 
-    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(document.status, StatusCode::OK);
+    assert_eq!(document.body["info"]["title"], "Inventory API");
+    assert_eq!(page.status, StatusCode::OK);
     assert_eq!(
-        page.headers()[header::CONTENT_TYPE],
+        page.headers[header::CONTENT_TYPE],
         "text/html; charset=utf-8"
     );
-    assert!(page.text().await.unwrap().contains("openapi.json"));
-    app.stop().await;
+    assert!(page.text.contains("openapi.json"));
+}
+
+#[tokio::test]
+async fn readiness_and_metrics_report_inventorys_own_checks_and_counters() {
+    let world = World::start().await;
+    let mut inventory = start(&world, &[]).await;
+    let concert = world.concert(&inventory, 1).await;
+    inventory
+        .get(&format!("/events/{concert}/seats"))
+        .answer()
+        .await;
+
+    let ready = inventory.get("/readyz").answer().await;
+    let metrics = inventory.get("/metrics").answer().await;
+
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    for check in ["postgres", "nats", "redis"] {
+        assert_eq!(ready.body["checks"][check], "ok", "{}", ready.text);
+    }
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.text;
+    for sample in [
+        // Created then read once: a miss, one load from Postgres.
+        "seatmap_db_loads_total 1",
+        "seatmap_cache_misses_total 1",
+        "seatmap_cache_hits_total 0",
+        "seatmap_null_hits_total 0",
+        "seatmap_redis_unavailable_total 0",
+        r#"http_admission_rejected_total{reason="rate_limited"} 0"#,
+        r#"http_admission_rejected_total{reason="shed"} 0"#,
+        r#"consumer_applied_total{consumer="inventory"} 0"#,
+        r#"http_requests_total{method="GET",route="/events/{id}/seats",status="200"} 1"#,
+    ] {
+        assert!(text.contains(sample), "{sample} in {text}");
+    }
+    // Stops cleanly: the consumer, the catalog listener and the warmup end.
+    inventory.stop().await;
 }

@@ -2,48 +2,52 @@
 //! warmup.
 
 use futures::future::join_all;
+use inventory::Inventory;
 use reqwest::StatusCode;
-use serde_json::Value;
+use testkit::{Ask as _, Running, World};
 use uuid::Uuid;
 
-use crate::app::{Servers, TestApp};
+use crate::support::{Steps as _, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_cold_requests_make_one_database_query() {
-    let servers = Servers::start().await;
+    let world = World::start().await;
     // A burst of a thousand reads queues on one Redis connection; on a
     // loaded 2-core debug build that can outlast the production timeout,
     // and a timed-out read is served from Postgres with holds "unknown"
     // (right, but not equal). This test is about coalescing, so it waits.
-    let app = TestApp::spawn(&servers, &[("REDIS_TIMEOUT", "5s")]).await;
-    let concert = app.concert(50).await;
+    let inventory = start(&world, &[("REDIS_TIMEOUT", "5s")]).await;
+    let concert = world.concert(&inventory, 50).await;
 
     let answers = join_all((0..1000).map(|_| async {
-        let response = app.seat_map(concert).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json::<Value>().await.unwrap()
+        let map = inventory.seat_map(concert).await;
+        assert_eq!(map.status, StatusCode::OK);
+        map.body
     }))
     .await;
 
-    assert_eq!(app.db_loads(), 1, "one query for a thousand cold requests");
+    assert_eq!(
+        inventory.db_loads(),
+        1,
+        "one query for a thousand cold requests"
+    );
     assert!(
         answers.iter().all(|a| *a == answers[0]),
         "all answers equal"
     );
     assert_eq!(answers[0]["holds"], "live");
     assert_eq!(answers[0]["seats"].as_array().unwrap().len(), 50);
-    app.stop().await;
 }
 
 /// `n` tasks that miss the cold map of `concert` at the same instant (a
 /// barrier releases them together); returns the database loads they caused.
-async fn simultaneous_misses(app: &TestApp, concert: Uuid, n: usize) -> u64 {
-    let before = app.db_loads();
+async fn simultaneous_misses(inventory: &Running<Inventory>, concert: Uuid, n: usize) -> u64 {
+    let before = inventory.db_loads();
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
     let tasks: Vec<_> = (0..n)
         .map(|_| {
             let barrier = std::sync::Arc::clone(&barrier);
-            let seat_maps = app.seat_maps.clone();
+            let seat_maps = inventory.handles().seat_maps.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
                 seat_maps.get(concert).await.unwrap().unwrap()
@@ -55,22 +59,21 @@ async fn simultaneous_misses(app: &TestApp, concert: Uuid, n: usize) -> u64 {
         maps.iter()
             .all(|m| m.as_ref().unwrap() == maps[0].as_ref().unwrap())
     );
-    app.db_loads() - before
+    inventory.db_loads() - before
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misses_released_at_the_same_instant_make_one_query_and_many_without_coalescing() {
-    let servers = Servers::start().await;
-    let settings = [("REDIS_TIMEOUT", "5s")];
-    let coalesced = TestApp::spawn(&servers, &settings).await;
-    let concert = coalesced.concert(50).await;
+    let world = World::start().await;
+    let mut coalesced = start(&world, &[("REDIS_TIMEOUT", "5s")]).await;
+    let concert = world.concert(&coalesced, 50).await;
     assert_eq!(simultaneous_misses(&coalesced, concert, 500).await, 1);
     coalesced.stop().await;
 
     // The control: the same stampede without coalescing reaches Postgres
     // many times, which shows the assertion above can fail.
-    let uncoalesced = TestApp::spawn(
-        &servers,
+    let uncoalesced = start(
+        &world,
         &[
             ("REDIS_TIMEOUT", "5s"),
             ("SEATMAP_COALESCE", "false"),
@@ -78,75 +81,68 @@ async fn misses_released_at_the_same_instant_make_one_query_and_many_without_coa
         ],
     )
     .await;
-    let concert = uncoalesced.concert(50).await;
+    let concert = world.concert(&uncoalesced, 50).await;
     let queries = simultaneous_misses(&uncoalesced, concert, 500).await;
     assert!(queries > 1, "uncoalesced misses each query ({queries})");
-    uncoalesced.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_for_an_unknown_concert_makes_one_database_query() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[("REDIS_TIMEOUT", "5s")]).await;
+    let world = World::start().await;
+    let inventory = start(&world, &[("REDIS_TIMEOUT", "5s")]).await;
     let unknown = Uuid::new_v4();
 
-    let statuses = join_all((0..1000).map(|_| async {
-        let response = app.seat_map(unknown).await;
-        let status = response.status();
-        let problem: Value = response.json().await.unwrap();
-        assert_eq!(problem["type"], "/problems/event-not-found");
-        status
-    }))
-    .await;
+    let answers = join_all((0..1000).map(|_| inventory.seat_map(unknown))).await;
 
-    assert!(statuses.iter().all(|s| *s == StatusCode::NOT_FOUND));
-    assert_eq!(app.db_loads(), 1, "\"not found\" is cached too");
-    app.stop().await;
+    for answer in &answers {
+        assert_eq!(answer.status, StatusCode::NOT_FOUND);
+        assert_eq!(answer.problem_type(), "/problems/event-not-found");
+    }
+    assert_eq!(inventory.db_loads(), 1, "\"not found\" is cached too");
 }
 
 #[tokio::test]
 async fn a_concert_created_after_its_id_was_cached_as_missing_is_found() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[]).await;
+    let world = World::start().await;
+    let inventory = start(&world, &[]).await;
     let id = Uuid::new_v4();
-    assert_eq!(app.seat_map(id).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(inventory.seat_map(id).await.status, StatusCode::NOT_FOUND);
     let now = chrono::Utc::now();
-    let created = app
-        .ops
-        .post(app.url("/events"))
+    let created = inventory
+        .post("/events")
+        .bearer_auth(world.operator())
         .json(&serde_json::json!({
             "id": id, "name": "Late", "venue": "Hall 2",
             "starts_at": now + chrono::Duration::days(1), "sale_opens_at": now,
             "seats": [{ "seat_id": "A-1", "price_cents": 100 }],
         }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
+        .answer()
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
     assert_eq!(
-        app.seat_map(id).await.status(),
+        inventory.seat_map(id).await.status,
         StatusCode::OK,
         "creation overrides the null entry at once, not after its TTL"
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_filler_that_read_before_a_change_cannot_publish_a_stale_map() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[]).await;
-    let concert = app.concert(3).await;
+    let world = World::start().await;
+    let inventory = start(&world, &[]).await;
+    let concert = world.concert(&inventory, 3).await;
+    let seat_maps = &inventory.handles().seat_maps;
 
     // A slow filler reads the database…
-    let stale = app.seat_maps.load(concert).await.unwrap().unwrap();
+    let stale = seat_maps.load(concert).await.unwrap().unwrap();
     assert!(stale.seats.iter().all(|s| !s.sold));
     // …then a seat is sold (version bump in Postgres, then in Redis)…
-    let (_, answer) = app.sell(concert, &[("A-2", None)]).await;
+    let (_, answer) = inventory.sell(concert, &[("A-2", None)]).await;
     assert_eq!(answer, "SeatsConfirmed");
     // …and only then does the filler write what it read.
-    app.seat_maps.store(concert, &stale).await.unwrap();
+    seat_maps.store(concert, &stale).await.unwrap();
 
-    let map: Value = app.seat_map(concert).await.json().await.unwrap();
+    let map = inventory.seat_map(concert).await.body;
     assert_eq!(map["version"], stale.version + 1);
     let a2 = map["seats"]
         .as_array()
@@ -155,76 +151,69 @@ async fn a_filler_that_read_before_a_change_cannot_publish_a_stale_map() {
         .find(|s| s["seat_id"] == "A-2")
         .unwrap();
     assert_eq!(a2["status"], "SOLD", "the stale map is never served");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn etag_and_if_none_match_give_304_until_the_map_changes() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[]).await;
-    let concert = app.concert(3).await;
+    let world = World::start().await;
+    let inventory = start(&world, &[]).await;
+    let concert = world.concert(&inventory, 3).await;
 
-    let first = app.seat_map(concert).await;
-    assert_eq!(first.status(), StatusCode::OK);
-    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
-    let cache_control = first.headers()["cache-control"].to_str().unwrap();
+    let first = inventory.seat_map(concert).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let etag = first.headers["etag"].to_str().unwrap().to_owned();
+    let cache_control = first.headers["cache-control"].to_str().unwrap();
     assert!(
         cache_control.contains("max-age=") && cache_control.contains("stale-while-revalidate=")
     );
-    let map: Value = first.json().await.unwrap();
     assert!(
-        etag.starts_with(&format!("\"v{}-", map["version"])),
+        etag.starts_with(&format!("\"v{}-", first.body["version"])),
         "{etag}"
     );
 
-    let revalidate = || async {
-        app.http
-            .get(app.url(&format!("/events/{concert}/seats")))
+    let revalidate = || {
+        inventory
+            .get(&format!("/events/{concert}/seats"))
             .header("if-none-match", &etag)
-            .send()
-            .await
-            .unwrap()
+            .answer()
     };
     let unchanged = revalidate().await;
-    assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED);
-    assert_eq!(unchanged.headers()["etag"].to_str().unwrap(), etag);
-    assert!(unchanged.bytes().await.unwrap().is_empty());
+    assert_eq!(unchanged.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(unchanged.headers["etag"].to_str().unwrap(), etag);
+    assert!(unchanged.text.is_empty());
 
     // A hold changes the map without a version bump: the ETag changes too.
-    app.held(concert, "A-1", Uuid::new_v4()).await;
+    inventory.held(&world, concert, "A-1", Uuid::new_v4()).await;
     let changed = revalidate().await;
-    assert_eq!(changed.status(), StatusCode::OK);
-    let map: Value = changed.json().await.unwrap();
-    assert_eq!(map["seats"][0]["status"], "HELD");
-    app.stop().await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert_eq!(changed.body["seats"][0]["status"], "HELD");
 }
 
 #[tokio::test]
 async fn warmup_preloads_the_maps_of_concerts_whose_sale_opens_soon() {
-    let servers = Servers::start().await;
-    let app = TestApp::spawn(&servers, &[("WARMUP_WINDOW", "1h")]).await;
-    let soon = app
-        .concert_with_sale_in(5, chrono::Duration::minutes(30))
+    let world = World::start().await;
+    let inventory = start(&world, &[("WARMUP_WINDOW", "1h")]).await;
+    let soon = world
+        .concert_with_sale_in(&inventory, 5, chrono::Duration::minutes(30))
         .await;
-    let later = app
-        .concert_with_sale_in(5, chrono::Duration::days(30))
+    let later = world
+        .concert_with_sale_in(&inventory, 5, chrono::Duration::days(30))
         .await;
 
-    let warmed: Value = app
-        .ops
-        .post(app.url("/ops/warmup"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(warmed["warmed"], 1);
-    assert_eq!(app.db_loads(), 1);
+    let warmed = inventory
+        .post("/ops/warmup")
+        .bearer_auth(world.operator())
+        .answer()
+        .await;
+    assert_eq!(warmed.body["warmed"], 1);
+    assert_eq!(inventory.db_loads(), 1);
 
-    assert_eq!(app.seat_map(soon).await.status(), StatusCode::OK);
-    assert_eq!(app.db_loads(), 1, "the warmed map is served from Redis");
-    assert_eq!(app.seat_map(later).await.status(), StatusCode::OK);
-    assert_eq!(app.db_loads(), 2, "the other one loads on first use");
-    app.stop().await;
+    assert_eq!(inventory.seat_map(soon).await.status, StatusCode::OK);
+    assert_eq!(
+        inventory.db_loads(),
+        1,
+        "the warmed map is served from Redis"
+    );
+    assert_eq!(inventory.seat_map(later).await.status, StatusCode::OK);
+    assert_eq!(inventory.db_loads(), 2, "the other one loads on first use");
 }

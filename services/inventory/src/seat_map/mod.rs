@@ -32,90 +32,32 @@
 //! available, which is a stale view but never a wrong sale, because the
 //! sale is decided in Postgres.
 //!
-//! Why one file: the read path, the fill, the Lua scripts and warmup share
-//! the key layout and the version rule above; #12 puts them in `seat_map/`.
+//! Layout: this file is the read path, the fill and warmup; `view` what
+//! a map is, `scripts` the Lua scripts and what a read finds, [`coalesce`]
+//! the single flight, [`SeatMapMetrics`] the counters, and `http.rs` the
+//! routes (`GET /events/{id}/seats` with `ETag`/304, `POST /ops/warmup`).
 
-use std::collections::HashSet;
+pub mod coalesce;
+pub(crate) mod http;
+mod metrics;
+mod scripts;
+mod view;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::Rng as _;
-use redis::Script;
-use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::coalesce::Coalescer;
+pub use metrics::SeatMapMetrics;
+pub use view::{HoldsKnown, SeatMap, SeatStatus, SeatView, StoredSeat, StoredSeatMap};
+
 use crate::redis_link::{RedisLink, RedisUnavailable};
-
-/// What Postgres knows about a concert's seats, as cached in Redis.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredSeatMap {
-    /// `events.version` when this was read.
-    pub version: i64,
-    /// The seats, by label.
-    pub seats: Vec<StoredSeat>,
-}
-
-/// One seat of a [`StoredSeatMap`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredSeat {
-    /// Its label.
-    pub seat_id: String,
-    /// Its price in cents.
-    pub price_cents: i32,
-    /// Sold to an order.
-    pub sold: bool,
-}
-
-/// A seat's status on the map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SeatStatus {
-    /// Free to hold.
-    Available,
-    /// Someone holds it right now.
-    Held,
-    /// Sold.
-    Sold,
-}
-
-/// A seat on the map a client sees.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct SeatView {
-    /// Its label.
-    pub seat_id: String,
-    /// Its price in cents.
-    pub price_cents: i32,
-    /// Available, held or sold.
-    pub status: SeatStatus,
-}
-
-/// Whether the map's holds are known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum HoldsKnown {
-    /// Read from Redis with the map.
-    Live,
-    /// Redis is unavailable: held seats show as available.
-    Unknown,
-}
-
-/// The seat map a client sees.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct SeatMap {
-    /// The concert.
-    pub event_id: Uuid,
-    /// The version of the Postgres part (the `ETag` starts with it).
-    pub version: i64,
-    /// Whether holds are shown.
-    pub holds: HoldsKnown,
-    /// The seats.
-    pub seats: Vec<SeatView>,
-}
+use coalesce::Coalescer;
+use scripts::{BUMP, MISSING, READ, Read, STORE};
+use view::view;
 
 /// Why a seat map could not be served.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -165,61 +107,6 @@ impl Default for SeatMapConfig {
     }
 }
 
-/// Counters for `/metrics` and the tests that count database queries.
-#[derive(Debug, Default)]
-pub struct SeatMapMetrics {
-    /// Seat maps read from Postgres.
-    pub db_loads: AtomicU64,
-    /// Requests answered from the Redis cache.
-    pub hits: AtomicU64,
-    /// Requests that found no map in Redis.
-    pub misses: AtomicU64,
-    /// Requests answered by a cached "no such concert".
-    pub null_hits: AtomicU64,
-    /// Requests served without Redis.
-    pub redis_unavailable: AtomicU64,
-}
-
-impl SeatMapMetrics {
-    /// Prometheus text.
-    pub fn render(&self) -> String {
-        let counter = |name: &str, help: &str, value: &AtomicU64| {
-            format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-                value.load(Ordering::Relaxed)
-            )
-        };
-        [
-            counter(
-                "seatmap_db_loads_total",
-                "Seat maps loaded from Postgres.",
-                &self.db_loads,
-            ),
-            counter(
-                "seatmap_cache_hits_total",
-                "Seat maps served from Redis.",
-                &self.hits,
-            ),
-            counter(
-                "seatmap_cache_misses_total",
-                "Seat-map requests that missed Redis.",
-                &self.misses,
-            ),
-            counter(
-                "seatmap_null_hits_total",
-                "Unknown concerts answered from the null cache.",
-                &self.null_hits,
-            ),
-            counter(
-                "seatmap_redis_unavailable_total",
-                "Seat-map requests served without Redis.",
-                &self.redis_unavailable,
-            ),
-        ]
-        .concat()
-    }
-}
-
 type Fill = Result<Option<Arc<StoredSeatMap>>, SeatMapError>;
 
 /// Serves seat maps; cheap to clone.
@@ -235,71 +122,6 @@ struct Inner {
     coalescer: Coalescer<Uuid, Fill>,
     db_permits: Semaphore,
     metrics: SeatMapMetrics,
-}
-
-/// The value stored in a version key for a concert that does not exist.
-const MISSING: &str = "missing";
-
-/// One round trip for a read: the version, the map of that version, and
-/// the seats held right now. The map key is built from the version inside
-/// the script; it shares the concert's hash tag, so it is on the same slot.
-static READ: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
-    Script::new(
-        r"
-        local version = redis.call('GET', KEYS[1])
-        local map = false
-        if version and version ~= 'missing' then
-            map = redis.call('GET', ARGV[1] .. version)
-        end
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        local held = {}
-        local entries = redis.call('HGETALL', KEYS[2])
-        for i = 1, #entries, 2 do
-            if tonumber(entries[i + 1]) > now then
-                held[#held + 1] = entries[i]
-            end
-        end
-        return {version, map, held}
-        ",
-    )
-});
-
-/// Sets the version key to `ARGV[1]` unless it already holds a higher
-/// version: versions only move forward, whoever writes last.
-const SET_VERSION_UPWARDS: &str = r"
-        local current = redis.call('GET', KEYS[1])
-        if current and current ~= 'missing' and tonumber(current) > tonumber(ARGV[1]) then
-            return 0
-        end
-        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-        return 1
-";
-
-static BUMP: std::sync::LazyLock<Script> =
-    std::sync::LazyLock::new(|| Script::new(SET_VERSION_UPWARDS));
-
-/// Stores a map under its version's key, then moves the version key up to
-/// it (or leaves it, if a newer version is already there).
-static STORE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
-    Script::new(&format!(
-        r"
-        redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
-        {SET_VERSION_UPWARDS}
-        "
-    ))
-});
-
-enum Read {
-    /// The version key says the concert does not exist.
-    Missing,
-    /// No map cached for the current version (or no version key).
-    Miss { held: HashSet<String> },
-    /// The cached map.
-    Hit {
-        map: StoredSeatMap,
-        held: HashSet<String>,
-    },
 }
 
 impl SeatMaps {
@@ -322,7 +144,7 @@ impl SeatMaps {
         &self.inner.db
     }
 
-    /// The counters.
+    /// The counters, to register ([`SeatMapMetrics::register`]) or to read.
     pub fn metrics(&self) -> &SeatMapMetrics {
         &self.inner.metrics
     }
@@ -335,24 +157,24 @@ impl SeatMaps {
         match self.read(event).await {
             Ok(Read::Hit { map, held }) => {
                 span.record("cache", "hit");
-                metrics.hits.fetch_add(1, Ordering::Relaxed);
+                metrics.hits.inc();
                 Ok(Some(view(event, &map, Some(&held))))
             }
             Ok(Read::Missing) => {
                 span.record("cache", "null");
-                metrics.null_hits.fetch_add(1, Ordering::Relaxed);
+                metrics.null_hits.inc();
                 Ok(None)
             }
             Ok(Read::Miss { held }) => {
                 span.record("cache", "miss");
-                metrics.misses.fetch_add(1, Ordering::Relaxed);
+                metrics.misses.inc();
                 let map = self.fill(event).await?;
                 Ok(map.map(|m| view(event, &m, Some(&held))))
             }
             Err(e) => {
                 span.record("cache", "unavailable");
                 tracing::debug!(error = %e, "redis unavailable; seat map from postgres");
-                metrics.redis_unavailable.fetch_add(1, Ordering::Relaxed);
+                metrics.redis_unavailable.inc();
                 let map = self.fill(event).await?;
                 Ok(map.map(|m| view(event, &m, None)))
             }
@@ -402,7 +224,7 @@ impl SeatMaps {
     /// (one snapshot: the version matches the seats).
     #[tracing::instrument(name = "seatmap.load", skip(self))]
     pub async fn load(&self, event: Uuid) -> Result<Option<StoredSeatMap>, sqlx::Error> {
-        self.inner.metrics.db_loads.fetch_add(1, Ordering::Relaxed);
+        self.inner.metrics.db_loads.inc();
         let rows = sqlx::query!(
             r#"
             select e.version, s.seat_id as "seat_id?", s.price_cents as "price_cents?",
@@ -537,33 +359,6 @@ impl SeatMaps {
         let jitter = config.ttl_jitter.clamp(0.0, 1.0);
         let factor = rand::rng().random_range((1.0 - jitter)..=(1.0 + jitter));
         config.ttl.mul_f64(factor)
-    }
-}
-
-fn view(event: Uuid, map: &StoredSeatMap, held: Option<&HashSet<String>>) -> SeatMap {
-    SeatMap {
-        event_id: event,
-        version: map.version,
-        holds: if held.is_some() {
-            HoldsKnown::Live
-        } else {
-            HoldsKnown::Unknown
-        },
-        seats: map
-            .seats
-            .iter()
-            .map(|s| SeatView {
-                seat_id: s.seat_id.clone(),
-                price_cents: s.price_cents,
-                status: if s.sold {
-                    SeatStatus::Sold
-                } else if held.is_some_and(|h| h.contains(&s.seat_id)) {
-                    SeatStatus::Held
-                } else {
-                    SeatStatus::Available
-                },
-            })
-            .collect(),
     }
 }
 

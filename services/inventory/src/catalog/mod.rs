@@ -12,6 +12,11 @@
 //! Core NATS is at-most-once: an instance that is disconnected while a
 //! change is announced misses it. The short TTL bounds how long it can be
 //! wrong; that bound is the contract (`CATALOG_TTL`, default 30 s).
+//!
+//! Its routes (`GET`/`POST /events`, `GET`/`PATCH /events/{id}`) are in
+//! `http.rs`.
+
+pub(crate) mod http;
 
 use std::sync::Arc;
 use std::time::Duration;

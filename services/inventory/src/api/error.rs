@@ -13,11 +13,11 @@ use uuid::Uuid;
 
 use crate::catalog::{Concert, Sale};
 use crate::holds::HoldError;
-use crate::seatmap::SeatMapError;
+use crate::seat_map::SeatMapError;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// 400 `/problems/invalid-field`: a path parameter or header is malformed.
     #[error("invalid {field}: {reason}")]
     Invalid {
@@ -75,6 +75,16 @@ pub enum ApiError {
     /// else 500.
     #[error("database error")]
     Database(#[from] sqlx::Error),
+}
+
+impl ApiError {
+    /// 422 naming a body field: `field` is its path, e.g. `seats[2].price_cents`.
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidField {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
 }
 
 fn retry_secs(wait: Duration) -> u64 {

@@ -1,0 +1,197 @@
+//! What the tests share: inventory started in a world with admission
+//! control out of the way, and the steps they arrange and read back with.
+
+use consumer::{Delivery, Handler as _};
+use contracts::Envelope;
+use contracts::orders::{OrderPaid, OrderSeat};
+use inventory::Inventory;
+use inventory::allocation::SeatAllocation;
+use reqwest::StatusCode;
+use sqlx::PgPool;
+use testkit::{Answer, Ask as _, Running, World};
+use uuid::Uuid;
+
+/// Inventory in `world` with `extra` settings, such as `("HOLD_TTL", "1s")`.
+/// Tests fire hundreds of requests from one address, so the rate limit and
+/// the in-flight cap are lifted unless `extra` sets them.
+pub(crate) async fn start(world: &World, extra: &[(&str, &str)]) -> Running<Inventory> {
+    let mut settings = vec![
+        ("RATE_LIMIT_PER_SECOND", "100000"),
+        ("RATE_LIMIT_BURST", "100000"),
+        ("MAX_IN_FLIGHT", "5000"),
+    ];
+    settings.extend_from_slice(extra);
+    Running::start(world, &settings).await
+}
+
+/// The steps the tests take on a running inventory.
+pub(crate) trait Steps {
+    /// Its database.
+    fn db(&self) -> &PgPool;
+
+    /// Seat maps it has loaded from Postgres so far.
+    fn db_loads(&self) -> u64;
+
+    /// `GET /events/{event}/seats`, anonymously.
+    async fn seat_map(&self, event: Uuid) -> Answer;
+
+    /// `POST` a hold on `seat` as `customer`.
+    async fn hold(&self, world: &World, event: Uuid, seat: &str, customer: Uuid) -> Answer;
+
+    /// Holds a seat, asserting the 201; returns `(hold_token, fencing_token)`.
+    async fn held(&self, world: &World, event: Uuid, seat: &str, customer: Uuid) -> (Uuid, i64);
+
+    /// Retries the hold every 50 ms until it is granted (the seat's hold
+    /// lapsed, Redis came back…); returns its fencing token.
+    async fn hold_once_free(
+        &self,
+        world: &World,
+        event: Uuid,
+        seat: &str,
+        customer: Uuid,
+        within: std::time::Duration,
+    ) -> i64;
+
+    /// Runs the sale of `seats` (with their fencing tokens) for a new order,
+    /// as the consumer does on `OrderPaid`; returns the order id and the
+    /// answer's event type.
+    async fn sell(&self, event: Uuid, seats: &[(&str, Option<i64>)]) -> (Uuid, String);
+
+    /// The order a seat is sold to.
+    async fn owner_of(&self, event: Uuid, seat: &str) -> Option<Uuid>;
+}
+
+impl Steps for Running<Inventory> {
+    fn db(&self) -> &PgPool {
+        &self.handles().db
+    }
+
+    fn db_loads(&self) -> u64 {
+        self.handles().seat_maps.metrics().db_loads.get()
+    }
+
+    async fn seat_map(&self, event: Uuid) -> Answer {
+        self.get(&format!("/events/{event}/seats")).answer().await
+    }
+
+    async fn hold(&self, world: &World, event: Uuid, seat: &str, customer: Uuid) -> Answer {
+        self.post(&format!("/events/{event}/seats/{seat}/hold"))
+            .bearer_auth(world.customer(customer))
+            .answer()
+            .await
+    }
+
+    async fn held(&self, world: &World, event: Uuid, seat: &str, customer: Uuid) -> (Uuid, i64) {
+        let hold = self.hold(world, event, seat, customer).await;
+        assert_eq!(
+            hold.status,
+            StatusCode::CREATED,
+            "hold {seat}: {}",
+            hold.text
+        );
+        (
+            hold.body["hold_token"].as_str().unwrap().parse().unwrap(),
+            hold.body["fencing_token"].as_i64().unwrap(),
+        )
+    }
+
+    async fn hold_once_free(
+        &self,
+        world: &World,
+        event: Uuid,
+        seat: &str,
+        customer: Uuid,
+        within: std::time::Duration,
+    ) -> i64 {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let hold = self.hold(world, event, seat, customer).await;
+            if hold.status == StatusCode::CREATED {
+                return hold.body["fencing_token"].as_i64().unwrap();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "seat {seat} not granted within {within:?}: last answer {}",
+                hold.status
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn sell(&self, event: Uuid, seats: &[(&str, Option<i64>)]) -> (Uuid, String) {
+        let delivery = paid(event, seats);
+        let order_id = delivery.envelope.aggregate_id;
+        let mut tx = self.db().begin().await.unwrap();
+        let allocation = SeatAllocation {
+            outbox: outbox::Writer::new(),
+            seat_maps: Some(self.handles().seat_maps.clone()),
+        };
+        allocation.handle(&mut tx, &delivery).await.unwrap();
+        tx.commit().await.unwrap();
+        allocation.after_commit(&delivery).await;
+        let answer: String = sqlx::query_scalar(
+            "select event_type from outbox where aggregate_id = $1 and event_type <> 'OrderPaid'",
+        )
+        .bind(order_id)
+        .fetch_one(self.db())
+        .await
+        .unwrap();
+        (order_id, answer)
+    }
+
+    async fn owner_of(&self, event: Uuid, seat: &str) -> Option<Uuid> {
+        sqlx::query_scalar("select order_id from seats where event_id = $1 and seat_id = $2")
+            .bind(event)
+            .bind(seat)
+            .fetch_one(self.db())
+            .await
+            .unwrap()
+    }
+}
+
+/// An `OrderPaid` delivery for a new order of `seats` with fencing tokens.
+pub(crate) fn paid(concert: Uuid, seats: &[(&str, Option<i64>)]) -> Delivery {
+    let order_id = Uuid::new_v4();
+    let data: OrderPaid = OrderPaid {
+        order_id,
+        event_id: concert,
+        customer_email: "ada@example.com".into(),
+        seats: seats
+            .iter()
+            .map(|(seat, fence)| OrderSeat {
+                seat_id: (*seat).into(),
+                fencing_token: *fence,
+            })
+            .collect(),
+        paid_at: chrono::Utc::now(),
+    };
+    let envelope = Envelope::new("orders", order_id, 2, chrono::Utc::now(), data);
+    Delivery {
+        envelope: Envelope {
+            event_id: envelope.event_id,
+            event_type: envelope.event_type,
+            schema_version: envelope.schema_version,
+            aggregate_type: envelope.aggregate_type,
+            aggregate_id: envelope.aggregate_id,
+            aggregate_version: envelope.aggregate_version,
+            occurred_at: envelope.occurred_at,
+            producer: envelope.producer,
+            data: serde_json::to_value(&envelope.data).unwrap(),
+        },
+        subject: "orders.events.order_paid".into(),
+        stream_sequence: 1,
+        delivered: 1,
+    }
+}
+
+/// The `Retry-After` header in seconds; fails the test if it is missing.
+pub(crate) fn retry_after(answer: &Answer) -> u64 {
+    answer
+        .headers
+        .get("retry-after")
+        .expect("a Retry-After header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
