@@ -3,15 +3,11 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `HTTP_ADDR` | `0.0.0.0:8080` | listen address |
+//! | `HTTP_ADDR`, `REQUEST_TIMEOUT`, `BODY_LIMIT_BYTES`, `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `0.0.0.0:8080`, `10s`, `65536`, `5s`, `1024` | the orders API's server: see `service::HttpConfig` |
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/orders` | the orders database (created if missing) |
-//! | `DB_MAX_CONNECTIONS` | `10` | pool size |
-//! | `DB_ACQUIRE_TIMEOUT` | `3s` | wait for a pooled connection before answering 503 |
-//! | `DB_CONNECT_DEADLINE` | `30s` | how long start-up retries connecting |
+//! | `DB_MAX_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT`, `DB_CONNECT_DEADLINE` | `10`, `3s`, `30s` | pool size, wait for a pooled connection before answering 503, how long start-up retries connecting: see `pgkit::PoolSettings` |
 //! | `IDEMPOTENCY_KEY_TTL` | `24h` | how long a key replays its response |
 //! | `OUTBOX_NOTIFY` | `true` | `NOTIFY` the relay on commit (see the `outbox` crate for the cost) |
-//! | `REQUEST_TIMEOUT` | `10s` | answer 503 after this long |
-//! | `BODY_LIMIT_BYTES` | `65536` | largest accepted request body |
 //! | `NATS_URL` | `nats://127.0.0.1:4222` | for inventory's events |
 //! | `NATS_PREFIX` | empty | prefix of stream, subject and consumer names |
 //! | `CONSUME_INVENTORY_EVENTS` | `true` | run the reaction to inventory's answers |
@@ -20,36 +16,28 @@
 //! | `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`, `MAX_IN_FLIGHT`, `SHED_RETRY_AFTER` | `20`, `40`, `256`, `1s` | admission control of the order routes, per verified customer: see `httpkit::admission` |
 //! | `AUTH_JWKS_PATH` or `AUTH_JWKS_URL` | required | the keys bearer tokens are checked against, see `httpkit::auth` |
 //! | `AUTH_ISSUER`, `AUTH_AUDIENCE`, `AUTH_LEEWAY` | `ticketing-dev`, `ticketing`, `30s` | what a token must say |
-//! | `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `5s`, `1024` | time to send request headers (also the idle keep-alive limit), open connections at most: see `httpkit::serve` |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use httpkit::layers::HttpLimits;
 use settings::{ConfigError, Env, SecretUrl};
 use telemetry::TelemetryConfig;
 
 /// Everything the orders service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where to listen; port 0 picks a free port (tests).
-    pub http_addr: SocketAddr,
+    /// The HTTP server: address, request timeout, body limit, header-read
+    /// timeout and connection cap.
+    pub http: service::HttpConfig,
     /// The orders database.
     pub database_url: SecretUrl,
-    /// Connection pool size.
-    pub db_max_connections: u32,
-    /// How long a request waits for a pooled connection.
-    pub db_acquire_timeout: Duration,
-    /// How long start-up keeps retrying the first connection.
-    pub db_connect_deadline: Duration,
+    /// Pool size and waits.
+    pub pool: pgkit::PoolSettings,
     /// How long an idempotency key replays its stored response.
     pub idempotency_key_ttl: Duration,
     /// Whether state changes `NOTIFY` listening relays.
     pub outbox_notify: bool,
-    /// Request timeout and body size limit.
-    pub http: HttpLimits,
     /// NATS, for consuming inventory's events.
     pub nats_url: SecretUrl,
     /// Stream, subject and consumer names.
@@ -66,26 +54,18 @@ pub struct Config {
     pub admission: httpkit::admission::AdmissionLimits,
     /// Logging and tracing.
     pub telemetry: TelemetryConfig,
-    /// The HTTP server's header-read timeout and connection cap.
-    pub serve: httpkit::serve::ServeLimits,
 }
 
 impl Config {
     /// Reads the configuration; a bad value is an error naming its variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            http_addr: env.parse_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            http: service::HttpConfig::from_env(env, 8080, 64 * 1024)?,
             database_url: env.url_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orders"),
-            db_max_connections: env.parse_or("DB_MAX_CONNECTIONS", 10)?,
-            db_acquire_timeout: env.duration_or("DB_ACQUIRE_TIMEOUT", Duration::from_secs(3))?,
-            db_connect_deadline: env.duration_or("DB_CONNECT_DEADLINE", Duration::from_secs(30))?,
+            pool: pgkit::PoolSettings::from_env(env)?,
             idempotency_key_ttl: env
                 .duration_or("IDEMPOTENCY_KEY_TTL", Duration::from_hours(24))?,
             outbox_notify: env.flag_or("OUTBOX_NOTIFY", true)?,
-            http: HttpLimits {
-                request_timeout: env.duration_or("REQUEST_TIMEOUT", Duration::from_secs(10))?,
-                body_limit: env.parse_or("BODY_LIMIT_BYTES", 64 * 1024)?,
-            },
             nats_url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
             topology: messaging::Topology::from_env(env)?,
             consume_inventory_events: env.flag_or("CONSUME_INVENTORY_EVENTS", true)?,
@@ -94,7 +74,6 @@ impl Config {
             auth: httpkit::auth::AuthConfig::from_env(env)?,
             admission: httpkit::admission::AdmissionLimits::from_env(env)?,
             telemetry: TelemetryConfig::from_env("orders", env)?,
-            serve: httpkit::serve::ServeLimits::from_env(env)?,
         })
     }
 }
@@ -140,7 +119,8 @@ mod tests {
     fn defaults_point_at_local_servers() {
         // The keys have no default: a service that trusts no key is useless.
         let config = Config::from_env(&Env::from_pairs([("AUTH_JWKS_PATH", "jwks.json")])).unwrap();
-        assert_eq!(config.http_addr.port(), 8080);
+        assert_eq!(config.http.addr.port(), 8080);
+        assert_eq!(config.http.limits.body_limit, 64 * 1024);
         assert_eq!(config.idempotency_key_ttl, Duration::from_hours(24));
         assert_eq!(
             format!("{:?}", config.inventory_url),

@@ -257,6 +257,27 @@ impl Transition {
     }
 }
 
+/// A change a customer asks for. The others (confirm, refund) are
+/// inventory's answers to a payment ([`crate::reactions`]), so no client
+/// can ask for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `POST /orders/{id}/pay`.
+    Pay,
+    /// `POST /orders/{id}/cancel`.
+    Cancel,
+}
+
+impl Command {
+    /// The transition it asks for.
+    pub fn transition(self) -> Transition {
+        match self {
+            Self::Pay => Transition::Pay,
+            Self::Cancel => Transition::Cancel,
+        }
+    }
+}
+
 /// An order as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Order {

@@ -1,13 +1,15 @@
 //! The fact each change of an order produces, built here rather than in
 //! the handlers or the reactions: one place says what `OrderPaid` carries,
-//! whoever pays. Each envelope carries the order's version after the
-//! change, and the time of the change.
+//! whoever pays, and which fact a customer's command produces
+//! ([`Order::record`]). Each envelope carries the order's version after
+//! the change, and the time of the change.
 
 use chrono::{DateTime, Utc};
 use contracts::orders::{OrderCancelled, OrderConfirmed, OrderCreated, OrderPaid, OrderRefunded};
 use contracts::{Envelope, Event};
+use sqlx::PgConnection;
 
-use crate::domain::Order;
+use crate::domain::{Command, Order};
 
 /// `producer` in every envelope this service writes.
 pub const PRODUCER: &str = "orders";
@@ -28,6 +30,20 @@ impl Order {
                 seats: self.event_seats(),
             },
         )
+    }
+
+    /// Writes the event of `command`, which this order has just undergone,
+    /// into the outbox inside the caller's transaction `tx`.
+    pub async fn record(
+        &self,
+        command: Command,
+        outbox: outbox::Writer,
+        tx: &mut PgConnection,
+    ) -> Result<(), outbox::OutboxError> {
+        match command {
+            Command::Pay => outbox.enqueue(tx, &self.paid()).await,
+            Command::Cancel => outbox.enqueue(tx, &self.cancelled()).await,
+        }
     }
 
     /// `OrderPaid`, after `PENDING → PAID`.

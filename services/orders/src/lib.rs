@@ -18,9 +18,9 @@
 //! It also consumes inventory's answer to each payment ([`reactions`]):
 //! `PAID → CONFIRMED`, or `PAID → REFUNDED` as compensation.
 //!
-//! Layout: [`config`] (environment), [`startup`] (build and run),
-//! [`domain`] (validated types and the state machine), [`events`] (the
-//! fact each change produces), [`store`] (SQL),
+//! Layout: [`config`] (environment), [`startup`] (the [`Orders`] service:
+//! what it connects and runs), [`domain`] (validated types and the state
+//! machine), [`events`] (the fact each change produces), [`store`] (SQL),
 //! [`idempotency`] (keys), [`inventory_client`] (hold verification),
 //! [`http`] (routes and errors), [`reactions`].
 
@@ -35,7 +35,7 @@ pub mod startup;
 pub mod store;
 
 pub use config::Config;
-pub use startup::Application;
+pub use startup::{Handles, Orders};
 
 /// Migrations of the orders database, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/orders");

@@ -6,9 +6,11 @@
 //! | `GET /orders/{id}` | read an order |
 //! | `POST /orders/{id}/pay` | `PENDING → PAID`, `OrderPaid` |
 //! | `POST /orders/{id}/cancel` | `PENDING → CANCELLED`, `OrderCancelled` |
-//! | `GET /healthz`, `GET /readyz` | liveness, readiness (Postgres) |
-//! | `GET /metrics` | the inventory-reactions consumer's counts and lag |
-//! | `GET /openapi.json`, `GET /docs` | this API's `OpenAPI` document and a page that renders it ([`ApiDoc`]) |
+//!
+//! `/healthz`, `/readyz` (Postgres; NATS only degrades), `/metrics`
+//! (RED, admission control's refusals, the inventory-reactions consumer's
+//! counts and lag), `/openapi.json` and `/docs` are the routes every
+//! service has (`service::ops`), outside admission control.
 //!
 //! Every order route needs the customer's bearer token
 //! (`httpkit::auth::Customer`), and an order exists only for the customer
@@ -23,33 +25,14 @@ mod orders;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
 use httpkit::admission::{AdmissionLimits, AdmissionMetrics};
 use httpkit::auth::Verifier;
-use httpkit::health::{Readiness, healthz};
-use httpkit::layers::HttpLimits;
 use sqlx::PgPool;
 use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use docs::ApiDoc;
 pub use error::ApiError;
-
-/// Every route [`router`] mounts, as `(method, path)`. The API tests check
-/// that [`ApiDoc`] documents exactly these and that each one answers: add a
-/// route here, in the router and (with `#[utoipa::path]`) in [`ApiDoc`].
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/orders"),
-    ("GET", "/orders/{id}"),
-    ("POST", "/orders/{id}/pay"),
-    ("POST", "/orders/{id}/cancel"),
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-    ("GET", "/docs"),
-];
 
 /// What handlers share.
 #[derive(Clone)]
@@ -62,99 +45,25 @@ pub struct AppState {
     pub outbox: outbox::Writer,
     /// Verifies holds when an order is created.
     pub inventory: crate::inventory_client::InventoryClient,
-    /// The inventory-reactions consumer, when it runs, for `/metrics`.
-    pub consumer_metrics: Option<ConsumerMetricsHandle>,
-    /// Admission rejections, for `/metrics`.
-    pub admission: AdmissionMetrics,
 }
 
-/// What `/metrics` needs to report a consumer's counts and lag.
-#[derive(Clone)]
-pub struct ConsumerMetricsHandle {
-    /// The consumer's counters.
-    pub counts: Arc<consumer::runtime::ConsumerMetrics>,
-    /// JetStream, for the lag.
-    pub js: async_nats::jetstream::Context,
-    /// Stream and consumer names.
-    pub topology: messaging::Topology,
-}
-
-/// The complete router: bearer tokens verified on the order routes, then
-/// admission control (a per-customer rate limit and an in-flight limit that
-/// sheds at once, so a flood neither queues on the connection pool nor
-/// reaches inventory), and the standard middleware around everything.
-pub fn router(
+/// The order routes, documented as they are mounted: bearer tokens
+/// verified first, then admission control (a per-customer rate limit and
+/// an in-flight limit that sheds at once, so a flood neither queues on the
+/// connection pool nor reaches inventory), refusals counted in `admitted`.
+pub fn api(
     state: AppState,
     verifier: Verifier,
-    limits: HttpLimits,
-    admission: AdmissionLimits,
-) -> Router {
-    let orders =
-        httpkit::admission::admission(orders::routes(), admission, &state.admission).layer(
-            axum::middleware::from_fn_with_state(verifier, httpkit::auth::authenticate),
-        );
-    let api = Router::new()
-        .merge(orders)
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    limits: AdmissionLimits,
+    admitted: &AdmissionMetrics,
+) -> OpenApiRouter {
+    // The rate limit is per verified customer, so authentication must wrap
+    // admission (be added after it) to have named the caller first.
+    let routes = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(orders::routes());
+    httpkit::admission::admission(routes, limits, admitted)
+        .layer(axum::middleware::from_fn_with_state(
+            verifier,
+            httpkit::auth::authenticate,
+        ))
         .with_state(Arc::new(state))
-        .route("/healthz", get(healthz))
-        .merge(httpkit::docs::routes(&ApiDoc::openapi()));
-    httpkit::layers::standard(api, limits)
-}
-
-type SharedState = State<Arc<AppState>>;
-
-/// `GET /metrics`: admission control's refusals, and the
-/// inventory-reactions consumer's counts and lag (when it runs).
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "ops",
-    summary = "Metrics",
-    description = "Prometheus text: requests refused by admission control, and the \
-        inventory-reactions consumer's counts and lag (when the consumer runs).",
-    responses((status = 200, description = "The metrics.",
-        content_type = "text/plain; version=0.0.4", body = String)),
-)]
-async fn metrics(State(state): SharedState) -> impl axum::response::IntoResponse {
-    let consumer = match &state.consumer_metrics {
-        Some(handle) => {
-            let name = crate::reactions::CONSUMER;
-            let lag = consumer::lag(
-                &handle.js,
-                &handle.topology,
-                messaging::StreamKind::InventoryEvents,
-                name,
-            )
-            .await
-            .ok();
-            consumer::render_metrics(&[(name, handle.counts.snapshot(), lag)])
-        }
-        None => String::new(),
-    };
-    (
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.admission.render() + &consumer,
-    )
-}
-
-/// `GET /readyz`: 200 when Postgres answers within a second, else 503.
-/// (NATS only carries inventory's answers to this service, which wait in
-/// the stream while it is away; it does not decide readiness.)
-#[utoipa::path(
-    get,
-    path = "/readyz",
-    tag = "ops",
-    summary = "Readiness",
-    description = "Ready when Postgres answers within a second. NATS does not decide readiness: \
-        inventory's answers wait in the stream while it is away.",
-    responses(
-        (status = 200, description = "Ready.", body = httpkit::health::ReadinessReport),
-        (status = 503, description = "Not ready: Postgres did not answer.",
-            body = httpkit::health::ReadinessReport),
-    ),
-)]
-async fn readyz(State(state): SharedState) -> Readiness {
-    Readiness::new().check("postgres", pgkit::ping(&state.db).await)
 }

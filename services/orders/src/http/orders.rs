@@ -18,33 +18,37 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 use httpkit::StrictJson;
 use httpkit::auth::Customer;
 use sqlx::PgConnection;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::docs::{
-    BAD_ORDER_ID, IDEMPOTENCY_KEY, INTERNAL, KEY_REUSED, NOT_CUSTOMER, PROBLEM_JSON,
-    UNAUTHENTICATED,
+    BAD_ORDER_ID, CreateOrderParams, CustomerRoute, ORDER_NOT_FOUND, OrderCommand,
+    OrderCommandParams, OrderIdParams, PROBLEM_JSON,
 };
 use super::error::SaleProblem;
-use super::{ApiError, AppState, SharedState};
-use crate::domain::{CreateOrder, Order, Transition};
+use super::{ApiError, AppState};
+use crate::domain::{Command, CreateOrder, Order};
 use crate::idempotency::{self, Fingerprint, IdempotencyKey, StoredResponse};
 use crate::store::{self, Owner, Refusal};
 
-pub(super) fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/orders", post(create_order))
-        .route("/orders/{id}", get(get_order))
-        .route("/orders/{id}/pay", post(pay_order))
-        .route("/orders/{id}/cancel", post(cancel_order))
+type SharedState = State<Arc<AppState>>;
+
+/// The order routes, each documented by its `#[utoipa::path]` as it is
+/// mounted.
+pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(create_order))
+        .routes(routes!(get_order))
+        .routes(routes!(pay_order))
+        .routes(routes!(cancel_order))
 }
 
 /// The `{id}` path segment, parsed as a UUID (400 naming `id` otherwise).
@@ -128,13 +132,11 @@ impl IntoResponse for StoredResponse {
         Hold the seats in inventory first. A failed request writes nothing, so it can be \
         retried with the same `Idempotency-Key`; a retry of a request that succeeded gets the \
         stored 201 again, without asking inventory.",
-    params(("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", description = IDEMPOTENCY_KEY)),
+    params(CreateOrderParams),
     security(("bearer" = [])),
     request_body = CreateOrder,
     responses(
-        (status = 401, description = UNAUTHENTICATED, body = httpkit::Problem, content_type = PROBLEM_JSON,
-            headers(("WWW-Authenticate" = String, description = "`Bearer`, with the reason when a token was refused."))),
-        (status = 403, description = NOT_CUSTOMER, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        CustomerRoute,
         (status = 201, description = "The order, `PENDING`.", body = Order,
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response of an earlier request with the same key."))),
         (status = 400, description = "`/problems/idempotency-key-missing`, \
@@ -157,7 +159,6 @@ impl IntoResponse for StoredResponse {
             `customer_email` or `seats[1].seat_id`; or `/problems/idempotency-key-reused`: the key \
             came with a different request before.",
             body = httpkit::Problem, content_type = PROBLEM_JSON),
-        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "`/problems/dependency-unavailable` naming `inventory` (the \
             holds could not be verified; nothing was written) or `postgres`, or \
             `/problems/timeout`. Retry with the same `Idempotency-Key` after `Retry-After`.",
@@ -228,18 +229,13 @@ async fn verify_and_insert(
     path = "/orders/{id}",
     tag = "orders",
     summary = "Read an order",
-    params(("id" = Uuid, Path, description = "The order's id.")),
+    params(OrderIdParams),
     security(("bearer" = [])),
     responses(
-        (status = 401, description = UNAUTHENTICATED, body = httpkit::Problem, content_type = PROBLEM_JSON,
-            headers(("WWW-Authenticate" = String, description = "`Bearer`, with the reason when a token was refused."))),
-        (status = 403, description = NOT_CUSTOMER, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        CustomerRoute,
         (status = 200, description = "The order.", body = Order),
         (status = 400, description = BAD_ORDER_ID, body = httpkit::Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "`/problems/order-not-found`: no such order, or another \
-            customer's.",
-            body = httpkit::Problem, content_type = PROBLEM_JSON),
-        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = ORDER_NOT_FOUND, body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "`/problems/dependency-unavailable` naming `postgres`, or \
             `/problems/timeout`.",
             body = httpkit::Problem, content_type = PROBLEM_JSON,
@@ -266,33 +262,17 @@ async fn get_order(
     tag = "orders",
     summary = "Pay an order",
     description = "`PENDING → PAID`, and `OrderPaid` in the same transaction. Inventory then sells the seats to the holds' fencing tokens and the order becomes `CONFIRMED`, or `REFUNDED` when a seat went to someone else. Paying does not ask inventory, so it works while inventory is down.",
-    params(
-        ("id" = Uuid, Path, description = "The order's id."),
-        ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", description = IDEMPOTENCY_KEY),
-    ),
+    params(OrderCommandParams),
     security(("bearer" = [])),
     responses(
-        (status = 401, description = UNAUTHENTICATED, body = httpkit::Problem, content_type = PROBLEM_JSON,
-            headers(("WWW-Authenticate" = String, description = "`Bearer`, with the reason when a token was refused."))),
-        (status = 403, description = NOT_CUSTOMER, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        CustomerRoute,
+        OrderCommand,
         (status = 200, description = "The order, `PAID`.", body = Order,
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response of an earlier request with the same key."))),
-        (status = 400, description = "`/problems/idempotency-key-missing`, or \
-            `/problems/invalid-field` naming `Idempotency-Key` or `id`.",
-            body = httpkit::Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "`/problems/order-not-found`: no such order, or another \
-            customer's.",
-            body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "`/problems/invalid-transition`: the order is not `PENDING`; \
             `/problems/sale-closed`: the concert has started, so the order can no longer be paid \
             (it can still be cancelled); or `/problems/idempotency-key-in-progress`, see \
             `Retry-After`.",
-            body = httpkit::Problem, content_type = PROBLEM_JSON,
-            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
-        (status = 422, description = KEY_REUSED, body = httpkit::Problem, content_type = PROBLEM_JSON),
-        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "`/problems/dependency-unavailable` naming `postgres`, or \
-            `/problems/timeout`. Retry with the same `Idempotency-Key` after `Retry-After`.",
             body = httpkit::Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
     ),
@@ -304,7 +284,7 @@ async fn pay_order(
     key: IdempotencyKey,
     id: OrderId,
 ) -> Result<StoredResponse, ApiError> {
-    change_status(&state, customer.id, &key, id.0, Transition::Pay).await
+    change_status(&state, customer.id, &key, id.0, Command::Pay).await
 }
 
 /// `POST /orders/{id}/cancel`: `PENDING → CANCELLED` and `OrderCancelled`.
@@ -314,31 +294,15 @@ async fn pay_order(
     tag = "orders",
     summary = "Cancel an order",
     description = "`PENDING → CANCELLED`, and `OrderCancelled` in the same transaction.",
-    params(
-        ("id" = Uuid, Path, description = "The order's id."),
-        ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", description = IDEMPOTENCY_KEY),
-    ),
+    params(OrderCommandParams),
     security(("bearer" = [])),
     responses(
-        (status = 401, description = UNAUTHENTICATED, body = httpkit::Problem, content_type = PROBLEM_JSON,
-            headers(("WWW-Authenticate" = String, description = "`Bearer`, with the reason when a token was refused."))),
-        (status = 403, description = NOT_CUSTOMER, body = httpkit::Problem, content_type = PROBLEM_JSON),
+        CustomerRoute,
+        OrderCommand,
         (status = 200, description = "The order, `CANCELLED`.", body = Order,
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response of an earlier request with the same key."))),
-        (status = 400, description = "`/problems/idempotency-key-missing`, or \
-            `/problems/invalid-field` naming `Idempotency-Key` or `id`.",
-            body = httpkit::Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "`/problems/order-not-found`: no such order, or another \
-            customer's.",
-            body = httpkit::Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "`/problems/invalid-transition`: the order is not `PENDING`; \
             or `/problems/idempotency-key-in-progress`, see `Retry-After`.",
-            body = httpkit::Problem, content_type = PROBLEM_JSON,
-            headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
-        (status = 422, description = KEY_REUSED, body = httpkit::Problem, content_type = PROBLEM_JSON),
-        (status = 500, description = INTERNAL, body = httpkit::Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "`/problems/dependency-unavailable` naming `postgres`, or \
-            `/problems/timeout`. Retry with the same `Idempotency-Key` after `Retry-After`.",
             body = httpkit::Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = u64, description = "Seconds after which a retry may succeed."))),
     ),
@@ -350,16 +314,19 @@ async fn cancel_order(
     key: IdempotencyKey,
     id: OrderId,
 ) -> Result<StoredResponse, ApiError> {
-    change_status(&state, customer.id, &key, id.0, Transition::Cancel).await
+    change_status(&state, customer.id, &key, id.0, Command::Cancel).await
 }
 
+/// Pay or cancel, under the request's idempotency key: the order's
+/// transition and the event it produces commit with the stored response.
 async fn change_status(
     state: &AppState,
     customer: Uuid,
     key: &IdempotencyKey,
     order_id: Uuid,
-    transition: Transition,
+    command: Command,
 ) -> Result<StoredResponse, ApiError> {
+    let transition = command.transition();
     let path = format!("/orders/{order_id}/{}", transition.verb());
     let fingerprint = Fingerprint::of("POST", &path, &());
     idempotency::execute(
@@ -369,9 +336,8 @@ async fn change_status(
         &fingerprint,
         state.idempotency_key_ttl,
         async |tx: &mut PgConnection| {
-            let order = match store::transition(tx, order_id, Owner::Customer(customer), transition)
-                .await?
-            {
+            let owner = Owner::Customer(customer);
+            let order = match store::transition(tx, order_id, owner, transition).await? {
                 Ok(order) => order,
                 Err(Refusal::NotFound) => return Err(ApiError::OrderNotFound(order_id)),
                 Err(Refusal::SaleClosed(closed_at)) => {
@@ -393,16 +359,7 @@ async fn change_status(
                     });
                 }
             };
-            match transition {
-                Transition::Pay => state.outbox.enqueue(tx, &order.paid()).await?,
-                Transition::Cancel => state.outbox.enqueue(tx, &order.cancelled()).await?,
-                // No route asks for these; inventory's answers do (`reactions`).
-                Transition::Confirm | Transition::Refund => {
-                    return Err(ApiError::Internal(
-                        format!("{} is not a client command", transition.verb()).into(),
-                    ));
-                }
-            }
+            order.record(command, state.outbox, tx).await?;
             Ok(StoredResponse::new(StatusCode::OK, &order)?)
         },
     )

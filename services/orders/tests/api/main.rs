@@ -2,10 +2,10 @@
 //! real inventory service (on real Postgres, NATS and Redis) that verifies
 //! the holds of every order.
 //!
-//! Each test spawns both services on free ports with databases of their
-//! own (see `testkit`), holds seats in inventory, drives orders over HTTP
-//! and asserts on what is in the database afterwards: orders, order lines,
-//! outbox rows and idempotency keys.
+//! Each test starts both in a `testkit::World` of its own ([`shop::Shop`]),
+//! holds seats in inventory, drives orders over HTTP and asserts on what is
+//! in the database afterwards: orders, order lines, outbox rows and
+//! idempotency keys.
 
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -15,9 +15,10 @@ mod atomicity;
 mod holds;
 mod idempotency;
 mod openapi;
+mod ops;
 mod ownership;
 mod sale_window;
+mod shop;
 mod state_machine;
-mod test_app;
 mod tracing_context;
 mod validation;

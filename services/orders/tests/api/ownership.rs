@@ -2,103 +2,89 @@
 //! it. For anyone else it does not exist, whatever they know about it, and
 //! nothing a client writes into a body or a header names the customer.
 
+use std::collections::BTreeSet;
+
 use httpkit::auth::dev::TokenRequest;
-use reqwest::StatusCode;
-use serde_json::Value;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::Ask as _;
 use uuid::Uuid;
 
-use crate::test_app::{TestApp, new_key, problem};
+use crate::shop::{Shop, id_of, new_key, problem};
 
 #[tokio::test]
 async fn a_stranger_who_knows_an_order_id_cannot_read_pay_or_cancel_it() {
-    let app = TestApp::spawn().await;
-    let id = app.created_order().await;
-    let stranger = app.inventory.client_for(Uuid::new_v4());
-    let url = |suffix: &str| format!("{}/orders/{id}{suffix}", app.base);
+    let shop = Shop::open().await;
+    let id = shop.created_order().await;
+    let stranger = shop.world.customer(Uuid::new_v4());
 
-    let read = stranger.get(url("")).send().await.unwrap();
-    problem(read, StatusCode::NOT_FOUND, "/problems/order-not-found").await;
+    let path = format!("/orders/{id}");
+    let read = shop.orders.get(&path).bearer_auth(&stranger).answer().await;
+    problem(read, StatusCode::NOT_FOUND, "/problems/order-not-found");
     for verb in ["pay", "cancel"] {
-        let response = stranger
-            .post(url(&format!("/{verb}")))
+        let response = shop
+            .orders
+            .post(&format!("/orders/{id}/{verb}"))
+            .bearer_auth(&stranger)
             .header("idempotency-key", new_key())
-            .send()
-            .await
-            .unwrap();
+            .answer()
+            .await;
         // The same answer as for an id that does not exist: ids reveal nothing.
-        problem(response, StatusCode::NOT_FOUND, "/problems/order-not-found").await;
+        problem(response, StatusCode::NOT_FOUND, "/problems/order-not-found");
     }
 
-    assert_eq!(app.status_of(id).await, "PENDING");
-    assert_eq!(app.events_of(id).await, [("OrderCreated".to_owned(), 1)]);
-    let own: Value = app
-        .http
-        .get(url(""))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(own["id"], id.to_string());
+    assert_eq!(shop.status_of(id).await, "PENDING");
+    assert_eq!(shop.events_of(id).await, [("OrderCreated".to_owned(), 1)]);
+    assert_eq!(shop.read_order(id).await.body["id"], id.to_string());
 }
 
 #[tokio::test]
 async fn idempotency_keys_are_each_customers_own() {
-    let app = TestApp::spawn().await;
+    let shop = Shop::open().await;
     let key = new_key();
-    let first = app.create_order(&app.order_body().await, &key).await;
-    assert_eq!(first.status(), StatusCode::CREATED);
-    let first: Value = first.json().await.unwrap();
+    let first = shop.create_order(&shop.order_body().await, &key).await;
+    assert_eq!(first.status, StatusCode::CREATED);
 
     // Another customer, by chance or on purpose, sends the same key with a
     // request of their own: it runs as theirs, and replays nothing of ours.
     let other = Uuid::new_v4();
-    let mut body = app.order_body().await;
-    let seat = app.inventory.fresh_seats(1).remove(0);
-    let hold = app.inventory.held(&seat, other).await;
-    body["seats"] = serde_json::json!([{ "seat_id": seat, "hold_token": hold["hold_token"] }]);
-    let second = app
-        .inventory
-        .client_for(other)
-        .post(format!("{}/orders", app.base))
+    let mut body = shop.order_body().await;
+    let seat = shop.fresh_seats(1).remove(0);
+    let hold = shop.held(shop.concert, &seat, other).await;
+    body["seats"] = json!([{ "seat_id": seat, "hold_token": hold["hold_token"] }]);
+    let second = shop
+        .orders
+        .post("/orders")
+        .bearer_auth(shop.world.customer(other))
         .header("idempotency-key", &key)
         .json(&body)
-        .send()
-        .await
-        .unwrap();
+        .answer()
+        .await;
 
-    assert_eq!(second.status(), StatusCode::CREATED);
-    assert!(second.headers().get("idempotent-replayed").is_none());
-    let second: Value = second.json().await.unwrap();
-    assert_ne!(second["id"], first["id"]);
-    assert_eq!(second["customer_id"], other.to_string());
-    assert_eq!(app.count("orders").await, 2);
+    assert_eq!(second.status, StatusCode::CREATED);
+    assert!(second.headers.get("idempotent-replayed").is_none());
+    assert_ne!(second.body["id"], first.body["id"]);
+    assert_eq!(second.body["customer_id"], other.to_string());
+    assert_eq!(shop.count("orders").await, 2);
 }
 
 #[tokio::test]
 async fn the_order_is_the_token_holders_and_its_events_carry_no_hold_token() {
-    let app = TestApp::spawn().await;
-    let (body, _) = app.order_body_for(1).await;
-    let created: Value = app
-        .create_order(&body, &new_key())
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
-    app.command(id, "pay", &new_key()).await;
+    let shop = Shop::open().await;
+    let (body, _) = shop.order_body_for(1).await;
+    let id = id_of(&shop.create_order(&body, &new_key()).await.body);
+    shop.command(id, "pay", &new_key()).await;
 
     let (owner,): (Option<Uuid>,) = sqlx::query_as("select customer_id from orders where id = $1")
         .bind(id)
-        .fetch_one(&app.db)
+        .fetch_one(shop.db())
         .await
         .unwrap();
-    assert_eq!(owner, Some(app.customer));
+    assert_eq!(owner, Some(shop.customer));
     let payloads: Vec<String> =
         sqlx::query_scalar("select payload::text from outbox where aggregate_id = $1")
             .bind(id)
-            .fetch_all(&app.db)
+            .fetch_all(shop.db())
             .await
             .unwrap();
     assert_eq!(payloads.len(), 2);
@@ -110,39 +96,50 @@ async fn the_order_is_the_token_holders_and_its_events_carry_no_hold_token() {
 }
 
 #[tokio::test]
-async fn every_order_route_refuses_a_missing_expired_foreign_or_operator_token() {
-    let app = TestApp::spawn().await;
-    let id = app.created_order().await;
-    let identity = &app.inventory.identity;
+async fn every_secured_route_refuses_a_missing_expired_foreign_or_operator_token() {
+    let shop = Shop::open().await;
+    let id = shop.created_order().await;
+    let doc = shop.orders.get("/openapi.json").answer().await.body;
+    let doc: utoipa::openapi::OpenApi = serde_json::from_value(doc).unwrap();
+    let secured = httpkit::docs::secured_operations(&doc);
+    let order_routes = [
+        ("POST", "/orders"),
+        ("GET", "/orders/{id}"),
+        ("POST", "/orders/{id}/pay"),
+        ("POST", "/orders/{id}/cancel"),
+    ]
+    .map(|(method, path)| (method.to_owned(), path.to_owned()));
+    assert_eq!(
+        secured,
+        BTreeSet::from(order_routes),
+        "exactly the order routes"
+    );
+    let identity = &shop.world.identity;
     let expired = identity.mint(&TokenRequest {
         ttl_secs: -120,
-        ..TokenRequest::customer(app.customer)
+        ..TokenRequest::customer(shop.customer)
     });
     let other_audience = identity.mint(&TokenRequest {
         audience: "billing".into(),
-        ..TokenRequest::customer(app.customer)
+        ..TokenRequest::customer(shop.customer)
     });
-    let foreign_key = testkit::TestIdentity::new().customer(app.customer);
-    let routes = [
-        (reqwest::Method::POST, "/orders".to_owned()),
-        (reqwest::Method::GET, format!("/orders/{id}")),
-        (reqwest::Method::POST, format!("/orders/{id}/pay")),
-        (reqwest::Method::POST, format!("/orders/{id}/cancel")),
-    ];
-    let plain = reqwest::Client::new();
-    for (method, path) in &routes {
+    let foreign_key = testkit::TestIdentity::new().customer(shop.customer);
+    for (method, path) in &secured {
+        let path = path.replace("{id}", &id.to_string());
         let send = |token: Option<&str>| {
-            let mut request = plain
-                .request(method.clone(), format!("{}{path}", app.base))
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            let request = shop
+                .orders
+                .request(method, &path)
                 .header("idempotency-key", new_key());
-            if let Some(token) = token {
-                request = request.bearer_auth(token);
+            match token {
+                Some(token) => request.bearer_auth(token).answer(),
+                None => request.answer(),
             }
-            request.send()
         };
-        let missing = send(None).await.unwrap();
+        let missing = send(None).await;
         assert!(
-            missing.headers()["www-authenticate"]
+            missing.headers["www-authenticate"]
                 .to_str()
                 .unwrap()
                 .starts_with("Bearer"),
@@ -152,23 +149,22 @@ async fn every_order_route_refuses_a_missing_expired_foreign_or_operator_token()
             missing,
             StatusCode::UNAUTHORIZED,
             "/problems/unauthenticated",
-        )
-        .await;
+        );
         for (what, token) in [
             ("expired", &expired),
             ("another audience", &other_audience),
             ("an unknown key", &foreign_key),
         ] {
-            let refused = send(Some(token)).await.unwrap();
+            let refused = send(Some(token)).await;
             assert_eq!(
-                refused.status(),
+                refused.status,
                 StatusCode::UNAUTHORIZED,
                 "{method} {path} with a token of {what}"
             );
         }
-        let operator = send(Some(&identity.operator())).await.unwrap();
-        problem(operator, StatusCode::FORBIDDEN, "/problems/forbidden").await;
+        let operator = send(Some(&identity.operator())).await;
+        problem(operator, StatusCode::FORBIDDEN, "/problems/forbidden");
     }
-    assert_eq!(app.status_of(id).await, "PENDING");
-    assert_eq!(app.count("orders").await, 1);
+    assert_eq!(shop.status_of(id).await, "PENDING");
+    assert_eq!(shop.count("orders").await, 1);
 }
