@@ -3,35 +3,21 @@
 //! serves the page that renders it, and the operational routes report the
 //! service's own checks and its two consumers (the senders as one).
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use notification::Notification;
-use reqwest::{StatusCode, header};
+use reqwest::StatusCode;
 use testkit::{Ask as _, Running, World};
 
 #[tokio::test]
 async fn the_router_documents_every_route_it_mounts_and_mounts_every_route_it_documents() {
     let world = World::start().await;
-    let app = Running::<Notification>::build(&world.settings("notification").await).await;
 
-    let report = app.route_report().await;
+    let (title, operations) =
+        Running::<Notification>::documented(&world.settings("notification").await).await;
 
-    assert!(report.undocumented.is_empty(), "{report:?}");
-    assert!(report.unmounted.is_empty(), "{report:?}");
-    assert_eq!(app.openapi().info.title, "Notification service");
-    let paths: BTreeSet<&str> = app
-        .openapi()
-        .paths
-        .paths
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        paths,
-        BTreeSet::from(["/docs", "/healthz", "/metrics", "/openapi.json", "/readyz"]),
-        "only the operational routes"
-    );
+    assert_eq!(title, "Notification service");
+    assert_eq!(operations, testkit::operational_routes(), "no business API");
 }
 
 #[tokio::test]
@@ -39,14 +25,7 @@ async fn docs_is_an_html_page_that_reads_the_document() {
     let world = World::start().await;
     let notification = Running::<Notification>::start(&world, &[]).await;
 
-    let page = notification.get("/docs").answer().await;
-
-    assert_eq!(page.status, StatusCode::OK);
-    assert_eq!(
-        page.headers[header::CONTENT_TYPE],
-        "text/html; charset=utf-8"
-    );
-    assert!(page.text.contains("openapi.json"));
+    notification.assert_serves_its_docs_page().await;
 }
 
 #[tokio::test]

@@ -31,15 +31,21 @@ pub struct OrderSeat {
     pub fencing_token: Option<i64>,
 }
 
-// `OrderCreated`, `OrderPaid` and `OrderConfirmed` are generic over the
-// seat only so that `v1` can be the same structs with v1's seat: `Seat` is
-// `OrderSeat` everywhere else. (A `//` comment: doc comments are part of
-// the committed schemas.)
+// `OrderCreated`, `OrderPaid` and `OrderConfirmed` are aliases of structs
+// generic over the seat, so that `v1` can be the same structs with v1's
+// seat. (A `//` comment: doc comments are part of the committed schemas.)
+
+/// `OrderCreated` v2.
+pub type OrderCreated = OrderCreatedWith<OrderSeat>;
+/// `OrderPaid` v2.
+pub type OrderPaid = OrderPaidWith<OrderSeat>;
+/// `OrderConfirmed` v2.
+pub type OrderConfirmed = OrderConfirmedWith<OrderSeat>;
 
 /// A customer created an order for seats they hold. Status `PENDING`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(rename = "OrderCreated")]
-pub struct OrderCreated<Seat = OrderSeat> {
+pub struct OrderCreatedWith<Seat> {
     /// The order.
     pub order_id: Uuid,
     /// The concert (domain event) the seats belong to.
@@ -60,7 +66,7 @@ impl Event for OrderCreated {
 /// The customer paid. Status `PAID`: inventory now confirms the seats.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(rename = "OrderPaid")]
-pub struct OrderPaid<Seat = OrderSeat> {
+pub struct OrderPaidWith<Seat> {
     /// The order.
     pub order_id: Uuid,
     /// The concert.
@@ -101,7 +107,7 @@ impl Event for OrderCancelled {
 /// Inventory sold every seat of the paid order to it. Status `CONFIRMED`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(rename = "OrderConfirmed")]
-pub struct OrderConfirmed<Seat = OrderSeat> {
+pub struct OrderConfirmedWith<Seat> {
     /// The order.
     pub order_id: Uuid,
     /// The concert.
@@ -173,11 +179,11 @@ pub mod v1 {
     }
 
     /// `OrderCreated` v1: the v2 struct with v1's seat.
-    pub type OrderCreated = super::OrderCreated<OrderSeat>;
+    pub type OrderCreated = super::OrderCreatedWith<OrderSeat>;
     /// `OrderPaid` v1: the v2 struct with v1's seat.
-    pub type OrderPaid = super::OrderPaid<OrderSeat>;
+    pub type OrderPaid = super::OrderPaidWith<OrderSeat>;
     /// `OrderConfirmed` v1: the v2 struct with v1's seat.
-    pub type OrderConfirmed = super::OrderConfirmed<OrderSeat>;
+    pub type OrderConfirmed = super::OrderConfirmedWith<OrderSeat>;
 
     impl Event for OrderCreated {
         const EVENT_TYPE: &'static str = "OrderCreated";

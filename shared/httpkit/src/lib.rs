@@ -16,8 +16,10 @@
 //!   self-contained page that renders it at `/docs`;
 //! - [`serve`]: the HTTP server, with a header-read timeout, an idle
 //!   limit and a connection cap;
-//! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token;
-//! - [`service`]: the `main` every service shares.
+//! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
+//!
+//! The shape of a whole service (its `main`, operational routes, metrics
+//! and stopping) is the `service` crate's, built on these.
 
 #![warn(missing_docs)]
 
@@ -29,7 +31,6 @@ pub mod json;
 pub mod layers;
 pub mod problem;
 pub mod serve;
-pub mod service;
 pub mod shutdown;
 
 pub use json::StrictJson;

@@ -30,7 +30,7 @@ pub use redis::{RestartableRedis, TestRedis};
 use testcontainers_modules::postgres::Postgres;
 use testcontainers_modules::testcontainers::runners::AsyncRunner as _;
 use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt as _};
-pub use world::{Answer, Ask, Running, World};
+pub use world::{Answer, Ask, Running, World, operational_routes};
 
 /// The pinned images, shared with `compose.yaml`.
 const IMAGES: &str = include_str!("../../../.env");

@@ -19,7 +19,7 @@
 //! `NATS_PREFIX`, `REDIS_URL`, `REDIS_PREFIX`, `AUTH_JWKS_PATH`), and the
 //! test's extra settings on top.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -197,6 +197,41 @@ where
             .unwrap_or_else(|e| panic!("{} did not start: {e}", S::NAME))
     }
 
+    /// Builds `S` and checks, from its router, that every route it mounts
+    /// is documented and every documented route is mounted
+    /// (`service::ops::route_report`); returns the document's title and
+    /// its `(METHOD, path)` operations for the caller's own checks.
+    pub async fn documented(
+        settings: &BTreeMap<String, String>,
+    ) -> (String, BTreeSet<(String, String)>) {
+        let app = Self::build(settings).await;
+        let report = app.route_report().await;
+        assert!(
+            report.undocumented.is_empty() && report.unmounted.is_empty(),
+            "{}: the router and its document disagree: {report:?}",
+            S::NAME
+        );
+        (
+            app.openapi().info.title.clone(),
+            httpkit::docs::operations(app.openapi()),
+        )
+    }
+
+    /// Asserts that `/docs` is the HTML page that renders `/openapi.json`.
+    pub async fn assert_serves_its_docs_page(&self) {
+        let page = self.get("/docs").answer().await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        assert_eq!(
+            page.headers[reqwest::header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        assert!(page.text.starts_with("<!doctype html>"));
+        assert!(
+            page.text.contains("openapi.json"),
+            "the page reads the document"
+        );
+    }
+
     /// The settings it was started with.
     pub fn settings(&self) -> &BTreeMap<String, String> {
         &self.settings
@@ -259,6 +294,16 @@ impl<S: Service> Drop for Running<S> {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// The operations every service has (`service::ops`), as
+/// [`Running::documented`] lists them: all a service without a business
+/// API documents.
+pub fn operational_routes() -> BTreeSet<(String, String)> {
+    ["/docs", "/healthz", "/metrics", "/openapi.json", "/readyz"]
+        .into_iter()
+        .map(|path| ("GET".to_owned(), path.to_owned()))
+        .collect()
 }
 
 /// A response read whole: status, headers, and the body as JSON (`Null`

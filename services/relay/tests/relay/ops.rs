@@ -3,11 +3,10 @@
 //! carry the source, even while Postgres and NATS are down (the relay
 //! starts anyway and retries).
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use relay::Relay;
-use reqwest::{StatusCode, header};
+use reqwest::StatusCode;
 use testkit::{Ask as _, Running};
 
 use crate::Outbox;
@@ -15,25 +14,12 @@ use crate::Outbox;
 #[tokio::test]
 async fn the_router_documents_every_route_it_mounts_and_mounts_every_route_it_documents() {
     let outbox = Outbox::start().await;
-    let app = Running::<Relay>::build(&outbox.world.settings("relay").await).await;
 
-    let report = app.route_report().await;
+    let (title, operations) =
+        Running::<Relay>::documented(&outbox.world.settings("relay").await).await;
 
-    assert!(report.undocumented.is_empty(), "{report:?}");
-    assert!(report.unmounted.is_empty(), "{report:?}");
-    assert_eq!(app.openapi().info.title, "Outbox relay");
-    let paths: BTreeSet<&str> = app
-        .openapi()
-        .paths
-        .paths
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        paths,
-        BTreeSet::from(["/docs", "/healthz", "/metrics", "/openapi.json", "/readyz"]),
-        "only the operational routes"
-    );
+    assert_eq!(title, "Outbox relay");
+    assert_eq!(operations, testkit::operational_routes(), "no business API");
 }
 
 #[tokio::test]
@@ -41,15 +27,7 @@ async fn docs_is_an_html_page_that_reads_the_document() {
     let outbox = Outbox::start().await;
     let relay = outbox.relay(&[]).await;
 
-    let page = relay.get("/docs").answer().await;
-
-    assert_eq!(page.status, StatusCode::OK);
-    assert_eq!(
-        page.headers[header::CONTENT_TYPE],
-        "text/html; charset=utf-8"
-    );
-    assert!(page.text.starts_with("<!doctype html>"));
-    assert!(page.text.contains("openapi.json"));
+    relay.assert_serves_its_docs_page().await;
 }
 
 #[tokio::test]
