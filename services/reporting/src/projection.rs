@@ -35,7 +35,7 @@ pub async fn count(
     };
     match (envelope.event_type.as_str(), envelope.schema_version) {
         // v1 reads as v2: it only adds the seats' hold tokens.
-        (OrderConfirmed::EVENT_TYPE, 1 | 2) => {
+        (<OrderConfirmed>::EVENT_TYPE, 1 | 2) => {
             let confirmed: OrderConfirmed =
                 serde_json::from_value(envelope.data.clone()).map_err(poison)?;
             let tickets = i64::try_from(confirmed.seats.len()).unwrap_or(i64::MAX);
@@ -71,7 +71,7 @@ pub async fn count(
             .execute(&mut *tx)
             .await?;
         }
-        (OrderConfirmed::EVENT_TYPE | OrderRefunded::EVENT_TYPE, version) => {
+        (<OrderConfirmed>::EVENT_TYPE | OrderRefunded::EVENT_TYPE, version) => {
             return Err(HandlerError::Poison(format!(
                 "unknown schema_version {version} of {}",
                 envelope.event_type

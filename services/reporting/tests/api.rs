@@ -13,26 +13,14 @@ use uuid::Uuid;
 #[tokio::test]
 async fn the_router_documents_every_route_it_mounts_and_mounts_every_route_it_documents() {
     let world = World::start().await;
-    let app = Running::<Reporting>::build(&world.settings("reporting").await).await;
 
-    let report = app.route_report().await;
+    let (title, operations) =
+        Running::<Reporting>::documented(&world.settings("reporting").await).await;
 
-    assert!(report.undocumented.is_empty(), "{report:?}");
-    assert!(report.unmounted.is_empty(), "{report:?}");
-    assert_eq!(app.openapi().info.title, "Reporting API");
-    let operations = httpkit::docs::operations(app.openapi());
-    for route in [
-        "/reports/events/{id}",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/docs",
-    ] {
-        assert!(
-            operations.contains(&("GET".to_owned(), route.to_owned())),
-            "{route} in {operations:?}"
-        );
-    }
+    assert_eq!(title, "Reporting API");
+    let mut expected = testkit::operational_routes();
+    expected.insert(("GET".to_owned(), "/reports/events/{id}".to_owned()));
+    assert_eq!(operations, expected);
 }
 
 #[tokio::test]
@@ -40,14 +28,7 @@ async fn docs_is_an_html_page_that_reads_the_document() {
     let world = World::start().await;
     let reporting = Running::<Reporting>::start(&world, &[]).await;
 
-    let page = reporting.get("/docs").answer().await;
-
-    assert_eq!(page.status, StatusCode::OK);
-    assert_eq!(
-        page.headers[header::CONTENT_TYPE],
-        "text/html; charset=utf-8"
-    );
-    assert!(page.text.contains("openapi.json"));
+    reporting.assert_serves_its_docs_page().await;
 }
 
 #[tokio::test]
@@ -82,7 +63,7 @@ async fn readiness_and_metrics_report_the_services_own_checks_and_counts() {
     let path = format!("/reports/events/{}", Uuid::new_v4());
     reporting.get(&path).answer().await;
 
-    let ready = reporting.get("/readyz").answer().await;
+    let ready = reporting.ready().await;
     let metrics = reporting.get("/metrics").answer().await;
 
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);

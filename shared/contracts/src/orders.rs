@@ -9,7 +9,10 @@
 //! read was a credential in too many places). Removing a required field is
 //! breaking, so v1 stays committed ([`v1`]) and consumers read both: a v1
 //! payload decodes as v2, since v2 ignores the extra field. A v1 event is
-//! the v2 struct with v1's seat, so the two cannot drift apart.
+//! the v2 struct with v1's seat, so the two cannot drift apart. Both
+//! versions implement [`Event`], so name the constants with the alias in
+//! angle brackets, `<OrderPaid>::EVENT_TYPE`: a bare `OrderPaid::EVENT_TYPE`
+//! leaves the compiler to pick the seat, and it will not.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;

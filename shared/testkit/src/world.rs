@@ -217,6 +217,16 @@ where
         )
     }
 
+    /// Waits until `/readyz` answers 200: NATS connects in the background,
+    /// so a service just started may not be ready yet.
+    pub async fn ready(&self) -> Answer {
+        crate::eventually(Duration::from_secs(10), "the service is ready", || async {
+            self.get("/readyz").answer().await.status == StatusCode::OK
+        })
+        .await;
+        self.get("/readyz").answer().await
+    }
+
     /// Asserts that `/docs` is the HTML page that renders `/openapi.json`.
     pub async fn assert_serves_its_docs_page(&self) {
         let page = self.get("/docs").answer().await;
