@@ -10,44 +10,40 @@
 //!
 //! Invariants checked: no seat is sold twice; every paid order ends
 //! CONFIRMED or REFUNDED; a refund is a new fact (`OrderRefunded`), not an
-//! undone payment; only the latest holder of a seat can buy it.
-//!
-//! Long because it starts the whole system in-process (five services and
-//! three relays) for each test; one harness in testkit (#12) will shrink it.
+//! undone payment; only the latest holder of a seat can buy it. And the
+//! docs tell the truth about metrics: every name they give is scraped.
 
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
+use inventory::Inventory;
+use notification::Notification;
+use orders::Orders;
+use relay::Relay;
+use reporting::Reporting;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::PgPool;
-use testkit::{TestIdentity, TestNats, TestPostgres, TestRedis, eventually};
-use tokio_util::sync::CancellationToken;
+use testkit::{Ask as _, Running, World, eventually};
 use uuid::Uuid;
 
-/// Orders, inventory and a relay for each, sharing one NATS topology.
+/// The whole system in this process: the five services and a relay for
+/// each outbox (orders, inventory, notification), in one world.
 struct System {
-    orders_base: String,
-    orders_db: PgPool,
-    inventory_base: String,
-    inventory_db: PgPool,
-    reports_base: String,
-    emails: std::path::PathBuf,
-    mailer: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    rebuild: (PgPool, async_nats::jetstream::Context, messaging::Topology),
+    world: World,
+    inventory: Running<Inventory>,
+    orders: Running<Orders>,
+    reporting: Running<Reporting>,
+    notification: Running<Notification>,
+    relays: Vec<Running<Relay>>,
+    emails: PathBuf,
     concert: Uuid,
-    http: reqwest::Client,
-    /// The identity provider every service trusts; each customer signs in
-    /// with a token from it.
-    identity: TestIdentity,
     /// Who created each order, to pay it as them.
-    owners: std::sync::Mutex<std::collections::HashMap<Uuid, Uuid>>,
-    shutdown: CancellationToken,
-    _databases: (TestPostgres, TestPostgres, TestPostgres, TestPostgres),
-    _nats: TestNats,
-    _redis: TestRedis,
+    owners: Mutex<HashMap<Uuid, Uuid>>,
 }
 
 /// A granted hold: what a customer orders with.
@@ -57,136 +53,47 @@ struct Hold {
     customer: Uuid,
 }
 
-/// A concert with seats A-1, A-2 and B-1 at 45.00, written into
-/// inventory's database.
-async fn seed_concert(inventory_db: &PgPool) -> Uuid {
-    let concert = Uuid::new_v4();
-    sqlx::query(
-        "insert into events (id, name, venue, starts_at, sale_opens_at) \
-         values ($1, 'Night Shift', 'Hall 1', now() + interval '30 days', now())",
-    )
-    .bind(concert)
-    .execute(inventory_db)
-    .await
-    .unwrap();
-    sqlx::query(
-        "insert into seats (event_id, seat_id, price_cents) \
-         select $1, s, 4500 from unnest(array['A-1', 'A-2', 'B-1']) s",
-    )
-    .bind(concert)
-    .execute(inventory_db)
-    .await
-    .unwrap();
-    concert
-}
-
 impl System {
     async fn start() -> Self {
-        let nats = TestNats::start().await;
-        let redis = TestRedis::start().await;
-        let (orders_pg, inventory_pg, reporting_pg, notification_pg) = (
-            TestPostgres::start().await,
-            TestPostgres::start().await,
-            TestPostgres::start().await,
-            TestPostgres::start().await,
-        );
-        let shutdown = CancellationToken::new();
-        // Streams first, so consumers need not wait for a relay to create them.
-        let js = async_nats::jetstream::new(nats.client().await);
-        let topology = messaging::Topology::new(nats.prefix()).unwrap();
-        messaging::provision(&js, &topology, Duration::from_mins(10))
-            .await
-            .unwrap();
-
-        let identity = TestIdentity::new();
-        let jwks_path = identity.jwks_path().display().to_string();
-        let common = |db: &str| {
-            vec![
-                ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
-                ("DATABASE_URL", db.to_owned()),
-                ("NATS_URL", nats.url().to_owned()),
-                ("NATS_PREFIX", nats.prefix().to_owned()),
-                ("AUTH_JWKS_PATH", jwks_path.clone()),
-            ]
-        };
-        let env = |vars: Vec<(&str, String)>| settings::Env::from_pairs(vars);
-
+        let world = World::start().await;
         // Inventory first: orders needs its address to verify holds.
-        let mut vars = common(inventory_pg.url());
-        vars.extend([
-            ("REDIS_URL", redis.url().to_owned()),
-            ("REDIS_PREFIX", redis.prefix().to_owned()),
-        ]);
-        let inventory =
-            inventory::Application::build(inventory::Config::from_env(&env(vars)).unwrap())
-                .await
-                .unwrap();
-        let inventory_base = format!("http://127.0.0.1:{}", inventory.port());
-        let inventory_db = inventory.db().clone();
-        tokio::spawn(inventory.run_until_stopped(shutdown.clone()));
-
-        let mut vars = common(orders_pg.url());
-        vars.push(("INVENTORY_URL", inventory_base.clone()));
-        let orders = orders::Application::build(orders::Config::from_env(&env(vars)).unwrap())
-            .await
-            .unwrap();
-        let orders_base = format!("http://127.0.0.1:{}", orders.port());
-        let orders_db = orders.db().clone();
-        tokio::spawn(orders.run_until_stopped(shutdown.clone()));
-
-        let reporting = reporting::Application::build(
-            reporting::Config::from_env(&env(common(reporting_pg.url()))).unwrap(),
-        )
-        .await
-        .unwrap();
-        let reports_base = format!("http://127.0.0.1:{}", reporting.port());
-        let rebuild = reporting.rebuild_handles();
-        tokio::spawn(reporting.run_until_stopped(shutdown.clone()));
-
+        let inventory = Running::<Inventory>::start(&world, &[]).await;
+        let orders =
+            Running::<Orders>::start(&world, &[("INVENTORY_URL", &inventory.base_url())]).await;
+        let reporting = Running::<Reporting>::start(&world, &[]).await;
         let emails = std::env::temp_dir().join(format!("emails-{}.jsonl", Uuid::new_v4().simple()));
-        let mut vars = common(notification_pg.url());
-        vars.extend([
-            ("EMAIL_PROVIDER", "log".to_owned()),
-            ("EMAIL_LOG_PATH", emails.display().to_string()),
-        ]);
-        let notification =
-            notification::Application::build(notification::Config::from_env(&env(vars)).unwrap())
-                .await
-                .unwrap();
-        let mailer = tokio::spawn(notification.run_until_stopped(shutdown.clone()));
-
-        for db in [orders_pg.url(), inventory_pg.url(), notification_pg.url()] {
-            let mut vars = common(db);
+        let notification = Running::<Notification>::start(
+            &world,
+            &[
+                ("EMAIL_PROVIDER", "log"),
+                ("EMAIL_LOG_PATH", &emails.display().to_string()),
+            ],
+        )
+        .await;
+        let mut relays = Vec::new();
+        for source in ["orders", "inventory", "notification"] {
+            let database = world.postgres.database(source).await;
             // Keep published rows so the test can read which events were written.
-            vars.extend([
-                ("RELAY_RETENTION", "1h".to_owned()),
-                ("RELAY_POLL_INTERVAL", "50ms".to_owned()),
-            ]);
-            let relay = relay::Application::build(relay::Config::from_env(&env(vars)).unwrap())
-                .await
-                .unwrap();
-            tokio::spawn(relay.run_until_stopped(shutdown.clone()));
+            let settings = [
+                ("DATABASE_URL", database.as_str()),
+                ("RELAY_SOURCE", source),
+                ("RELAY_RETENTION", "1h"),
+                ("RELAY_POLL_INTERVAL", "50ms"),
+            ];
+            relays.push(Running::<Relay>::start(&world, &settings).await);
         }
-
-        let concert = seed_concert(&inventory_db).await;
-
+        // Seats A-1, A-2 and A-3.
+        let concert = world.concert(&inventory, 3).await;
         Self {
-            orders_base,
-            orders_db,
-            inventory_base,
-            inventory_db,
-            reports_base,
+            world,
+            inventory,
+            orders,
+            reporting,
+            notification,
+            relays,
             emails,
-            mailer: Some(mailer),
-            rebuild,
             concert,
-            http: reqwest::Client::new(),
-            identity,
-            owners: std::sync::Mutex::default(),
-            shutdown,
-            _databases: (orders_pg, inventory_pg, reporting_pg, notification_pg),
-            _nats: nats,
-            _redis: redis,
+            owners: Mutex::default(),
         }
     }
 
@@ -195,21 +102,16 @@ impl System {
         let customer = Uuid::new_v4();
         let mut holds = Vec::new();
         for seat in seats {
-            let response = self
-                .http
-                .post(format!(
-                    "{}/events/{}/seats/{seat}/hold",
-                    self.inventory_base, self.concert
-                ))
-                .bearer_auth(self.identity.customer(customer))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), StatusCode::CREATED, "hold {seat}");
-            let hold: Value = response.json().await.unwrap();
+            let hold = self
+                .inventory
+                .post(&format!("/events/{}/seats/{seat}/hold", self.concert))
+                .bearer_auth(self.world.customer(customer))
+                .answer()
+                .await;
+            assert_eq!(hold.status, StatusCode::CREATED, "hold {seat}");
             holds.push(Hold {
                 seat: (*seat).to_owned(),
-                token: hold["hold_token"].as_str().unwrap().to_owned(),
+                token: hold.body["hold_token"].as_str().unwrap().to_owned(),
                 customer,
             });
         }
@@ -219,23 +121,15 @@ impl System {
     /// Gives the holds back, as a customer who changed their mind would.
     async fn release(&self, holds: &[Hold]) {
         for hold in holds {
-            let response = self
-                .http
-                .delete(format!(
-                    "{}/events/{}/seats/{}/hold",
-                    self.inventory_base, self.concert, hold.seat
-                ))
-                .bearer_auth(self.identity.customer(hold.customer))
+            let path = format!("/events/{}/seats/{}/hold", self.concert, hold.seat);
+            let released = self
+                .inventory
+                .request(reqwest::Method::DELETE, &path)
+                .bearer_auth(self.world.customer(hold.customer))
                 .header("hold-token", &hold.token)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(
-                response.status(),
-                StatusCode::NO_CONTENT,
-                "release {}",
-                hold.seat
-            );
+                .answer()
+                .await;
+            assert_eq!(released.status, StatusCode::NO_CONTENT, "release {path}");
         }
     }
 
@@ -252,20 +146,15 @@ impl System {
             "customer_email": "ada@example.com",
         });
         let created = self
-            .http
-            .post(format!("{}/orders", self.orders_base))
-            .bearer_auth(self.identity.customer(customer))
+            .orders
+            .post("/orders")
+            .bearer_auth(self.world.customer(customer))
             .header("idempotency-key", Uuid::new_v4().to_string())
             .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), StatusCode::CREATED);
-        let order: Uuid = created.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+            .answer()
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let order: Uuid = created.body["id"].as_str().unwrap().parse().unwrap();
         self.owners.lock().unwrap().insert(order, customer);
         order
     }
@@ -273,14 +162,13 @@ impl System {
     async fn pay(&self, order: Uuid) {
         let owner = self.owners.lock().unwrap()[&order];
         let paid = self
-            .http
-            .post(format!("{}/orders/{order}/pay", self.orders_base))
-            .bearer_auth(self.identity.customer(owner))
+            .orders
+            .post(&format!("/orders/{order}/pay"))
+            .bearer_auth(self.world.customer(owner))
             .header("idempotency-key", Uuid::new_v4().to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(paid.status(), StatusCode::OK);
+            .answer()
+            .await;
+        assert_eq!(paid.status, StatusCode::OK, "{}", paid.text);
     }
 
     /// Holds `seats`, creates an order for them and pays it; returns its id.
@@ -303,7 +191,7 @@ impl System {
     async fn status(&self, order: Uuid) -> String {
         sqlx::query_scalar("select status from orders where id = $1")
             .bind(order)
-            .fetch_one(&self.orders_db)
+            .fetch_one(&self.orders.handles().db)
             .await
             .unwrap()
     }
@@ -322,7 +210,7 @@ impl System {
         sqlx::query_scalar("select order_id from seats where event_id = $1 and seat_id = $2")
             .bind(self.concert)
             .bind(seat)
-            .fetch_one(&self.inventory_db)
+            .fetch_one(&self.inventory.handles().db)
             .await
             .unwrap()
     }
@@ -332,7 +220,7 @@ impl System {
             "select event_type from outbox where aggregate_id = $1 order by aggregate_version",
         )
         .bind(order)
-        .fetch_all(&self.orders_db)
+        .fetch_all(&self.orders.handles().db)
         .await
         .unwrap()
     }
@@ -341,17 +229,13 @@ impl System {
 impl System {
     /// The concert's report, or `None` before its first sale.
     async fn report(&self) -> Option<Value> {
-        let response = self
-            .http
-            .get(format!(
-                "{}/reports/events/{}",
-                self.reports_base, self.concert
-            ))
-            .bearer_auth(self.identity.operator())
-            .send()
-            .await
-            .unwrap();
-        (response.status() == StatusCode::OK).then_some(response.json().await.unwrap())
+        let report = self
+            .reporting
+            .get(&format!("/reports/events/{}", self.concert))
+            .bearer_auth(self.world.operator())
+            .answer()
+            .await;
+        (report.status == StatusCode::OK).then_some(report.body)
     }
 }
 
@@ -377,21 +261,25 @@ impl System {
 }
 
 impl System {
-    /// Stops every service, waits for the mailer to finish, and removes the
-    /// e-mail file (which a still-running worker could otherwise recreate).
+    /// Stops every service, the mailer last so that it finishes, and
+    /// removes the e-mail file (which a still-running worker could
+    /// otherwise recreate).
     async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(mailer) = self.mailer.take() {
-            mailer.await.unwrap().unwrap();
+        for relay in &mut self.relays {
+            relay.stop().await;
         }
+        self.orders.stop().await;
+        self.inventory.stop().await;
+        self.reporting.stop().await;
+        self.notification.stop().await;
         let _ = tokio::fs::remove_file(&self.emails).await;
     }
 }
 
 impl Drop for System {
     fn drop(&mut self) {
-        // A failed test ends here without `stop`; best effort.
-        self.shutdown.cancel();
+        // A failed test ends here without `stop`: the services stop as
+        // their `Running` drop; the file goes now.
         let _ = std::fs::remove_file(&self.emails);
     }
 }
@@ -416,18 +304,18 @@ async fn a_paid_order_is_confirmed_when_its_seats_are_free() {
 async fn two_paid_orders_for_one_seat_end_one_confirmed_and_one_refunded() {
     let system = Box::pin(System::start()).await;
 
-    // The second order wants B-1 and A-1; it was created from live holds,
-    // whose customer then let them go. The first order holds B-1 next and
+    // The second order wants A-3 and A-1; it was created from live holds,
+    // whose customer then let them go. The first order holds A-3 next and
     // is paid and settled; the second is paid after that, so which one
     // loses is known.
-    let second = system.order_then_released(&["B-1", "A-1"]).await;
-    let first = system.paid_order(&["B-1"]).await;
+    let second = system.order_then_released(&["A-3", "A-1"]).await;
+    let first = system.paid_order(&["A-3"]).await;
     assert_eq!(system.settled(first).await, "CONFIRMED");
     system.pay(second).await;
 
     assert_eq!(system.settled(second).await, "REFUNDED");
     assert_eq!(
-        system.owner_of("B-1").await,
+        system.owner_of("A-3").await,
         Some(first),
         "the seat is sold once"
     );
@@ -464,7 +352,7 @@ async fn an_order_whose_hold_went_to_another_customer_loses_the_seat_even_when_p
         "select fencing_token from order_lines where order_id = any($1) order by fencing_token",
     )
     .bind([stale, current])
-    .fetch_all(&system.orders_db)
+    .fetch_all(&system.orders.handles().db)
     .await
     .unwrap();
     assert!(
@@ -498,7 +386,7 @@ async fn reporting_follows_the_orders_and_a_rebuild_from_the_log_reproduces_it()
     let live = system.report().await.unwrap();
     assert_eq!(live["revenue_cents"], 9_000);
 
-    let (db, js, topology) = &system.rebuild;
+    let reporting::Handles { db, js, topology } = system.reporting.handles();
     let mut progress = Vec::new();
     let report =
         reporting::rebuild::rebuild(db, js, topology, |done, total| progress.push((done, total)))
@@ -523,15 +411,7 @@ async fn reporting_follows_the_orders_and_a_rebuild_from_the_log_reproduces_it()
     );
 
     // The backlog is visible: every event applied, nothing pending.
-    let metrics = system
-        .http
-        .get(format!("{}/metrics", system.reports_base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = system.reporting.get("/metrics").answer().await.text;
     assert!(
         metrics.contains("consumer_pending{consumer=\"reporting\"} 0"),
         "{metrics}"
@@ -571,5 +451,80 @@ async fn the_full_flow_confirms_or_refunds_sends_one_email_per_step_and_updates_
         })
     })
     .await;
+    system.stop().await;
+}
+
+/// The metric names the docs promise: the first column of the Metrics
+/// table in docs/operations.md, and every name in README.md that is one of
+/// those or looks like a metric (`…_total`, `…_seconds`).
+fn documented_metric_names() -> BTreeSet<String> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let read = |file: &str| std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+    let backticked = |text: &str| -> Vec<String> {
+        text.split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|name| {
+                name.contains('_') && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    let operations = read("docs/operations.md");
+    let table = operations
+        .split("\n## Metrics\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("docs/operations.md has a Metrics section");
+    let mut names: BTreeSet<String> = table
+        .lines()
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(backticked)
+        .collect();
+    assert!(names.len() >= 20, "the Metrics table lists them: {names:?}");
+    let readme = backticked(&read("README.md"));
+    names.extend(readme.into_iter().filter(|name| {
+        let prefixed = ["http_", "consumer_", "relay_", "seatmap_"]
+            .iter()
+            .any(|p| name.starts_with(p));
+        prefixed && (name.ends_with("_total") || name.ends_with("_seconds"))
+    }));
+    names
+}
+
+#[tokio::test]
+async fn every_metric_the_docs_name_is_in_a_scrape() {
+    let system = Box::pin(System::start()).await;
+    let order = system.paid_order(&["A-1"]).await;
+    assert_eq!(system.settled(order).await, "CONFIRMED");
+    system
+        .inventory
+        .get(&format!("/events/{}/seats", system.concert))
+        .answer()
+        .await;
+
+    let mut answers = vec![
+        system.orders.get("/metrics").answer().await,
+        system.inventory.get("/metrics").answer().await,
+        system.reporting.get("/metrics").answer().await,
+        system.notification.get("/metrics").answer().await,
+    ];
+    for relay in &system.relays {
+        answers.push(relay.get("/metrics").answer().await);
+    }
+    assert!(answers.iter().all(|a| a.status == StatusCode::OK));
+    let scraped: String = answers.into_iter().map(|a| a.text).collect();
+
+    let missing: Vec<String> = documented_metric_names()
+        .into_iter()
+        .filter(|name| {
+            !scraped.lines().any(|line| {
+                line.starts_with(&format!("{name}{{"))
+                    || line.starts_with(&format!("{name} "))
+                    || line.starts_with(&format!("# TYPE {name} "))
+            })
+        })
+        .collect();
+    assert!(missing.is_empty(), "documented but not scraped: {missing:?}");
     system.stop().await;
 }

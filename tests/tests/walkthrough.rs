@@ -8,12 +8,11 @@
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
+use inventory::Inventory;
+use orders::Orders;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use testkit::{TestIdentity, TestNats, TestPostgres, TestRedis};
-use tokio_util::sync::CancellationToken;
+use testkit::{Running, World};
 
 const CONCERT: &str = "0190a5e4-0000-7000-8000-000000000001";
 /// The walk-through's customer: the `sub` of `ticketctl token --customer …`.
@@ -21,95 +20,42 @@ const CUSTOMER: uuid::Uuid = uuid::Uuid::from_u128(0x6f1d_3c2a_8b4e_4f5a_9c7d_1e
 
 /// Orders and inventory as the walk-through runs them (no relay).
 struct Services {
-    base: String,
-    inventory_base: String,
-    orders_db: sqlx::PgPool,
-    /// Requests as the walk-through's customer (`Authorization: Bearer $TOKEN`).
-    http: reqwest::Client,
-    identity: TestIdentity,
-    shutdown: CancellationToken,
-    inventory_shutdown: CancellationToken,
-    servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
-    _world: (TestPostgres, TestPostgres, TestNats, TestRedis),
+    world: World,
+    orders: Running<Orders>,
+    inventory: Running<Inventory>,
+    /// `Authorization: Bearer $TOKEN`, the walk-through customer's.
+    token: String,
 }
 
 impl Services {
     async fn start() -> Self {
-        let (orders_pg, inventory_pg) = (TestPostgres::start().await, TestPostgres::start().await);
-        let (nats, redis) = (TestNats::start().await, TestRedis::start().await);
-        let js = async_nats::jetstream::new(nats.client().await);
-        let topology = messaging::Topology::new(nats.prefix()).unwrap();
-        messaging::provision(&js, &topology, Duration::from_mins(10))
-            .await
-            .unwrap();
-        let (shutdown, inventory_shutdown) = (CancellationToken::new(), CancellationToken::new());
-        let identity = TestIdentity::new();
-        let jwks_path = identity.jwks_path().display().to_string();
-
-        let inventory = inventory::Application::build(
-            inventory::Config::from_env(&settings::Env::from_pairs([
-                ("HTTP_ADDR", "127.0.0.1:0"),
-                ("DATABASE_URL", inventory_pg.url()),
-                ("NATS_URL", nats.url()),
-                ("NATS_PREFIX", nats.prefix()),
-                ("REDIS_URL", redis.url()),
-                ("REDIS_PREFIX", redis.prefix()),
-                ("AUTH_JWKS_PATH", &jwks_path),
-            ]))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-        let inventory_base = format!("http://127.0.0.1:{}", inventory.port());
-        let inventory_server =
-            tokio::spawn(inventory.run_until_stopped(inventory_shutdown.clone()));
-
-        let orders = orders::Application::build(
-            orders::Config::from_env(&settings::Env::from_pairs([
-                ("HTTP_ADDR", "127.0.0.1:0"),
-                ("DATABASE_URL", orders_pg.url()),
+        let world = World::start().await;
+        let inventory = Running::<Inventory>::start(&world, &[]).await;
+        let orders = Running::<Orders>::start(
+            &world,
+            &[
                 ("CONSUME_INVENTORY_EVENTS", "false"),
-                ("INVENTORY_URL", &inventory_base),
-                ("AUTH_JWKS_PATH", &jwks_path),
-            ]))
-            .unwrap(),
+                ("INVENTORY_URL", &inventory.base_url()),
+            ],
         )
-        .await
-        .unwrap();
-        let base = format!("http://127.0.0.1:{}", orders.port());
-        let orders_db = orders.db().clone();
-        let orders_server = tokio::spawn(orders.run_until_stopped(shutdown.clone()));
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {}", identity.customer(CUSTOMER))
-                .parse()
-                .unwrap(),
-        );
+        .await;
+        let token = world.customer(CUSTOMER);
         Self {
-            base,
-            inventory_base,
-            orders_db,
-            http: reqwest::Client::builder()
-                .default_headers(headers)
-                .build()
-                .unwrap(),
-            identity,
-            shutdown,
-            inventory_shutdown,
-            servers: vec![orders_server, inventory_server],
-            _world: (orders_pg, inventory_pg, nats, redis),
+            world,
+            orders,
+            inventory,
+            token,
         }
     }
 
     /// Steps 1 and 2: a concert with seats, both held; returns
     /// the holds.
     async fn concert_and_holds(&self) -> Vec<Value> {
-        let (http, inventory_base) = (&self.http, &self.inventory_base);
         // 1. A concert with two seats, in inventory: an operator's call.
-        let concert = reqwest::Client::new()
-            .post(format!("{inventory_base}/events"))
-            .bearer_auth(self.identity.operator())
+        let concert = self
+            .inventory
+            .post("/events")
+            .bearer_auth(self.world.operator())
             .json(&json!({
                 "id": CONCERT,
                 "name": "Night Shift",
@@ -129,10 +75,10 @@ impl Services {
         // 2. Hold both seats, as the customer.
         let mut holds = Vec::new();
         for seat in ["A-1", "A-2"] {
-            let hold = http
-                .post(format!(
-                    "{inventory_base}/events/{CONCERT}/seats/{seat}/hold"
-                ))
+            let hold = self
+                .inventory
+                .post(&format!("/events/{CONCERT}/seats/{seat}/hold"))
+                .bearer_auth(&self.token)
                 .send()
                 .await
                 .unwrap();
@@ -144,25 +90,21 @@ impl Services {
         holds
     }
 
-    /// Stops inventory and waits until its port refuses connections.
+    /// Stops inventory and waits until it has stopped serving.
     async fn stop_inventory(&mut self) {
-        self.inventory_shutdown.cancel();
-        self.servers.pop().unwrap().await.unwrap().unwrap();
+        self.inventory.stop().await;
     }
 
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.inventory_shutdown.cancel();
-        for server in self.servers {
-            server.await.unwrap().unwrap();
-        }
+    async fn stop(mut self) {
+        self.orders.stop().await;
+        self.inventory.stop().await;
     }
 }
 
 impl Services {
     /// `POST {path}` on orders, with `key` as the `Idempotency-Key` if given.
     async fn post(&self, path: &str, key: Option<&str>, body: Option<&Value>) -> reqwest::Response {
-        let mut request = self.http.post(format!("{}{path}", self.base));
+        let mut request = self.orders.post(path).bearer_auth(&self.token);
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }
@@ -177,7 +119,7 @@ impl Services {
         sqlx::query_as(
             "select event_type, aggregate_version, subject, traceparent from outbox order by id",
         )
-        .fetch_all(&self.orders_db)
+        .fetch_all(&self.orders.handles().db)
         .await
         .unwrap()
     }
@@ -218,8 +160,9 @@ async fn the_curl_walkthrough_in_docs_api_md_works_as_written() {
 
     // 5. Read it.
     let read: Value = services
-        .http
-        .get(format!("{}/orders/{id}", services.base))
+        .orders
+        .get(&format!("/orders/{id}"))
+        .bearer_auth(&services.token)
         .send()
         .await
         .unwrap()
