@@ -135,81 +135,51 @@ struct ConsumerCollector {
 #[derive(Debug)]
 struct Shared(Arc<ConsumerCollector>);
 
-type Pick = fn(&Member) -> Option<u64>;
+/// A metric family: its name, its help, and its value read from a `T`.
+type Family<T> = (&'static str, &'static str, fn(&T) -> u64);
 
-/// The metric families, in the order they are written.
-const FAMILIES: [(&str, &str, MetricType, Pick); 8] = [
-    (
-        "consumer_applied",
-        "Events whose effect committed.",
-        MetricType::Counter,
-        |m| Some(m.counts().applied),
-    ),
-    (
-        "consumer_duplicates",
-        "Events skipped because the inbox had them.",
-        MetricType::Counter,
-        |m| Some(m.counts().duplicates),
-    ),
-    (
-        "consumer_stale",
-        "Events skipped because their aggregate was past them.",
-        MetricType::Counter,
-        |m| Some(m.counts().stale),
-    ),
-    (
-        "consumer_retried",
-        "Deliveries postponed (failures, gaps, database down).",
-        MetricType::Counter,
-        |m| Some(m.counts().retried),
-    ),
-    (
-        "consumer_dead_lettered",
-        "Messages sent to the dead letters.",
-        MetricType::Counter,
-        |m| Some(m.counts().dead_lettered),
-    ),
-    (
-        "consumer_pending",
-        "Messages not yet delivered.",
-        MetricType::Gauge,
-        |m| m.lag().map(|l| l.pending),
-    ),
-    (
-        "consumer_ack_pending",
-        "Messages delivered and not yet acked.",
-        MetricType::Gauge,
-        |m| m.lag().map(|l| l.ack_pending),
-    ),
-    (
-        "consumer_redelivered",
-        "Messages delivered more than once.",
-        MetricType::Gauge,
-        |m| m.lag().map(|l| l.redelivered),
-    ),
+/// The counters (the encoder adds `_total` to their names).
+#[rustfmt::skip]
+const COUNTERS: [Family<Counts>; 5] = [
+    ("consumer_applied", "Events whose effect committed.", |c| c.applied),
+    ("consumer_duplicates", "Events skipped because the inbox had them.", |c| c.duplicates),
+    ("consumer_stale", "Events skipped because their aggregate was past them.", |c| c.stale),
+    ("consumer_retried", "Deliveries postponed (failures, gaps, database down).", |c| c.retried),
+    ("consumer_dead_lettered", "Messages sent to the dead letters.", |c| c.dead_lettered),
+];
+
+/// The gauges, from JetStream's view of the consumer.
+#[rustfmt::skip]
+const GAUGES: [Family<Lag>; 3] = [
+    ("consumer_pending", "Messages not yet delivered.", |l| l.pending),
+    ("consumer_ack_pending", "Messages delivered and not yet acked.", |l| l.ack_pending),
+    ("consumer_redelivered", "Messages delivered more than once.", |l| l.redelivered),
 ];
 
 impl Collector for Shared {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        for (name, help, kind, pick) in FAMILIES {
-            let samples: Vec<(&str, u64)> = self
-                .0
-                .members
-                .iter()
-                .filter_map(|m| pick(m).map(|v| (m.name.as_str(), v)))
-                .collect();
-            if samples.is_empty() {
-                continue;
+        let members = &self.0.members;
+        for (name, help, count) in COUNTERS {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for member in members {
+                let labels = [("consumer", member.name.as_str())];
+                ConstCounter::new(count(&member.counts()))
+                    .encode(family.encode_family(&labels)?)?;
             }
-            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
-            for (consumer, value) in samples {
-                let labels = [("consumer", consumer)];
-                let sample = family.encode_family(&labels)?;
-                if matches!(kind, MetricType::Counter) {
-                    ConstCounter::new(value).encode(sample)?;
-                } else {
-                    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(sample)?;
-                }
+        }
+        // A lag JetStream did not report is left out, not shown as zero.
+        let lags: Vec<(&str, Lag)> = members
+            .iter()
+            .filter_map(|m| m.lag().map(|lag| (m.name.as_str(), lag)))
+            .collect();
+        if lags.is_empty() {
+            return Ok(());
+        }
+        for (name, help, value) in GAUGES {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (consumer, lag) in &lags {
+                let gauge = ConstGauge::new(i64::try_from(value(lag)).unwrap_or(i64::MAX));
+                gauge.encode(family.encode_family(&[("consumer", *consumer)])?)?;
             }
         }
         Ok(())

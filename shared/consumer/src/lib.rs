@@ -37,5 +37,4 @@ pub mod store;
 pub use group::Group;
 pub use runtime::{
     Consumer, ConsumerSpec, Counts, Decision, Delivery, Handler, HandlerError, Lag, Outcome, lag,
-    render_metrics,
 };

@@ -1,6 +1,6 @@
 //! What a consumer tells an operator: its counters ([`ConsumerMetrics`],
 //! copied out as [`Counts`]), its backlog as JetStream reports it ([`Lag`],
-//! [`lag`]), and both as Prometheus text ([`render_metrics`]).
+//! [`lag`]). `crate::group` reports both at `/metrics`.
 //!
 //! Kept apart from the loop because the services' `/metrics` handlers use
 //! these on their own: they hold the counters' [`Arc`](std::sync::Arc), ask
@@ -96,77 +96,4 @@ pub async fn lag(
         ack_pending: u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX),
         redelivered: u64::try_from(info.num_redelivered).unwrap_or(u64::MAX),
     })
-}
-
-/// Prometheus text for consumers: each one's counts, and its lag when
-/// known, one metric family at a time (as the format requires).
-pub fn render_metrics(consumers: &[(&str, Counts, Option<Lag>)]) -> String {
-    use std::fmt::Write as _;
-    type Pick = fn(&Counts, Option<&Lag>) -> Option<u64>;
-    let families: [(&str, &str, &str, Pick); 8] = [
-        (
-            "consumer_applied_total",
-            "counter",
-            "Events whose effect committed.",
-            |c, _| Some(c.applied),
-        ),
-        (
-            "consumer_duplicates_total",
-            "counter",
-            "Events skipped because the inbox had them.",
-            |c, _| Some(c.duplicates),
-        ),
-        (
-            "consumer_stale_total",
-            "counter",
-            "Events skipped because their aggregate was past them.",
-            |c, _| Some(c.stale),
-        ),
-        (
-            "consumer_retried_total",
-            "counter",
-            "Deliveries postponed (failures, gaps, database down).",
-            |c, _| Some(c.retried),
-        ),
-        (
-            "consumer_dead_lettered_total",
-            "counter",
-            "Messages sent to the dead letters.",
-            |c, _| Some(c.dead_lettered),
-        ),
-        (
-            "consumer_pending",
-            "gauge",
-            "Messages not yet delivered.",
-            |_, l| l.map(|l| l.pending),
-        ),
-        (
-            "consumer_ack_pending",
-            "gauge",
-            "Messages delivered and not yet acked.",
-            |_, l| l.map(|l| l.ack_pending),
-        ),
-        (
-            "consumer_redelivered",
-            "gauge",
-            "Messages delivered more than once.",
-            |_, l| l.map(|l| l.redelivered),
-        ),
-    ];
-    let mut out = String::new();
-    for (metric, kind, help, pick) in families {
-        let samples: Vec<(&str, u64)> = consumers
-            .iter()
-            .filter_map(|(name, counts, lag)| pick(counts, lag.as_ref()).map(|v| (*name, v)))
-            .collect();
-        if samples.is_empty() {
-            continue;
-        }
-        let _ = writeln!(out, "# HELP {metric} {help}");
-        let _ = writeln!(out, "# TYPE {metric} {kind}");
-        for (name, value) in samples {
-            let _ = writeln!(out, "{metric}{{consumer=\"{name}\"}} {value}");
-        }
-    }
-    out
 }

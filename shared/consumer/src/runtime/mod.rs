@@ -16,7 +16,7 @@
 //! | `spec.rs` | what a service declares: [`ConsumerSpec`], [`Handler`], [`Delivery`], [`HandlerError`] |
 //! | `decision.rs` | the database half: [`Decision`], [`Outcome`], the retry backoff |
 //! | `delivery_loop.rs` | [`Consumer`], its loop, the broker half and the consumer span |
-//! | `metrics.rs` | [`ConsumerMetrics`], [`Counts`], [`Lag`], [`lag`], [`render_metrics`] |
+//! | `metrics.rs` | [`ConsumerMetrics`], [`Counts`], [`Lag`], [`lag`] |
 
 mod decision;
 mod delivery_loop;
@@ -25,5 +25,5 @@ mod spec;
 
 pub use decision::{Decision, Outcome};
 pub use delivery_loop::Consumer;
-pub use metrics::{ConsumerMetrics, Counts, Lag, lag, render_metrics};
+pub use metrics::{ConsumerMetrics, Counts, Lag, lag};
 pub use spec::{ConsumerSpec, Delivery, Handler, HandlerError};
