@@ -18,19 +18,18 @@
 //! Benchmarks print figures measured in the same run against the raw limit
 //! of the server underneath (raw JetStream publish for the relay), and the
 //! ratio between them; they never assert timings.
+//!
+//! This file is the command tree and the dispatch only; each command is a
+//! module of the same name under [`commands`].
 
 // A command-line tool reports on stdout.
 #![allow(clippy::print_stdout)]
 
-mod bench;
-mod demo;
-mod identity;
-mod messaging_cmds;
-mod outbox;
-mod reporting_cmds;
-mod seatmap_bench;
+mod commands;
 
 use clap::{Parser, Subcommand};
+
+use commands::{bench, consumers, demo, dlq, keygen, outbox, reporting, seed, token, trace};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,34 +57,28 @@ enum Command {
     /// Durable consumers.
     Consumers {
         #[command(subcommand)]
-        command: Consumers,
+        command: consumers::Consumers,
     },
     /// Dead letters: list, show, redrive, purge.
     Dlq {
         #[command(subcommand)]
-        command: messaging_cmds::Dlq,
+        command: dlq::Dlq,
     },
     /// The reporting read model.
     Reporting {
         #[command(subcommand)]
-        command: reporting_cmds::Reporting,
+        command: reporting::Reporting,
     },
     /// Write the development key pair (signing.pem, jwks.json); keeps an existing one.
-    Keygen(identity::KeygenArgs),
+    Keygen(keygen::KeygenArgs),
     /// Print a bearer token signed with the development key.
-    Token(identity::TokenArgs),
+    Token(token::TokenArgs),
     /// Create the demo concerts through inventory's API (idempotent).
-    Seed(demo::SeedArgs),
+    Seed(seed::SeedArgs),
     /// Hold two seats, order, pay, wait for CONFIRMED; print the trace id.
     Demo(demo::Endpoints),
     /// Print a trace from Jaeger as a tree.
-    Trace(demo::TraceArgs),
-}
-
-#[derive(Debug, Subcommand)]
-enum Consumers {
-    /// Pending, in-flight and redelivered messages per consumer.
-    Lag(messaging_cmds::Nats),
+    Trace(trace::TraceArgs),
 }
 
 #[tokio::main]
@@ -94,16 +87,14 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Bench { what } => bench::run(what).await,
         Command::Outbox { command } => outbox::run(command).await,
-        Command::Consumers {
-            command: Consumers::Lag(nats),
-        } => messaging_cmds::lag(nats).await,
-        Command::Dlq { command } => messaging_cmds::dlq(command).await,
-        Command::Reporting { command } => reporting_cmds::run(command).await,
-        Command::Keygen(args) => identity::keygen(&args),
-        Command::Token(args) => identity::token(&args),
-        Command::Seed(args) => demo::seed(args).await,
-        Command::Demo(endpoints) => demo::demo(endpoints).await,
-        Command::Trace(args) => demo::trace(args).await,
+        Command::Consumers { command } => consumers::run(command).await,
+        Command::Dlq { command } => dlq::run(command).await,
+        Command::Reporting { command } => reporting::run(command).await,
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Token(args) => token::run(&args),
+        Command::Seed(args) => seed::run(args).await,
+        Command::Demo(endpoints) => demo::run(endpoints).await,
+        Command::Trace(args) => trace::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -4,8 +4,9 @@
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
+
+use super::support::{connect_postgres, defaults};
 
 /// Outbox commands.
 #[derive(Debug, Subcommand)]
@@ -30,11 +31,7 @@ pub(crate) struct Target {
     #[arg(long, value_enum)]
     service: Option<Service>,
     /// The service database that holds the outbox.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/orders"
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = defaults::ORDERS_DATABASE)]
     database_url: String,
 }
 
@@ -61,13 +58,8 @@ impl Target {
     }
 
     async fn connect(&self) -> anyhow::Result<PgPool> {
-        let url = settings::SecretUrl::new(&self.url()?);
-        PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(std::time::Duration::from_secs(3))
-            .connect(url.expose())
-            .await
-            .with_context(|| format!("cannot reach Postgres at {url}"))
+        // One connection: each command is a query or two.
+        connect_postgres(&self.url()?, 1).await
     }
 }
 

@@ -1,7 +1,7 @@
-//! `ticketctl bench`: throughput figures measured against the raw limit of
-//! the server underneath, in the same run, with the ratio printed.
+//! `ticketctl bench relay`: the relay's throughput against raw JetStream
+//! publish, and the pay path that feeds it.
 //!
-//! `bench relay` measures, against one Postgres and one NATS server:
+//! It measures, against one Postgres and one NATS server:
 //! - (a) raw JetStream publish: the same envelope bytes and headers the
 //!   relay sends (a unique `Nats-Msg-Id` each), in windows of one relay
 //!   batch, every PubAck awaited;
@@ -10,44 +10,34 @@
 //! - (c) the order pay path over HTTP (idempotency key + conditional
 //!   update + outbox row in one transaction), with `NOTIFY` on and off.
 //!
-//! Every run works in scratch databases and stream prefixes of its own and
-//! removes them at the end.
+//! The `query!` texts below are the keys of the committed query data
+//! (`.sqlx/`): a changed one needs `scripts/sqlx-prepare` before it builds.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use clap::{Args, Subcommand};
+use clap::Args;
 use futures::future::try_join_all;
 use messaging::{StreamKind, Topology};
 use relay::store::AfterPublish;
+use service::Service as _;
 use sqlx::{Connection as _, PgConnection, PgPool};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::identity::ScratchKeys;
-
-/// What to benchmark.
-#[derive(Debug, Subcommand)]
-pub(crate) enum Bench {
-    /// Relay throughput against raw JetStream publish, and the pay path with and without NOTIFY.
-    Relay(RelayArgs),
-    /// Seat-map cache: stampede with and without coalescing, cached throughput against redis-benchmark.
-    Seatmap(crate::seatmap_bench::SeatMapArgs),
-}
+use super::{
+    ScratchKeys, Served, database_url, drop_database, median, rate, scratch_name, service_env,
+};
+use crate::commands::support::{defaults, signed_in_client};
 
 /// Options of `bench relay`.
 #[derive(Debug, Args)]
 pub(crate) struct RelayArgs {
     /// A Postgres server where scratch databases may be created.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = defaults::POSTGRES)]
     database_url: String,
     /// NATS with JetStream.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(long, env = "NATS_URL", default_value = defaults::NATS)]
     nats_url: String,
     /// Events for (a) and (b).
     #[arg(long, default_value_t = 20_000)]
@@ -69,15 +59,8 @@ pub(crate) struct RelayArgs {
     writers: usize,
 }
 
-/// Runs a benchmark.
-pub(crate) async fn run(bench: Bench) -> anyhow::Result<()> {
-    match bench {
-        Bench::Relay(args) => relay(args).await,
-        Bench::Seatmap(args) => crate::seatmap_bench::run(args).await,
-    }
-}
-
-async fn relay(args: RelayArgs) -> anyhow::Result<()> {
+/// Runs the benchmark.
+pub(super) async fn run(args: RelayArgs) -> anyhow::Result<()> {
     let nats = async_nats::connect(&args.nats_url)
         .await
         .with_context(|| format!("cannot connect to NATS at {}", args.nats_url))?;
@@ -264,23 +247,17 @@ async fn relay_publish(
 async fn pay_path(args: &RelayArgs, notify: bool) -> anyhow::Result<f64> {
     let scratch = Scratch::create(&args.database_url).await?;
     let keys = ScratchKeys::new()?;
-    let env = settings::Env::from_pairs([
-        ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
-        ("AUTH_JWKS_PATH", keys.jwks_path()),
-        ("DATABASE_URL", scratch.url.clone()),
-        ("DB_MAX_CONNECTIONS", args.writers.to_string()),
-        ("OUTBOX_NOTIFY", notify.to_string()),
-        ("RUST_LOG", "warn".to_owned()),
-        ("CONSUME_INVENTORY_EVENTS", "false".to_owned()),
-        // Measure the pay path, not the per-customer rate limit.
-        ("RATE_LIMIT_PER_SECOND", "1000000000".to_owned()),
-        ("RATE_LIMIT_BURST", "1000000000".to_owned()),
-        ("MAX_IN_FLIGHT", "100000".to_owned()),
-    ]);
-    let app = orders::Application::build(orders::Config::from_env(&env)?).await?;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let env = service_env(
+        &keys,
+        [
+            ("DATABASE_URL", scratch.url.clone()),
+            ("DB_MAX_CONNECTIONS", args.writers.to_string()),
+            ("OUTBOX_NOTIFY", notify.to_string()),
+            ("CONSUME_INVENTORY_EVENTS", "false".to_owned()),
+        ],
+    );
+    let app = orders::Orders::build(orders::Config::from_env(&env)?).await?;
+    let server = Served::start(app);
 
     // One customer owns every order, and pays with their token: the
     // measured path includes verifying it, as every real payment does.
@@ -298,17 +275,10 @@ async fn pay_path(args: &RelayArgs, notify: bool) -> anyhow::Result<f64> {
     .fetch_all(&scratch.pool)
     .await?;
     let queue = Arc::new(tokio::sync::Mutex::new(ids));
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {}", keys.customer_token(customer)?).parse()?,
-    );
-    let http = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()?;
+    let http = signed_in_client(&keys.customer_token(customer)?, reqwest::Client::builder())?;
     let started = Instant::now();
     let clients = (0..args.writers).map(|_| {
-        let (queue, http, base) = (queue.clone(), http.clone(), base.clone());
+        let (queue, http, base) = (queue.clone(), http.clone(), server.base.clone());
         async move {
             loop {
                 let Some(id) = queue.lock().await.pop() else {
@@ -327,17 +297,13 @@ async fn pay_path(args: &RelayArgs, notify: bool) -> anyhow::Result<f64> {
     });
     try_join_all(clients).await?;
     let rate = rate(args.pays, started.elapsed());
-    shutdown.cancel();
-    server.await??;
+    server.stop().await?;
     scratch.drop().await?;
     Ok(rate)
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
+/// A JetStream context that lets `batch` publishes wait for their acks at
+/// once (twice that in flight), and holds further publishes back beyond.
 fn context(nats: &async_nats::Client, batch: usize) -> async_nats::jetstream::Context {
     async_nats::jetstream::context::ContextBuilder::new()
         .max_ack_inflight(batch * 2)
@@ -346,18 +312,13 @@ fn context(nats: &async_nats::Client, batch: usize) -> async_nats::jetstream::Co
 }
 
 fn scratch_topology() -> anyhow::Result<Topology> {
-    Topology::new(&format!("bench_{}", Uuid::new_v4().simple())).map_err(anyhow::Error::msg)
+    Topology::new(&scratch_name("bench")).map_err(anyhow::Error::msg)
 }
 
 async fn delete_streams(js: &async_nats::jetstream::Context, topology: &Topology) {
     for kind in StreamKind::ALL {
         let _ = js.delete_stream(topology.stream(kind)).await;
     }
-}
-
-#[allow(clippy::cast_precision_loss)] // counts far below 2^52
-fn rate(count: usize, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64()
 }
 
 /// An `OrderPaid` envelope like the ones the orders service writes.
@@ -392,15 +353,12 @@ struct Scratch {
 
 impl Scratch {
     async fn create(admin_url: &str) -> anyhow::Result<Self> {
-        let name = format!("bench_{}", Uuid::new_v4().simple());
+        let name = scratch_name("bench");
         let mut admin = PgConnection::connect(admin_url).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
             .execute(&mut admin)
             .await?;
-        let base = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url, |(server, _)| server);
-        let url = format!("{base}/{name}");
+        let url = database_url(admin_url, &name);
         let pool = PgPool::connect(&url).await?;
         orders::MIGRATOR.run(&pool).await?;
         Ok(Self {
@@ -413,13 +371,6 @@ impl Scratch {
 
     async fn drop(self) -> anyhow::Result<()> {
         self.pool.close().await;
-        let mut admin = PgConnection::connect(&self.admin_url).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "drop database {} with (force)",
-            self.name
-        )))
-        .execute(&mut admin)
-        .await?;
-        Ok(())
+        drop_database(&self.admin_url, &self.name).await
     }
 }

@@ -1,8 +1,9 @@
 //! `ticketctl reporting rebuild`: replay `ORDER_EVENTS` into a fresh read
 //! model and swap it in, with a progress bar.
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
+
+use super::support::{Nats, connect_postgres, defaults};
 
 /// Reporting commands.
 #[derive(Debug, Subcommand)]
@@ -15,26 +16,16 @@ pub(crate) enum Reporting {
 #[derive(Debug, Args)]
 pub(crate) struct RebuildArgs {
     /// The reporting database.
-    #[arg(
-        long,
-        env = "REPORTING_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/reporting"
-    )]
+    #[arg(long, env = "REPORTING_DATABASE_URL", default_value = defaults::REPORTING_DATABASE)]
     database_url: String,
     #[command(flatten)]
-    nats: crate::messaging_cmds::Nats,
+    nats: Nats,
 }
 
 /// Runs a reporting command.
 pub(crate) async fn run(command: Reporting) -> anyhow::Result<()> {
     let Reporting::Rebuild(args) = command;
-    let url = settings::SecretUrl::new(&args.database_url);
-    let db = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(std::time::Duration::from_secs(3))
-        .connect(url.expose())
-        .await
-        .with_context(|| format!("cannot reach Postgres at {url}"))?;
+    let db = connect_postgres(&args.database_url, 2).await?;
     let (js, topology) = args.nats.connect().await?;
     // indicatif draws only on a terminal; in a pipe or a CI log the bar
     // stays silent and the summary line below says what happened.

@@ -11,12 +11,13 @@
 //!    the service's seat-map read without HTTP (its Lua script and the
 //!    decoding, from the same number of concurrent tasks on the service's
 //!    one multiplexed connection), and `redis-benchmark` GET at the same
-//!    concurrency with a value as large as the seat map. The ratios say what HTTP, JSON and
-//!    the hold overlay cost on top of Redis.
+//!    concurrency with a value as large as the seat map. The ratios say
+//!    what HTTP, JSON and the hold overlay cost on top of Redis.
 //!
-//! Figures are printed, never asserted. Everything scratch is removed at
-//! the end.
+//! Figures are printed, never asserted. Everything scratch (the database,
+//! the Redis keys under the prefix) is removed at the end.
 
+use std::future::Future;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,27 +26,25 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use futures::future::join_all;
-use sqlx::{Connection as _, PgConnection};
-use tokio_util::sync::CancellationToken;
+use service::Service as _;
 use uuid::Uuid;
 
-use crate::identity::ScratchKeys;
+use super::{
+    ScratchKeys, Served, database_url, drop_database, median, rate, scratch_name, service_env,
+};
+use crate::commands::support::defaults;
 
 /// Options of `bench seatmap`.
 #[derive(Debug, Args)]
 pub(crate) struct SeatMapArgs {
     /// A Postgres server where a scratch database may be created.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = defaults::POSTGRES)]
     database_url: String,
     /// NATS (catalog broadcasts).
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(long, env = "NATS_URL", default_value = defaults::NATS)]
     nats_url: String,
     /// Redis.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(long, env = "REDIS_URL", default_value = defaults::REDIS)]
     redis_url: String,
     /// Seats per concert (sets the size of a seat map).
     #[arg(long, default_value_t = 200)]
@@ -66,11 +65,9 @@ pub(crate) struct SeatMapArgs {
 
 /// One in-process inventory instance and what it needs.
 struct Instance {
-    base: String,
-    seat_maps: inventory::seatmap::SeatMaps,
+    served: Served,
+    seat_maps: inventory::seat_map::SeatMaps,
     keys: ScratchKeys,
-    shutdown: CancellationToken,
-    stopped: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Instance {
@@ -83,51 +80,40 @@ impl Instance {
         let nats_prefix = format!("{scratch}_");
         let redis_prefix = format!("{scratch}:");
         let keys = ScratchKeys::new()?;
-        let jwks_path = keys.jwks_path();
-        let env = settings::Env::from_pairs([
-            ("HTTP_ADDR", "127.0.0.1:0"),
-            ("AUTH_JWKS_PATH", &jwks_path),
-            ("DATABASE_URL", db_url),
-            ("NATS_URL", &args.nats_url),
-            ("NATS_PREFIX", &nats_prefix),
-            ("REDIS_URL", &args.redis_url),
-            ("REDIS_PREFIX", &redis_prefix),
-            ("SEATMAP_COALESCE", if coalesce { "true" } else { "false" }),
-            // Measure the cache, not the admission control.
-            ("RATE_LIMIT_PER_SECOND", "1000000000"),
-            ("RATE_LIMIT_BURST", "1000000000"),
-            ("MAX_IN_FLIGHT", "100000"),
-            // Without coalescing, the stampede must reach Postgres rather
-            // than queue on the fallback limit.
-            ("SEATMAP_DB_CONCURRENCY", "64"),
-            ("DB_MAX_CONNECTIONS", "64"),
-            ("REDIS_TIMEOUT", "5s"),
-            ("LOG_FORMAT", "pretty"),
-            ("RUST_LOG", "warn"),
-        ]);
+        let env = service_env(
+            &keys,
+            [
+                ("DATABASE_URL", db_url),
+                ("NATS_URL", &args.nats_url),
+                ("NATS_PREFIX", &nats_prefix),
+                ("REDIS_URL", &args.redis_url),
+                ("REDIS_PREFIX", &redis_prefix),
+                ("SEATMAP_COALESCE", if coalesce { "true" } else { "false" }),
+                // Without coalescing, the stampede must reach Postgres rather
+                // than queue on the fallback limit.
+                ("SEATMAP_DB_CONCURRENCY", "64"),
+                ("DB_MAX_CONNECTIONS", "64"),
+                ("REDIS_TIMEOUT", "5s"),
+                ("LOG_FORMAT", "pretty"),
+            ],
+        );
         let config = inventory::Config::from_env(&env)?;
-        let app = inventory::Application::build(config).await?;
-        let base = format!("http://127.0.0.1:{}", app.port());
-        let seat_maps = app.seat_maps().clone();
-        let shutdown = CancellationToken::new();
-        let stopped = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let app = inventory::Inventory::build(config).await?;
+        let seat_maps = app.handles().seat_maps.clone();
+        let served = Served::start(app);
         Ok(Self {
-            base,
+            served,
             seat_maps,
             keys,
-            shutdown,
-            stopped,
         })
     }
 
     async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        self.stopped.await??;
-        Ok(())
+        self.served.stop().await
     }
 
     fn db_loads(&self) -> u64 {
-        self.seat_maps.metrics().db_loads.load(Ordering::SeqCst)
+        self.seat_maps.metrics().db_loads.get()
     }
 
     async fn concert(&self, http: &reqwest::Client, seats: usize) -> anyhow::Result<Uuid> {
@@ -140,7 +126,7 @@ impl Instance {
             "seats": (1..=seats).map(|i| serde_json::json!({ "seat_id": format!("S-{i}"), "price_cents": 4500 })).collect::<Vec<_>>(),
         });
         let response = http
-            .post(format!("{}/events", self.base))
+            .post(format!("{}/events", self.served.base))
             .bearer_auth(self.keys.operator_token()?)
             .json(&body)
             .send()
@@ -154,13 +140,9 @@ impl Instance {
 }
 
 /// Runs the benchmark.
-pub(crate) async fn run(args: SeatMapArgs) -> anyhow::Result<()> {
-    let scratch = format!("bench_inventory_{}", Uuid::new_v4().simple());
-    let base = args
-        .database_url
-        .rsplit_once('/')
-        .map_or(args.database_url.as_str(), |(server, _)| server);
-    let db_url = format!("{base}/{scratch}");
+pub(super) async fn run(args: SeatMapArgs) -> anyhow::Result<()> {
+    let scratch = scratch_name("bench_inventory");
+    let db_url = database_url(&args.database_url, &scratch);
     let result = measure(&args, &db_url, &scratch).await;
     cleanup(&args, &scratch, &format!("{scratch}:")).await?;
     result
@@ -210,7 +192,7 @@ async fn measure(args: &SeatMapArgs, db_url: &str, scratch: &str) -> anyhow::Res
     // 2. Cached throughput against Redis's own limit.
     let instance = Instance::start(args, db_url, scratch, true).await?;
     let concert = instance.concert(&http, args.seats).await?;
-    let url = format!("{}/events/{concert}/seats", instance.base);
+    let url = format!("{}/events/{concert}/seats", instance.served.base);
     let sample = http.get(&url).send().await?.bytes().await?;
     let (mut ours, mut script, mut raw) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.rounds {
@@ -251,7 +233,7 @@ async fn http_stampede(
     concert: Uuid,
     n: usize,
 ) -> anyhow::Result<(u64, Duration)> {
-    let url = format!("{}/events/{concert}/seats", instance.base);
+    let url = format!("{}/events/{concert}/seats", instance.served.base);
     let before = instance.db_loads();
     let started = Instant::now();
     let answers = join_all((0..n).map(|_| http.get(&url).send())).await;
@@ -293,48 +275,56 @@ async fn task_stampede(
 
 /// Requests per second of the full seat-map endpoint.
 async fn http_read(http: &reqwest::Client, url: &str, args: &SeatMapArgs) -> anyhow::Result<f64> {
-    let left = Arc::new(AtomicUsize::new(args.requests));
-    let started = Instant::now();
-    let workers = (0..args.concurrency).map(|_| {
-        let left = Arc::clone(&left);
-        let http = http.clone();
-        let url = url.to_owned();
-        tokio::spawn(async move {
-            while left
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                let response = http.get(&url).send().await?;
-                if !response.status().is_success() {
-                    bail!("seat map answered {}", response.status());
-                }
-                response.bytes().await?;
+    let (http, url) = (http.clone(), Arc::<str>::from(url));
+    throughput(args, move || {
+        let (http, url) = (http.clone(), Arc::clone(&url));
+        async move {
+            let response = http.get(&*url).send().await?;
+            if !response.status().is_success() {
+                bail!("seat map answered {}", response.status());
             }
+            response.bytes().await?;
             Ok(())
-        })
-    });
-    for worker in join_all(workers).await {
-        worker??;
-    }
-    Ok(per_second(args.requests, started.elapsed()))
+        }
+    })
+    .await
 }
 
 /// Requests per second of the service's Redis read alone.
 async fn redis_read(instance: &Instance, concert: Uuid, args: &SeatMapArgs) -> anyhow::Result<f64> {
+    let seat_maps = instance.seat_maps.clone();
+    throughput(args, move || {
+        let seat_maps = seat_maps.clone();
+        async move {
+            seat_maps
+                .get(concert)
+                .await?
+                .context("the concert exists")?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// `--requests` calls of `call` from `--concurrency` tasks, each taking
+/// the next call until none is left; calls per second. Tasks, not futures
+/// on one task, so that the clients run on every core as real ones would.
+async fn throughput<C, F>(args: &SeatMapArgs, call: C) -> anyhow::Result<f64>
+where
+    C: Fn() -> F + Clone + Send + 'static,
+    F: Future<Output = anyhow::Result<()>> + Send,
+{
     let left = Arc::new(AtomicUsize::new(args.requests));
     let started = Instant::now();
     let workers = (0..args.concurrency).map(|_| {
         let left = Arc::clone(&left);
-        let seat_maps = instance.seat_maps.clone();
+        let call = call.clone();
         tokio::spawn(async move {
             while left
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                 .is_ok()
             {
-                seat_maps
-                    .get(concert)
-                    .await?
-                    .context("the concert exists")?;
+                call().await?;
             }
             anyhow::Ok(())
         })
@@ -342,8 +332,7 @@ async fn redis_read(instance: &Instance, concert: Uuid, args: &SeatMapArgs) -> a
     for worker in join_all(workers).await {
         worker??;
     }
-    let rate = per_second(args.requests, started.elapsed());
-    Ok(rate)
+    Ok(rate(args.requests, started.elapsed()))
 }
 
 /// `redis-benchmark` GET at the same concurrency and value size.
@@ -389,24 +378,9 @@ fn url_host_port(url: &str) -> anyhow::Result<(String, String)> {
     Ok((host.to_owned(), port.to_owned()))
 }
 
-fn per_second(n: usize, took: Duration) -> f64 {
-    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
-    let n = n as f64;
-    n / took.as_secs_f64()
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
+/// Drops the scratch database and the Redis keys under `prefix`.
 async fn cleanup(args: &SeatMapArgs, scratch: &str, prefix: &str) -> anyhow::Result<()> {
-    let mut admin = PgConnection::connect(&args.database_url).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "drop database if exists {scratch} with (force)"
-    )))
-    .execute(&mut admin)
-    .await?;
+    drop_database(&args.database_url, scratch).await?;
     let redis = redis::Client::open(args.redis_url.as_str())?;
     let mut connection = redis.get_multiplexed_async_connection().await?;
     let keys: Vec<String> = redis::cmd("KEYS")

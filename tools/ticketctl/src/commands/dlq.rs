@@ -1,38 +1,11 @@
-//! `ticketctl dlq …` and `ticketctl consumers lag`: the dead letters and
-//! the backlog of every durable consumer.
+//! `ticketctl dlq list | show <seq> | redrive <seq> | purge`: the dead
+//! letters every consumer parks in the `DEAD_LETTERS` stream, and putting
+//! one back on its original subject once its cause is fixed.
 
-use anyhow::Context as _;
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use consumer::dlq;
-use futures::TryStreamExt as _;
-use messaging::{StreamKind, Topology};
 
-/// Where NATS is and which names to use.
-#[derive(Debug, Args)]
-pub(crate) struct Nats {
-    /// NATS with JetStream.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
-    /// Prefix of stream and subject names.
-    #[arg(long, env = "NATS_PREFIX", default_value = "")]
-    nats_prefix: String,
-}
-
-impl Nats {
-    pub(crate) async fn connect(
-        &self,
-    ) -> anyhow::Result<(async_nats::jetstream::Context, Topology)> {
-        let url = settings::SecretUrl::new(&self.nats_url);
-        let (address, options) = messaging::options_for(&url)?;
-        let client = options
-            .connection_timeout(std::time::Duration::from_secs(3))
-            .connect(address)
-            .await
-            .with_context(|| format!("cannot reach NATS at {url}"))?;
-        let topology = Topology::new(&self.nats_prefix).map_err(anyhow::Error::msg)?;
-        Ok((async_nats::jetstream::new(client), topology))
-    }
-}
+use super::support::Nats;
 
 /// Dead-letter commands.
 #[derive(Debug, Subcommand)]
@@ -58,7 +31,7 @@ pub(crate) enum Dlq {
 }
 
 /// Runs a dead-letter command.
-pub(crate) async fn dlq(command: Dlq) -> anyhow::Result<()> {
+pub(crate) async fn run(command: Dlq) -> anyhow::Result<()> {
     match command {
         Dlq::List(nats) => {
             let (js, topology) = nats.connect().await?;
@@ -95,32 +68,6 @@ pub(crate) async fn dlq(command: Dlq) -> anyhow::Result<()> {
         Dlq::Purge(nats) => {
             let (js, topology) = nats.connect().await?;
             println!("{} dead letters deleted", dlq::purge(&js, &topology).await?);
-        }
-    }
-    Ok(())
-}
-
-/// `ticketctl consumers lag`: pending, in flight and redelivered per consumer.
-pub(crate) async fn lag(nats: Nats) -> anyhow::Result<()> {
-    let (js, topology) = nats.connect().await?;
-    println!(
-        "{:<20} {:<26} {:>9} {:>12} {:>12}",
-        "stream", "consumer", "pending", "ack pending", "redelivered"
-    );
-    for kind in StreamKind::ALL {
-        let Ok(stream) = js.get_stream(topology.stream(kind)).await else {
-            continue;
-        };
-        let infos: Vec<_> = stream.consumers().try_collect().await?;
-        for info in infos {
-            println!(
-                "{:<20} {:<26} {:>9} {:>12} {:>12}",
-                info.stream_name,
-                info.name,
-                info.num_pending,
-                info.num_ack_pending,
-                info.num_redelivered
-            );
         }
     }
     Ok(())

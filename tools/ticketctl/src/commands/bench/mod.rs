@@ -1,0 +1,156 @@
+//! `ticketctl bench`: throughput figures measured against the raw limit of
+//! the server underneath, in the same run, with the ratio printed.
+//!
+//! - `bench relay` ([`relay`]): the relay against raw JetStream publish,
+//!   and the pay path with and without `NOTIFY`;
+//! - `bench seatmap` ([`seatmap`]): the seat-map cache against Redis's own
+//!   limit, and a stampede with and without coalescing.
+//!
+//! Figures are printed, never asserted: the machine they run on decides
+//! them. Every run works in scratch databases, stream prefixes and key
+//! prefixes of its own and removes them at the end. This file holds what
+//! both benchmarks need: in-process services with throwaway keys, scratch
+//! database names, medians and rates.
+
+mod relay;
+mod seatmap;
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use httpkit::auth::dev::{TempKeys, TokenRequest};
+use sqlx::{Connection as _, PgConnection};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// What to benchmark.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Bench {
+    /// Relay throughput against raw JetStream publish, and the pay path with and without NOTIFY.
+    Relay(relay::RelayArgs),
+    /// Seat-map cache: stampede with and without coalescing, cached throughput against redis-benchmark.
+    Seatmap(seatmap::SeatMapArgs),
+}
+
+/// Runs a benchmark.
+pub(crate) async fn run(bench: Bench) -> anyhow::Result<()> {
+    match bench {
+        Bench::Relay(args) => relay::run(args).await,
+        Bench::Seatmap(args) => seatmap::run(args).await,
+    }
+}
+
+/// A throwaway key pair for the benchmarks' in-process services: they
+/// trust it, and the benchmark signs its callers' tokens with it.
+struct ScratchKeys(TempKeys);
+
+impl ScratchKeys {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self(TempKeys::new()?))
+    }
+
+    /// `AUTH_JWKS_PATH` for a service that trusts these keys.
+    fn jwks_path(&self) -> String {
+        self.0.jwks_path().display().to_string()
+    }
+
+    fn operator_token(&self) -> anyhow::Result<String> {
+        Ok(self.0.issuer().mint(&TokenRequest::operator("bench"))?)
+    }
+
+    fn customer_token(&self, customer: Uuid) -> anyhow::Result<String> {
+        Ok(self.0.issuer().mint(&TokenRequest::customer(customer))?)
+    }
+}
+
+/// A service's settings for a benchmark: `own`, after what every
+/// in-process service gets: an ephemeral port, trust in `keys`, warnings
+/// only in the log, and admission control out of the way (a benchmark
+/// measures the path behind the limits, not the limits).
+fn service_env<V: Into<String>>(
+    keys: &ScratchKeys,
+    own: impl IntoIterator<Item = (&'static str, V)>,
+) -> settings::Env {
+    let common = [
+        ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+        ("AUTH_JWKS_PATH", keys.jwks_path()),
+        ("RUST_LOG", "warn".to_owned()),
+        ("RATE_LIMIT_PER_SECOND", "1000000000".to_owned()),
+        ("RATE_LIMIT_BURST", "1000000000".to_owned()),
+        ("MAX_IN_FLIGHT", "100000".to_owned()),
+    ];
+    settings::Env::from_pairs(
+        common
+            .into_iter()
+            .chain(own.into_iter().map(|(name, value)| (name, value.into()))),
+    )
+}
+
+/// A service (`orders`, `inventory`) running in this process until
+/// [`Served::stop`].
+struct Served {
+    /// `http://127.0.0.1:<port>`.
+    base: String,
+    shutdown: CancellationToken,
+    stopped: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    /// Runs a built service (take what its handles lend first).
+    fn start<H: Send + 'static>(app: service::App<H>) -> Self {
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let shutdown = CancellationToken::new();
+        let stopped = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Self {
+            base,
+            shutdown,
+            stopped,
+        }
+    }
+
+    /// Stops the service and waits until it has; its error, if it failed.
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.stopped.await??;
+        Ok(())
+    }
+}
+
+/// A name no other run uses, for a scratch database, stream prefix or key
+/// prefix: runs on one server never see each other's data.
+fn scratch_name(prefix: &str) -> String {
+    format!("{prefix}_{}", Uuid::new_v4().simple())
+}
+
+/// The URL of database `name` on the server `admin_url` points at.
+fn database_url(admin_url: &str, name: &str) -> String {
+    let server = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url, |(server, _)| server);
+    format!("{server}/{name}")
+}
+
+/// Drops database `name` on the server `admin_url` points at, whoever is
+/// still connected to it.
+async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    let mut admin = PgConnection::connect(admin_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "drop database if exists {name} with (force)"
+    )))
+    .execute(&mut admin)
+    .await?;
+    Ok(())
+}
+
+/// The median; the shared machine is noisy, so every figure is the median
+/// of interleaved rounds. NaN for no rounds.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// `count` per second.
+#[allow(clippy::cast_precision_loss)] // counts far below 2^52
+fn rate(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
