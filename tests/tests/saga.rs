@@ -28,6 +28,7 @@ use relay::Relay;
 use reporting::Reporting;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sqlx::PgPool;
 use testkit::{Ask as _, Running, World, eventually};
 use uuid::Uuid;
 
@@ -191,7 +192,7 @@ impl System {
     async fn status(&self, order: Uuid) -> String {
         sqlx::query_scalar("select status from orders where id = $1")
             .bind(order)
-            .fetch_one(&self.orders.handles().db)
+            .fetch_one(self.orders.lent::<PgPool>())
             .await
             .unwrap()
     }
@@ -210,7 +211,7 @@ impl System {
         sqlx::query_scalar("select order_id from seats where event_id = $1 and seat_id = $2")
             .bind(self.concert)
             .bind(seat)
-            .fetch_one(&self.inventory.handles().db)
+            .fetch_one(self.inventory.lent::<PgPool>())
             .await
             .unwrap()
     }
@@ -220,7 +221,7 @@ impl System {
             "select event_type from outbox where aggregate_id = $1 order by aggregate_version",
         )
         .bind(order)
-        .fetch_all(&self.orders.handles().db)
+        .fetch_all(self.orders.lent::<PgPool>())
         .await
         .unwrap()
     }
@@ -352,7 +353,7 @@ async fn an_order_whose_hold_went_to_another_customer_loses_the_seat_even_when_p
         "select fencing_token from order_lines where order_id = any($1) order by fencing_token",
     )
     .bind([stale, current])
-    .fetch_all(&system.orders.handles().db)
+    .fetch_all(system.orders.lent::<PgPool>())
     .await
     .unwrap();
     assert!(
@@ -386,7 +387,12 @@ async fn reporting_follows_the_orders_and_a_rebuild_from_the_log_reproduces_it()
     let live = system.report().await.unwrap();
     assert_eq!(live["revenue_cents"], 9_000);
 
-    let reporting::Handles { db, js, topology } = system.reporting.handles();
+    let reporting = &system.reporting;
+    let (db, js, topology) = (
+        reporting.lent::<PgPool>(),
+        reporting.lent::<async_nats::jetstream::Context>(),
+        reporting.lent::<messaging::Topology>(),
+    );
     let mut progress = Vec::new();
     let report =
         reporting::rebuild::rebuild(db, js, topology, |done, total| progress.push((done, total)))
@@ -525,6 +531,9 @@ async fn every_metric_the_docs_name_is_in_a_scrape() {
             })
         })
         .collect();
-    assert!(missing.is_empty(), "documented but not scraped: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "documented but not scraped: {missing:?}"
+    );
     system.stop().await;
 }

@@ -119,7 +119,7 @@ impl Services {
         sqlx::query_as(
             "select event_type, aggregate_version, subject, traceparent from outbox order by id",
         )
-        .fetch_all(&self.orders.handles().db)
+        .fetch_all(self.orders.lent::<sqlx::PgPool>())
         .await
         .unwrap()
     }

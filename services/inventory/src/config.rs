@@ -3,10 +3,8 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `HTTP_ADDR`, `REQUEST_TIMEOUT`, `BODY_LIMIT_BYTES`, `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `0.0.0.0:8081`, `10s`, `1048576` (1 MiB), `5s`, `1024` | the API's server: see `service::HttpConfig` |
-//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/inventory` | created if missing |
-//! | `DB_MAX_CONNECTIONS` | `10` | pool size |
-//! | `NATS_URL` | `nats://127.0.0.1:4222` | |
-//! | `NATS_PREFIX` | empty | prefix of stream, subject and consumer names |
+//! | `DATABASE_URL`, `DB_MAX_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT`, `DB_CONNECT_DEADLINE` | `postgres://postgres@127.0.0.1:5432/inventory`, `10`, `3s`, `30s` | its database, created if missing: see `pgkit::DatabaseConfig` |
+//! | `NATS_URL`, `NATS_PREFIX` | `nats://127.0.0.1:4222`, empty | NATS, and the prefix of stream, subject and consumer names |
 //! | `OUTBOX_NOTIFY` | `true` | `NOTIFY` the relay on commit |
 //! | `REDIS_URL` | `redis://127.0.0.1:6379` | seat-map cache and holds; optional at start |
 //! | `REDIS_PREFIX` | `ticketing:` | prefix of every Redis key |
@@ -23,12 +21,14 @@
 //! | `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`, `MAX_IN_FLIGHT`, `SHED_RETRY_AFTER` | `20`, `40`, `256`, `1s` | admission control of the catalog, seat-map and hold routes, see `httpkit::admission` |
 //! | `AUTH_JWKS_PATH` or `AUTH_JWKS_URL` | required | the keys bearer tokens are checked against, see `httpkit::auth` |
 //! | `AUTH_ISSUER`, `AUTH_AUDIENCE`, `AUTH_LEEWAY` | `ticketing-dev`, `ticketing`, `30s` | what a token must say |
-//! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
+//! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | logs and traces: see the `telemetry` crate (read by `service::run`) |
 
 use std::time::Duration;
 
+use messaging::NatsConfig;
+use pgkit::DatabaseConfig;
+use service::HttpConfig;
 use settings::{ConfigError, Env, SecretUrl};
-use telemetry::TelemetryConfig;
 
 use crate::seat_map::SeatMapConfig;
 
@@ -36,15 +36,11 @@ use crate::seat_map::SeatMapConfig;
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The HTTP server.
-    pub http: service::HttpConfig,
-    /// The inventory database.
-    pub database_url: SecretUrl,
-    /// Pool settings.
-    pub pool: pgkit::PoolSettings,
-    /// NATS.
-    pub nats_url: SecretUrl,
-    /// Stream, subject and consumer names.
-    pub topology: messaging::Topology,
+    pub http: HttpConfig,
+    /// The inventory database and its pool.
+    pub database: DatabaseConfig,
+    /// NATS: the order events, and catalog changes between instances.
+    pub nats: NatsConfig,
     /// Whether writes `NOTIFY` listening relays.
     pub outbox_notify: bool,
     /// Redis.
@@ -67,24 +63,16 @@ pub struct Config {
     pub admission: httpkit::admission::AdmissionLimits,
     /// How bearer tokens are checked.
     pub auth: httpkit::auth::AuthConfig,
-    /// Logging and tracing.
-    pub telemetry: TelemetryConfig,
 }
 
-impl Config {
-    /// Reads the configuration; a bad value is an error naming its variable.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+impl service::Configuration for Config {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let defaults = SeatMapConfig::default();
         Ok(Self {
             // Concerts are created with up to 10 000 seats in one body.
-            http: service::HttpConfig::from_env(env, 8081, 1024 * 1024)?,
-            database_url: env.url_or(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/inventory",
-            ),
-            pool: pgkit::PoolSettings::from_env(env)?,
-            nats_url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
-            topology: messaging::Topology::from_env(env)?,
+            http: HttpConfig::from_env(env, 8081, 1024 * 1024)?,
+            database: DatabaseConfig::from_env(env, "inventory")?,
+            nats: NatsConfig::from_env(env)?,
             outbox_notify: env.flag_or("OUTBOX_NOTIFY", true)?,
             redis_url: env.url_or("REDIS_URL", "redis://127.0.0.1:6379"),
             redis_prefix: env.string_or("REDIS_PREFIX", "ticketing:"),
@@ -103,7 +91,10 @@ impl Config {
             warmup_window: env.duration_or("WARMUP_WINDOW", Duration::from_hours(24))?,
             admission: httpkit::admission::AdmissionLimits::from_env(env)?,
             auth: httpkit::auth::AuthConfig::from_env(env)?,
-            telemetry: TelemetryConfig::from_env("inventory", env)?,
         })
+    }
+
+    fn http(&self) -> HttpConfig {
+        self.http
     }
 }

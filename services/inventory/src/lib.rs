@@ -31,7 +31,7 @@ pub mod seat_map;
 pub mod startup;
 
 pub use config::Config;
-pub use startup::{Handles, Inventory};
+pub use startup::Inventory;
 
 /// Migrations of the inventory database, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/inventory");

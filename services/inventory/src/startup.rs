@@ -8,7 +8,6 @@ use consumer::{Consumer, ConsumerSpec};
 use httpkit::admission::AdmissionMetrics;
 use messaging::StreamKind;
 use service::{App, Builder, StartupError};
-use sqlx::PgPool;
 
 use crate::Config;
 use crate::allocation::{CONSUMER, SeatAllocation};
@@ -21,36 +20,14 @@ use crate::seat_map::SeatMaps;
 /// The inventory service.
 pub struct Inventory;
 
-/// What a running inventory service lends to tests and `ticketctl`.
-#[derive(Clone)]
-pub struct Handles {
-    /// The inventory database, to seed or inspect seats.
-    pub db: PgPool,
-    /// The seat maps of the running service, to count their database
-    /// loads (`seat_maps.metrics()`) or to drive the cache directly.
-    pub seat_maps: SeatMaps,
-}
-
 impl service::Service for Inventory {
     const NAME: &'static str = "inventory";
     type Config = Config;
-    type Handles = Handles;
 
-    fn config(env: &settings::Env) -> Result<Config, settings::ConfigError> {
-        Config::from_env(env)
-    }
-
-    fn telemetry(config: &Config) -> &telemetry::TelemetryConfig {
-        &config.telemetry
-    }
-
-    async fn build(config: Config) -> Result<App<Handles>, StartupError> {
-        let mut app = Builder::new(Self::NAME, config.http);
+    async fn build(config: Config, mut app: Builder) -> Result<App, StartupError> {
         let verifier = httpkit::auth::Verifier::load(&config.auth).await?;
-        let db = app
-            .postgres(&config.database_url, config.pool, &crate::MIGRATOR)
-            .await?;
-        let nats = app.nats(&config.nats_url).await?;
+        let db = app.postgres(&config.database, &crate::MIGRATOR).await?;
+        let nats = app.nats(&config.nats).await?;
         // Only a URL that does not parse fails the start: an unreachable
         // Redis is linked in the background, and until then the service
         // serves without it (slower, holds refused) and says `degraded`.
@@ -84,7 +61,7 @@ impl service::Service for Inventory {
         let catalog = Catalog::new(
             db.clone(),
             nats.clone(),
-            config.topology.prefix(),
+            config.nats.topology.prefix(),
             config.catalog_ttl,
         );
         // Subscribed before the service serves, so that no change made
@@ -97,12 +74,12 @@ impl service::Service for Inventory {
         app.task(move |stop| async move { listener.listen(changes, stop).await });
 
         let js = async_nats::jetstream::new(nats);
-        let mut consumers = consumer::Group::new(js.clone(), config.topology.clone());
+        let mut consumers = consumer::Group::new(js.clone(), config.nats.topology.clone());
         consumers.add(Consumer::new(
             ConsumerSpec::new(CONSUMER, StreamKind::OrderEvents),
             db.clone(),
             js,
-            config.topology,
+            config.nats.topology,
             SeatAllocation {
                 outbox: outbox::Writer::with_notify(config.outbox_notify),
                 seat_maps: Some(seat_maps.clone()),
@@ -118,8 +95,11 @@ impl service::Service for Inventory {
             holds: Holds::new(db.clone(), redis, config.hold_ttl, config.hold_limit),
             warmup_window: config.warmup_window,
         };
-        let handles = Handles { db, seat_maps };
-        app.serve(api(state, verifier, config.admission, &admission), handles)
+        // For tests and the benchmark: to seed or inspect seats, and to
+        // count the seat maps' database loads.
+        app.lend(db);
+        app.lend(seat_maps);
+        app.serve(api(state, verifier, config.admission, &admission))
             .await
     }
 }

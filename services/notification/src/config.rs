@@ -3,8 +3,8 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `HTTP_ADDR`, `REQUEST_TIMEOUT`, `BODY_LIMIT_BYTES`, `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `0.0.0.0:8082`, `10s`, `1024`, `5s`, `1024` | the server of the operational routes (health, metrics, docs): see `service::HttpConfig` |
-//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/notification` | created if missing |
-//! | `NATS_URL`, `NATS_PREFIX` | | as everywhere |
+//! | `DATABASE_URL`, `DB_MAX_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT`, `DB_CONNECT_DEADLINE` | `postgres://postgres@127.0.0.1:5432/notification`, `10`, `3s`, `30s` | its database, created if missing: see `pgkit::DatabaseConfig` |
+//! | `NATS_URL`, `NATS_PREFIX` | `nats://127.0.0.1:4222`, empty | NATS, and the prefix of stream, subject and consumer names |
 //! | `EMAIL_PROVIDER` | `log` | `log` (JSON lines to `EMAIL_LOG_PATH`, or the log) or `smtp` |
 //! | `EMAIL_LOG_PATH` | unset | file the `log` provider appends to |
 //! | `SMTP_HOST`, `SMTP_PORT` | `127.0.0.1`, `1025` | plain SMTP (a mail catcher such as Mailpit) |
@@ -14,13 +14,15 @@
 //! | `WORKERS` | `2` | concurrent senders |
 //! | `WORKER_MAX_DELIVER` | `5` | attempts before a command is dead-lettered |
 //! | `WORKER_RETRY_DELAY` | `2s` | first retry delay; it doubles per attempt |
-//! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
+//! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | logs and traces: see the `telemetry` crate (read by `service::run`) |
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use settings::{ConfigError, Env, SecretUrl};
-use telemetry::TelemetryConfig;
+use messaging::NatsConfig;
+use pgkit::DatabaseConfig;
+use service::HttpConfig;
+use settings::{ConfigError, Env};
 
 /// Where e-mails go.
 #[derive(Debug, Clone)]
@@ -43,15 +45,11 @@ pub enum Provider {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The HTTP server of the operational routes.
-    pub http: service::HttpConfig,
-    /// The notification database.
-    pub database_url: SecretUrl,
-    /// Pool settings.
-    pub pool: pgkit::PoolSettings,
-    /// NATS.
-    pub nats_url: SecretUrl,
-    /// Stream, subject and consumer names.
-    pub topology: messaging::Topology,
+    pub http: HttpConfig,
+    /// Its database: the `notifications` rows and the outbox.
+    pub database: DatabaseConfig,
+    /// Where the order events and the commands are.
+    pub nats: NatsConfig,
     /// Where e-mails go.
     pub provider: Provider,
     /// The sender address.
@@ -66,13 +64,10 @@ pub struct Config {
     pub worker_max_deliver: i64,
     /// First retry delay.
     pub worker_retry_delay: Duration,
-    /// Logging and tracing.
-    pub telemetry: TelemetryConfig,
 }
 
-impl Config {
-    /// Reads the configuration; a bad value is an error naming its variable.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+impl service::Configuration for Config {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let invalid = |name: &str, value: String, reason: &str| ConfigError::Invalid {
             name: name.into(),
             value,
@@ -111,14 +106,9 @@ impl Config {
             ));
         }
         Ok(Self {
-            http: service::HttpConfig::from_env(env, 8082, 1024)?,
-            database_url: env.url_or(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/notification",
-            ),
-            pool: pgkit::PoolSettings::from_env(env)?,
-            nats_url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
-            topology: messaging::Topology::from_env(env)?,
+            http: HttpConfig::from_env(env, 8082, 1024)?,
+            database: DatabaseConfig::from_env(env, "notification")?,
+            nats: NatsConfig::from_env(env)?,
             provider,
             from: env.string_or("EMAIL_FROM", "tickets@example.com"),
             rate_per_second,
@@ -126,7 +116,10 @@ impl Config {
             workers: env.parse_or("WORKERS", 2)?,
             worker_max_deliver: env.parse_or("WORKER_MAX_DELIVER", 5)?,
             worker_retry_delay: env.duration_or("WORKER_RETRY_DELAY", Duration::from_secs(2))?,
-            telemetry: TelemetryConfig::from_env("notification", env)?,
         })
+    }
+
+    fn http(&self) -> HttpConfig {
+        self.http
     }
 }

@@ -34,7 +34,7 @@ pub mod startup;
 pub mod worker;
 
 pub use config::Config;
-pub use startup::{Handles, Notification};
+pub use startup::Notification;
 
 /// Migrations of the notification database, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/notification");

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use consumer::{Consumer, ConsumerSpec};
 use messaging::StreamKind;
 use service::{App, Builder, StartupError};
-use sqlx::PgPool;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -20,13 +19,6 @@ use crate::worker::{self, Sender};
 
 /// The notification service.
 pub struct Notification;
-
-/// What a running notification service lends to tests.
-#[derive(Clone)]
-pub struct Handles {
-    /// The notification database: its `notifications` rows and outbox.
-    pub db: PgPool,
-}
 
 /// The notification service's `OpenAPI` document: its title only, as it
 /// has no business API; `service` adds the operational routes.
@@ -42,28 +34,17 @@ pub struct ApiDoc;
 impl service::Service for Notification {
     const NAME: &'static str = "notification";
     type Config = Config;
-    type Handles = Handles;
 
-    fn config(env: &settings::Env) -> Result<Config, settings::ConfigError> {
-        Config::from_env(env)
-    }
-
-    fn telemetry(config: &Config) -> &telemetry::TelemetryConfig {
-        &config.telemetry
-    }
-
-    async fn build(config: Config) -> Result<App<Handles>, StartupError> {
-        let mut app = Builder::new(Self::NAME, config.http);
-        let db = app
-            .postgres(&config.database_url, config.pool, &crate::MIGRATOR)
-            .await?;
-        let js = async_nats::jetstream::new(app.nats(&config.nats_url).await?);
-        let mut consumers = consumer::Group::new(js.clone(), config.topology.clone());
+    async fn build(config: Config, mut app: Builder) -> Result<App, StartupError> {
+        let db = app.postgres(&config.database, &crate::MIGRATOR).await?;
+        let js = async_nats::jetstream::new(app.nats(&config.nats).await?);
+        let topology = &config.nats.topology;
+        let mut consumers = consumer::Group::new(js.clone(), topology.clone());
         consumers.add(Consumer::new(
             ConsumerSpec::new(commands::CONSUMER, StreamKind::OrderEvents),
             db.clone(),
             js.clone(),
-            config.topology.clone(),
+            topology.clone(),
             EmailRequests {
                 outbox: outbox::Writer::with_notify(true),
             },
@@ -88,14 +69,16 @@ impl service::Service for Notification {
                 sender_spec.clone(),
                 db.clone(),
                 js.clone(),
-                config.topology.clone(),
+                topology.clone(),
                 Sender {
                     mailer: mailer.clone(),
                 },
             ));
         }
         consumers.install(&mut app);
-        let api = OpenApiRouter::with_openapi(ApiDoc::openapi());
-        app.serve(api, Handles { db }).await
+        // The `notifications` rows and the outbox, for tests.
+        app.lend(db);
+        app.serve(OpenApiRouter::with_openapi(ApiDoc::openapi()))
+            .await
     }
 }

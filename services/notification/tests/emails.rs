@@ -59,7 +59,7 @@ impl Mailroom {
     }
 
     fn db(&self) -> &sqlx::PgPool {
-        &self.notification.handles().db
+        self.notification.lent::<sqlx::PgPool>()
     }
 
     /// Publishes the order's `OrderCreated` (version 1), which consumers

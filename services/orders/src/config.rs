@@ -5,43 +5,40 @@
 //! |---|---|---|
 //! | `HTTP_ADDR`, `REQUEST_TIMEOUT`, `BODY_LIMIT_BYTES`, `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `0.0.0.0:8080`, `10s`, `65536`, `5s`, `1024` | the orders API's server: see `service::HttpConfig` |
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/orders` | the orders database (created if missing) |
-//! | `DB_MAX_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT`, `DB_CONNECT_DEADLINE` | `10`, `3s`, `30s` | pool size, wait for a pooled connection before answering 503, how long start-up retries connecting: see `pgkit::PoolSettings` |
+//! | `DB_MAX_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT`, `DB_CONNECT_DEADLINE` | `10`, `3s`, `30s` | pool size, wait for a pooled connection before answering 503, how long start-up retries connecting: see `pgkit::DatabaseConfig` |
 //! | `IDEMPOTENCY_KEY_TTL` | `24h` | how long a key replays its response |
 //! | `OUTBOX_NOTIFY` | `true` | `NOTIFY` the relay on commit (see the `outbox` crate for the cost) |
-//! | `NATS_URL` | `nats://127.0.0.1:4222` | for inventory's events |
-//! | `NATS_PREFIX` | empty | prefix of stream, subject and consumer names |
+//! | `NATS_URL`, `NATS_PREFIX` | `nats://127.0.0.1:4222`, empty | for inventory's events; the prefix of stream, subject and consumer names |
 //! | `CONSUME_INVENTORY_EVENTS` | `true` | run the reaction to inventory's answers |
 //! | `INVENTORY_URL` | `http://127.0.0.1:8081` | inventory's API, where `POST /orders` verifies the customer's holds (plain `http`) |
 //! | `INVENTORY_TIMEOUT` | `2s` | longest wait for inventory's answer (connecting included); past it the create answers 503 |
 //! | `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`, `MAX_IN_FLIGHT`, `SHED_RETRY_AFTER` | `20`, `40`, `256`, `1s` | admission control of the order routes, per verified customer: see `httpkit::admission` |
 //! | `AUTH_JWKS_PATH` or `AUTH_JWKS_URL` | required | the keys bearer tokens are checked against, see `httpkit::auth` |
 //! | `AUTH_ISSUER`, `AUTH_AUDIENCE`, `AUTH_LEEWAY` | `ticketing-dev`, `ticketing`, `30s` | what a token must say |
-//! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
+//! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | logs and traces: see the `telemetry` crate (read by `service::run`) |
 
 use std::fmt;
 use std::time::Duration;
 
-use settings::{ConfigError, Env, SecretUrl};
-use telemetry::TelemetryConfig;
+use messaging::NatsConfig;
+use pgkit::DatabaseConfig;
+use service::HttpConfig;
+use settings::{ConfigError, Env};
 
 /// Everything the orders service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The HTTP server: address, request timeout, body limit, header-read
     /// timeout and connection cap.
-    pub http: service::HttpConfig,
-    /// The orders database.
-    pub database_url: SecretUrl,
-    /// Pool size and waits.
-    pub pool: pgkit::PoolSettings,
+    pub http: HttpConfig,
+    /// The orders database and its pool.
+    pub database: DatabaseConfig,
     /// How long an idempotency key replays its stored response.
     pub idempotency_key_ttl: Duration,
     /// Whether state changes `NOTIFY` listening relays.
     pub outbox_notify: bool,
     /// NATS, for consuming inventory's events.
-    pub nats_url: SecretUrl,
-    /// Stream, subject and consumer names.
-    pub topology: messaging::Topology,
+    pub nats: NatsConfig,
     /// Whether to consume inventory's events (off for API-only tests).
     pub consume_inventory_events: bool,
     /// Inventory's API, for verifying holds.
@@ -52,29 +49,27 @@ pub struct Config {
     pub auth: httpkit::auth::AuthConfig,
     /// Per-customer rate limit and load shedding of the order routes.
     pub admission: httpkit::admission::AdmissionLimits,
-    /// Logging and tracing.
-    pub telemetry: TelemetryConfig,
 }
 
-impl Config {
-    /// Reads the configuration; a bad value is an error naming its variable.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+impl service::Configuration for Config {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            http: service::HttpConfig::from_env(env, 8080, 64 * 1024)?,
-            database_url: env.url_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orders"),
-            pool: pgkit::PoolSettings::from_env(env)?,
+            http: HttpConfig::from_env(env, 8080, 64 * 1024)?,
+            database: DatabaseConfig::from_env(env, "orders")?,
             idempotency_key_ttl: env
                 .duration_or("IDEMPOTENCY_KEY_TTL", Duration::from_hours(24))?,
             outbox_notify: env.flag_or("OUTBOX_NOTIFY", true)?,
-            nats_url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
-            topology: messaging::Topology::from_env(env)?,
+            nats: NatsConfig::from_env(env)?,
             consume_inventory_events: env.flag_or("CONSUME_INVENTORY_EVENTS", true)?,
             inventory_url: inventory_url(env)?,
             inventory_timeout: env.duration_or("INVENTORY_TIMEOUT", Duration::from_secs(2))?,
             auth: httpkit::auth::AuthConfig::from_env(env)?,
             admission: httpkit::admission::AdmissionLimits::from_env(env)?,
-            telemetry: TelemetryConfig::from_env("orders", env)?,
         })
+    }
+
+    fn http(&self) -> HttpConfig {
+        self.http
     }
 }
 
@@ -113,6 +108,8 @@ fn inventory_url(env: &Env) -> Result<HttpUrl, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use service::Configuration as _;
+
     use super::*;
 
     #[test]

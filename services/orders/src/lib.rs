@@ -35,7 +35,7 @@ pub mod startup;
 pub mod store;
 
 pub use config::Config;
-pub use startup::{Handles, Orders};
+pub use startup::Orders;
 
 /// Migrations of the orders database, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/orders");

@@ -24,32 +24,13 @@ const SWEEP_INTERVAL: Duration = Duration::from_mins(1);
 /// The orders service.
 pub struct Orders;
 
-/// What a running orders service lends to tests and `ticketctl`.
-#[derive(Clone)]
-pub struct Handles {
-    /// The orders database, for tests that inspect or seed it.
-    pub db: PgPool,
-}
-
 impl Service for Orders {
     const NAME: &'static str = "orders";
     type Config = Config;
-    type Handles = Handles;
 
-    fn config(env: &settings::Env) -> Result<Config, settings::ConfigError> {
-        Config::from_env(env)
-    }
-
-    fn telemetry(config: &Config) -> &telemetry::TelemetryConfig {
-        &config.telemetry
-    }
-
-    async fn build(config: Config) -> Result<App<Handles>, StartupError> {
-        let mut app = Builder::new(Self::NAME, config.http);
+    async fn build(config: Config, mut app: Builder) -> Result<App, StartupError> {
         let verifier = httpkit::auth::Verifier::load(&config.auth).await?;
-        let db = app
-            .postgres(&config.database_url, config.pool, &crate::MIGRATOR)
-            .await?;
+        let db = app.postgres(&config.database, &crate::MIGRATOR).await?;
         let inventory = InventoryClient::new(config.inventory_url.url(), config.inventory_timeout)
             .map_err(|e| StartupError::dependency("the inventory client cannot be built", e))?;
         if config.consume_inventory_events {
@@ -65,8 +46,10 @@ impl Service for Orders {
             outbox: outbox::Writer::with_notify(config.outbox_notify),
             inventory,
         };
-        let api = api(state, verifier, config.admission, &admission);
-        app.serve(api, Handles { db }).await
+        // The orders database, for tests that inspect or seed it.
+        app.lend(db);
+        app.serve(api(state, verifier, config.admission, &admission))
+            .await
     }
 }
 
@@ -80,19 +63,20 @@ async fn react_to_inventory(
     config: &Config,
     db: &PgPool,
 ) -> Result<(), StartupError> {
-    let nats = messaging::connect(&config.nats_url, Orders::NAME).await?;
+    let nats = messaging::connect(&config.nats.url, Orders::NAME).await?;
     let watched = nats.clone();
     app.degraded("nats", move || {
         let connected = messaging::check_connected(&watched);
         async move { connected }
     });
     let js = async_nats::jetstream::new(nats);
-    let mut consumers = consumer::Group::new(js.clone(), config.topology.clone());
+    let topology = &config.nats.topology;
+    let mut consumers = consumer::Group::new(js.clone(), topology.clone());
     consumers.add(Consumer::new(
         ConsumerSpec::new(CONSUMER, StreamKind::InventoryEvents),
         db.clone(),
         js,
-        config.topology.clone(),
+        topology.clone(),
         InventoryReactions {
             outbox: outbox::Writer::with_notify(config.outbox_notify),
         },

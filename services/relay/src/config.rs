@@ -5,8 +5,7 @@
 //! | `HTTP_ADDR`, `REQUEST_TIMEOUT`, `BODY_LIMIT_BYTES`, `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `0.0.0.0:8084`, `10s`, `1024`, `5s`, `1024` | the server of the operational routes (health, metrics, docs): see `service::HttpConfig` |
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/orders` | the source database (its outbox table) |
 //! | `RELAY_SOURCE` | the database name | label in logs and metrics, e.g. `orders` |
-//! | `NATS_URL` | `nats://127.0.0.1:4222` | |
-//! | `NATS_PREFIX` | empty | prefix of stream and subject names |
+//! | `NATS_URL`, `NATS_PREFIX` | `nats://127.0.0.1:4222`, empty | NATS, and the prefix of stream and subject names |
 //! | `RELAY_BATCH_SIZE` | `256` | rows claimed per pass |
 //! | `RELAY_CONCURRENCY` | `2` | passes in flight per instance (one overlaps its database work with another's publishing) |
 //! | `RELAY_WAKEUP` | `listen` | `listen`: `LISTEN outbox` plus polling; `poll`: polling only |
@@ -16,13 +15,13 @@
 //! | `RELAY_BACKOFF_MAX` | `10s` | cap of the backoff while NATS or Postgres is down |
 //! | `RELAY_DEDUP_WINDOW` | `10m` | JetStream duplicate window of the streams it provisions |
 //! | `RELAY_RETENTION` | `0s` | `0s`: delete a row once acked; otherwise mark it and delete it this long after |
-//! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see the `telemetry` crate |
+//! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | logs and traces: see the `telemetry` crate (read by `service::run`) |
 
 use std::time::Duration;
 
-use messaging::Topology;
+use messaging::NatsConfig;
+use service::HttpConfig;
 use settings::{ConfigError, Env, SecretUrl};
-use telemetry::TelemetryConfig;
 
 /// How the relay learns that there is work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,15 +36,13 @@ pub enum Wakeup {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The HTTP server of the operational routes.
-    pub http: service::HttpConfig,
-    /// The source database.
+    pub http: HttpConfig,
+    /// The source database (connected lazily, so no pool settings).
     pub database_url: SecretUrl,
     /// Name of the source in logs and metrics.
     pub source: String,
-    /// NATS server (may carry credentials).
-    pub nats_url: SecretUrl,
-    /// Stream and subject names.
-    pub topology: Topology,
+    /// Where to publish.
+    pub nats: NatsConfig,
     /// Rows per pass.
     pub batch_size: i64,
     /// Concurrent passes.
@@ -64,8 +61,6 @@ pub struct Config {
     pub dedup_window: Duration,
     /// How long published rows are kept; zero deletes them once acked.
     pub retention: Duration,
-    /// Logging and tracing.
-    pub telemetry: TelemetryConfig,
 }
 
 impl Config {
@@ -77,9 +72,10 @@ impl Config {
             crate::store::AfterPublish::Mark
         }
     }
+}
 
-    /// Reads the configuration; a bad value is an error naming its variable.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+impl service::Configuration for Config {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let database_url = env.url_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orders");
         let default_source = database_url
             .expose()
@@ -88,7 +84,6 @@ impl Config {
             .and_then(|db| db.split('?').next())
             .unwrap_or("outbox")
             .to_owned();
-        let topology = Topology::from_env(env)?;
         let wakeup = match env.string_or("RELAY_WAKEUP", "listen").as_str() {
             "listen" => Wakeup::Listen,
             "poll" => Wakeup::Poll,
@@ -109,11 +104,10 @@ impl Config {
             });
         }
         Ok(Self {
-            http: service::HttpConfig::from_env(env, 8084, 1024)?,
+            http: HttpConfig::from_env(env, 8084, 1024)?,
             source: env.string_or("RELAY_SOURCE", &default_source),
             database_url,
-            nats_url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
-            topology,
+            nats: NatsConfig::from_env(env)?,
             batch_size,
             concurrency: match env.parse_or("RELAY_CONCURRENCY", 2_usize)? {
                 n @ 1..=16 => n,
@@ -132,13 +126,18 @@ impl Config {
             backoff_max: env.duration_or("RELAY_BACKOFF_MAX", Duration::from_secs(10))?,
             dedup_window: env.duration_or("RELAY_DEDUP_WINDOW", Duration::from_mins(10))?,
             retention: env.duration_or("RELAY_RETENTION", Duration::ZERO)?,
-            telemetry: TelemetryConfig::from_env("relay", env)?,
         })
+    }
+
+    fn http(&self) -> HttpConfig {
+        self.http
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use service::Configuration as _;
+
     use super::*;
 
     #[test]

@@ -40,4 +40,4 @@ pub mod startup;
 pub mod store;
 
 pub use config::Config;
-pub use startup::{Handles, Relay};
+pub use startup::Relay;

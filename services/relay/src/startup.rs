@@ -26,13 +26,6 @@ use crate::relay_loop::{LoopHealth, RelayLoop, run_retention};
 /// The outbox relay, for one source database.
 pub struct Relay;
 
-/// What a running relay lends to tests.
-#[derive(Clone)]
-pub struct Handles {
-    /// This instance's counters.
-    pub metrics: Arc<Metrics>,
-}
-
 /// The relay's `OpenAPI` document: its title only, as it has no business
 /// API; `service` adds the operational routes.
 #[derive(OpenApi)]
@@ -52,18 +45,8 @@ const BACKLOG_TIMEOUT: Duration = service::ops::CHECK_TIMEOUT;
 impl service::Service for Relay {
     const NAME: &'static str = "relay";
     type Config = Config;
-    type Handles = Handles;
 
-    fn config(env: &settings::Env) -> Result<Config, settings::ConfigError> {
-        Config::from_env(env)
-    }
-
-    fn telemetry(config: &Config) -> &telemetry::TelemetryConfig {
-        &config.telemetry
-    }
-
-    async fn build(config: Config) -> Result<App<Handles>, StartupError> {
-        let mut app = Builder::new(Self::NAME, config.http);
+    async fn build(config: Config, mut app: Builder) -> Result<App, StartupError> {
         let options: PgConnectOptions = config.database_url.expose().parse().map_err(|e| {
             StartupError::dependency(
                 "`DATABASE_URL` is not a valid Postgres URL",
@@ -80,7 +63,7 @@ impl service::Service for Relay {
         app.watch_postgres(db.clone());
         // Named after the source: `relay-orders` in the server's connection list.
         let nats =
-            messaging::connect(&config.nats_url, &format!("relay-{}", config.source)).await?;
+            messaging::connect(&config.nats.url, &format!("relay-{}", config.source)).await?;
         app.watch_nats(nats.clone());
         let js = async_nats::jetstream::context::ContextBuilder::new()
             .timeout(config.publish_timeout)
@@ -120,7 +103,7 @@ impl service::Service for Relay {
                 nats,
                 js.clone(),
                 PublisherSettings {
-                    topology: config.topology.clone(),
+                    topology: config.nats.topology.clone(),
                     batch_size: config.batch_size,
                     max_attempts: config.max_attempts,
                     after_publish: config.after_publish(),
@@ -128,7 +111,7 @@ impl service::Service for Relay {
                 metrics.clone(),
             ),
             js,
-            topology: config.topology,
+            topology: config.nats.topology,
             dedup_window: config.dedup_window,
             wakeup: config.wakeup,
             poll_interval: config.poll_interval,
@@ -145,7 +128,9 @@ impl service::Service for Relay {
             let retention = config.retention;
             app.task(move |stop| run_retention(db, retention, stop));
         }
-        let api = OpenApiRouter::with_openapi(ApiDoc::openapi());
-        app.serve(api, Handles { metrics }).await
+        // This instance's counters, for tests.
+        app.lend(metrics);
+        app.serve(OpenApiRouter::with_openapi(ApiDoc::openapi()))
+            .await
     }
 }

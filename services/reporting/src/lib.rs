@@ -16,7 +16,7 @@ pub mod rebuild;
 pub mod startup;
 
 pub use config::Config;
-pub use startup::{Handles, Reporting};
+pub use startup::Reporting;
 
 /// Migrations of the reporting database, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/reporting");

@@ -5,7 +5,6 @@
 use consumer::{Consumer, ConsumerSpec};
 use messaging::StreamKind;
 use service::{App, Builder, StartupError};
-use sqlx::PgPool;
 
 use crate::Config;
 use crate::http::{HttpState, api};
@@ -14,52 +13,28 @@ use crate::projection::{CONSUMER, LiveProjection};
 /// The reporting service.
 pub struct Reporting;
 
-/// What a running reporting service lends to tests and `ticketctl`: what a
-/// rebuild needs.
-#[derive(Clone)]
-pub struct Handles {
-    /// The reporting database.
-    pub db: PgPool,
-    /// JetStream, to replay the stream from.
-    pub js: async_nats::jetstream::Context,
-    /// Stream and consumer names.
-    pub topology: messaging::Topology,
-}
-
 impl service::Service for Reporting {
     const NAME: &'static str = "reporting";
     type Config = Config;
-    type Handles = Handles;
 
-    fn config(env: &settings::Env) -> Result<Config, settings::ConfigError> {
-        Config::from_env(env)
-    }
-
-    fn telemetry(config: &Config) -> &telemetry::TelemetryConfig {
-        &config.telemetry
-    }
-
-    async fn build(config: Config) -> Result<App<Handles>, StartupError> {
-        let mut app = Builder::new(Self::NAME, config.http);
+    async fn build(config: Config, mut app: Builder) -> Result<App, StartupError> {
         let verifier = httpkit::auth::Verifier::load(&config.auth).await?;
-        let db = app
-            .postgres(&config.database_url, config.pool, &crate::MIGRATOR)
-            .await?;
-        let js = async_nats::jetstream::new(app.nats(&config.nats_url).await?);
-        let mut consumers = consumer::Group::new(js.clone(), config.topology.clone());
+        let db = app.postgres(&config.database, &crate::MIGRATOR).await?;
+        let js = async_nats::jetstream::new(app.nats(&config.nats).await?);
+        let topology = config.nats.topology;
+        let mut consumers = consumer::Group::new(js.clone(), topology.clone());
         consumers.add(Consumer::new(
             ConsumerSpec::new(CONSUMER, StreamKind::OrderEvents),
             db.clone(),
             js.clone(),
-            config.topology.clone(),
+            topology.clone(),
             LiveProjection,
         ));
         consumers.install(&mut app);
-        let handles = Handles {
-            db: db.clone(),
-            js,
-            topology: config.topology,
-        };
-        app.serve(api(HttpState { db }, verifier), handles).await
+        // What a rebuild needs (`ticketctl reporting rebuild`, the tests).
+        app.lend(db.clone());
+        app.lend(js);
+        app.lend(topology);
+        app.serve(api(HttpState { db }, verifier)).await
     }
 }

@@ -101,12 +101,12 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::registry::Registry;
-use utoipa_axum::router::OpenApiRouter;
 use settings::{ConfigError, Env};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::load_shed::error::Overloaded;
 use tower::{BoxError, ServiceBuilder};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::Problem;
 use rate_limit::{ClientLimiter, MAX_TRACKED_CLIENTS, Quota, RateLimitLayer};

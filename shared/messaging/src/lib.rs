@@ -38,6 +38,26 @@ pub enum MessagingError {
     },
 }
 
+/// Where a service finds NATS, and the names it uses there.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// `NATS_URL` (default `nats://127.0.0.1:4222`), with credentials if
+    /// the server wants them.
+    pub url: settings::SecretUrl,
+    /// Stream, subject and consumer names (`NATS_PREFIX`).
+    pub topology: Topology,
+}
+
+impl NatsConfig {
+    /// Reads `NATS_URL` and `NATS_PREFIX`.
+    pub fn from_env(env: &settings::Env) -> Result<Self, settings::ConfigError> {
+        Ok(Self {
+            url: env.url_or("NATS_URL", "nats://127.0.0.1:4222"),
+            topology: Topology::from_env(env)?,
+        })
+    }
+}
+
 /// Connects to NATS with a client that retries the first connection and
 /// every reconnection by itself, forever.
 ///

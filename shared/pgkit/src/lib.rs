@@ -37,6 +37,30 @@ impl PoolSettings {
     }
 }
 
+/// A service's own database: where it is, and the pool's settings.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`; the database is created on first start.
+    pub url: SecretUrl,
+    /// The pool.
+    pub pool: PoolSettings,
+}
+
+impl DatabaseConfig {
+    /// Reads `DATABASE_URL` (default: database `name` on the local server,
+    /// `postgres://postgres@127.0.0.1:5432/<name>`) and the pool's variables
+    /// ([`PoolSettings::from_env`]).
+    pub fn from_env(env: &settings::Env, name: &str) -> Result<Self, settings::ConfigError> {
+        Ok(Self {
+            url: env.url_or(
+                "DATABASE_URL",
+                &format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            ),
+            pool: PoolSettings::from_env(env)?,
+        })
+    }
+}
+
 /// The database could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

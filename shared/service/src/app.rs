@@ -14,7 +14,7 @@ use crate::ops::{RouteReport, route_report};
 pub(crate) type Task = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>;
 
 /// A built service, bound and ready to run.
-pub struct App<H = ()> {
+pub struct App {
     pub(crate) name: &'static str,
     pub(crate) listener: TcpListener,
     pub(crate) router: axum::Router,
@@ -22,18 +22,27 @@ pub struct App<H = ()> {
     pub(crate) serve: httpkit::serve::ServeLimits,
     pub(crate) tasks: Vec<Task>,
     pub(crate) pools: Vec<PgPool>,
-    pub(crate) handles: H,
+    pub(crate) lent: http::Extensions,
 }
 
-impl<H> App<H> {
+impl App {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map_or(0, |a| a.port())
     }
 
-    /// What the service lends to tests and tools.
-    pub fn handles(&self) -> &H {
-        &self.handles
+    /// What the service lent to tests and tools ([`Builder::lend`]), by
+    /// type: `app.lent::<PgPool>()`.
+    ///
+    /// [`Builder::lend`]: crate::Builder::lend
+    pub fn lent<T: Clone + Send + Sync + 'static>(&self) -> Option<&T> {
+        self.lent.get::<T>()
+    }
+
+    /// Everything it lent, to keep after [`App::run_until_stopped`] takes
+    /// the app.
+    pub fn lent_all(&self) -> http::Extensions {
+        self.lent.clone()
     }
 
     /// The API document, as served at `/openapi.json`.
@@ -45,6 +54,19 @@ impl<H> App<H> {
     /// they agree): see [`route_report`].
     pub async fn route_report(&self) -> RouteReport {
         route_report(&self.router, &self.openapi).await
+    }
+
+    /// Runs in a task of its own, for a test or a tool that starts a
+    /// service in its process; [`Serving::stop`] (or dropping it) stops it.
+    pub fn spawn(self) -> Serving {
+        let port = self.port();
+        let shutdown = CancellationToken::new();
+        let served = tokio::spawn(self.run_until_stopped(shutdown.clone()));
+        Serving {
+            port,
+            shutdown,
+            served: Some(served),
+        }
     }
 
     /// Starts the tasks and serves until `shutdown`; then the requests and
@@ -67,5 +89,35 @@ impl<H> App<H> {
         }
         tracing::info!("{} stopped", self.name);
         served
+    }
+}
+
+/// A service running in a task of this process ([`App::spawn`]).
+pub struct Serving {
+    port: u16,
+    shutdown: CancellationToken,
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Serving {
+    /// The port it serves on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops it as a shutdown signal would, and waits until it has: the
+    /// requests and messages in hand finish. Its error, if serving failed.
+    pub async fn stop(&mut self) -> std::io::Result<()> {
+        self.shutdown.cancel();
+        match self.served.take() {
+            Some(served) => served.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }

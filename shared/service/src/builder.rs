@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use futures::FutureExt as _;
 use httpkit::health::Readiness;
-use pgkit::PoolSettings;
+use messaging::NatsConfig;
+use pgkit::DatabaseConfig;
 use prometheus_client::registry::Registry;
-use settings::SecretUrl;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -30,6 +30,7 @@ pub struct Builder {
     checks: Vec<Check>,
     tasks: Vec<Task>,
     pools: Vec<PgPool>,
+    lent: http::Extensions,
 }
 
 impl Builder {
@@ -43,6 +44,7 @@ impl Builder {
             checks: Vec::new(),
             tasks: Vec::new(),
             pools: Vec::new(),
+            lent: http::Extensions::new(),
         }
     }
 
@@ -51,11 +53,10 @@ impl Builder {
     /// Readiness then checks it, and the pool is closed at stop.
     pub async fn postgres(
         &mut self,
-        url: &SecretUrl,
-        pool: PoolSettings,
+        database: &DatabaseConfig,
         migrator: &'static Migrator,
     ) -> Result<PgPool, StartupError> {
-        let db = pgkit::connect(url, pool).await?;
+        let db = pgkit::connect(&database.url, database.pool).await?;
         migrator
             .run(&db)
             .await
@@ -79,8 +80,8 @@ impl Builder {
     }
 
     /// Connects to NATS as this service; readiness then checks the client.
-    pub async fn nats(&mut self, url: &SecretUrl) -> Result<async_nats::Client, StartupError> {
-        let nats = messaging::connect(url, self.name).await?;
+    pub async fn nats(&mut self, nats: &NatsConfig) -> Result<async_nats::Client, StartupError> {
+        let nats = messaging::connect(&nats.url, self.name).await?;
         self.watch_nats(nats.clone());
         Ok(nats)
     }
@@ -161,6 +162,12 @@ impl Builder {
         self.tasks.push(Box::new(move |token| task(token).boxed()));
     }
 
+    /// Lends `value` to tests and tools (a pool, a cache), which get it by
+    /// its type from [`App::lent`]. One value per type.
+    pub fn lend<T: Clone + Send + Sync + 'static>(&mut self, value: T) {
+        self.lent.insert(value);
+    }
+
     /// The service's metrics registry, to register its own metrics in.
     pub fn registry(&mut self) -> &mut Registry {
         &mut self.registry
@@ -178,12 +185,8 @@ impl Builder {
     /// Adds the operational routes to `api`, wraps everything in the
     /// standard middleware and RED metrics, and binds. `api` comes with
     /// its state and its own layers (authentication, admission control)
-    /// applied; `handles` is what the service lends to tests and tools.
-    pub async fn serve<H>(
-        mut self,
-        api: OpenApiRouter,
-        handles: H,
-    ) -> Result<App<H>, StartupError> {
+    /// applied.
+    pub async fn serve(mut self, api: OpenApiRouter) -> Result<App, StartupError> {
         let http_metrics = HttpMetrics::register(&mut self.registry);
         let checks: Arc<[Check]> = self.checks.into();
         let ops_routes = ops::routes(Ops {
@@ -214,7 +217,7 @@ impl Builder {
             serve: self.http.serve,
             tasks: self.tasks,
             pools: self.pools,
-            handles,
+            lent: self.lent,
         })
     }
 }

@@ -2,15 +2,19 @@
 //!
 //! A service says what is its own and nothing else:
 //!
-//! - its configuration ([`Service::Config`], read by [`Service::config`]),
-//!   which embeds the common [`HttpConfig`] (listen address, request
-//!   timeout, body limit, header-read timeout, connection cap);
+//! - its configuration ([`Service::Config`], a [`Configuration`] read from
+//!   the environment), which embeds the common [`HttpConfig`] (listen
+//!   address, request timeout, body limit, header-read timeout, connection
+//!   cap);
 //! - what it builds ([`Service::build`]): its connections, its background
-//!   tasks, its metrics and its API routes, handed to a [`Builder`].
+//!   tasks, its metrics, what it lends to tests and tools, and its API
+//!   routes, all handed to a [`Builder`].
 //!
 //! This crate does the rest, the same way for all five services:
 //!
-//! - [`main!`] / [`run`]: configuration → telemetry → build → serve until
+//! - [`main!`] / [`run`]: configuration and telemetry (`LOG_FORMAT`,
+//!   `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT`, read here for every service)
+//!   → build → serve until
 //!   SIGTERM/SIGINT → drain → flush telemetry, with exit codes a supervisor
 //!   understands (2: bad configuration, 1: failed, 0: stopped);
 //! - [`StartupError`]: why a service could not start, naming the dependency;
@@ -49,7 +53,7 @@ use settings::{ConfigError, Env};
 use telemetry::TelemetryConfig;
 use tokio_util::sync::CancellationToken;
 
-pub use app::App;
+pub use app::{App, Serving};
 pub use builder::Builder;
 pub use config::HttpConfig;
 pub use error::StartupError;
@@ -59,22 +63,43 @@ pub trait Service: 'static {
     /// Its name in logs, traces, metrics and client names (`inventory`).
     const NAME: &'static str;
     /// Everything it reads from the environment.
-    type Config: fmt::Debug + Send + 'static;
-    /// What a built service lends to tests and tools (a pool, a cache);
-    /// `()` for none.
-    type Handles: Clone + Send + Sync + 'static;
+    type Config: Configuration;
 
-    /// Reads the configuration; a bad value is an error naming its variable.
-    fn config(env: &Env) -> Result<Self::Config, ConfigError>;
-
-    /// Where in the configuration logging and tracing are set.
-    fn telemetry(config: &Self::Config) -> &TelemetryConfig;
-
-    /// Connects, builds the parts and binds; [`App::run_until_stopped`]
-    /// runs the result.
+    /// Connects, builds the parts on `app` and serves them
+    /// ([`Builder::serve`]); [`App::run_until_stopped`] runs the result.
     fn build(
         config: Self::Config,
-    ) -> impl Future<Output = Result<App<Self::Handles>, StartupError>> + Send;
+        app: Builder,
+    ) -> impl Future<Output = Result<App, StartupError>> + Send;
+}
+
+/// A service's configuration.
+pub trait Configuration: fmt::Debug + Send + Sized + 'static {
+    /// Reads it; a bad value is an error naming its variable.
+    fn from_env(env: &Env) -> Result<Self, ConfigError>;
+
+    /// Where and how it serves HTTP.
+    fn http(&self) -> HttpConfig;
+}
+
+/// Builds service `S` from `env`, bound and ready to run: what [`run`]
+/// does before serving, and what tests and tools call to start a service
+/// in their own process.
+pub async fn build<S: Service>(env: &Env) -> Result<App, BuildError> {
+    let config = S::Config::from_env(env)?;
+    let app = Builder::new(S::NAME, config.http());
+    Ok(S::build(config, app).await?)
+}
+
+/// Why [`build`] failed: the configuration, or the start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A variable is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The service could not start.
+    #[error(transparent)]
+    Startup(#[from] StartupError),
 }
 
 /// A service's whole `main`: `service::main!(inventory::Inventory);`.
@@ -100,19 +125,21 @@ pub fn run<S: Service>() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run_async::<S>(S::config(&Env::from_process())))
+    runtime.block_on(run_async::<S>(&Env::from_process()))
 }
 
-async fn run_async<S: Service>(config: Result<S::Config, ConfigError>) -> ExitCode {
+async fn run_async<S: Service>(env: &Env) -> ExitCode {
     let name = S::NAME;
-    let config = match config {
-        Ok(config) => config,
+    let read = S::Config::from_env(env)
+        .and_then(|config| Ok((config, TelemetryConfig::from_env(name, env)?)));
+    let (config, telemetry) = match read {
+        Ok(read) => read,
         Err(e) => {
             eprintln!("{name}: {e}");
             return ExitCode::from(2);
         }
     };
-    let installed = match telemetry::init(S::telemetry(&config)) {
+    let installed = match telemetry::init(&telemetry) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("{name}: {e}");
@@ -123,7 +150,8 @@ async fn run_async<S: Service>(config: Result<S::Config, ConfigError>) -> ExitCo
     tracing::info!(?config, "starting {name}");
     let shutdown = CancellationToken::new();
     httpkit::shutdown::cancel_on_signal(shutdown.clone());
-    let outcome = match S::build(config).await {
+    let app = Builder::new(name, config.http());
+    let outcome = match S::build(config, app).await {
         Ok(app) => app
             .run_until_stopped(shutdown)
             .await

@@ -36,7 +36,7 @@ async fn started() -> (String, CancellationToken) {
     builder.check("always", || async { Ok(()) });
     builder.degraded("cache", || async { Err("connection refused".to_owned()) });
     let app = builder
-        .serve(OpenApiRouter::new().routes(routes!(greeting)), ())
+        .serve(OpenApiRouter::new().routes(routes!(greeting)))
         .await
         .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -129,10 +129,7 @@ async fn the_route_report_finds_a_route_mounted_around_the_document() {
         .routes(routes!(greeting))
         .route("/greeting", axum::routing::delete(|| async { "gone" }));
 
-    let app = Builder::new("greeter", http())
-        .serve(api, ())
-        .await
-        .unwrap();
+    let app = Builder::new("greeter", http()).serve(api).await.unwrap();
     let report = app.route_report().await;
 
     assert_eq!(
@@ -146,7 +143,7 @@ async fn the_route_report_finds_a_route_mounted_around_the_document() {
 #[tokio::test]
 async fn a_service_that_documents_only_what_it_mounts_has_a_clean_report() {
     let app = Builder::new("greeter", http())
-        .serve(OpenApiRouter::new().routes(routes!(greeting)), ())
+        .serve(OpenApiRouter::new().routes(routes!(greeting)))
         .await
         .unwrap();
 

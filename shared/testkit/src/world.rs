@@ -20,12 +20,11 @@
 //! test's extra settings on top.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
-use service::{App, Service};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use service::{App, Service, Serving};
 use uuid::Uuid;
 
 use crate::{TestIdentity, TestNats, TestPostgres, TestRedis};
@@ -80,10 +79,7 @@ impl World {
     /// A concert with seats `A-1` … `A-<seats>` at 45.00, on sale now and
     /// starting in a week, created through inventory's API as an operator
     /// would: the one way tests make concerts.
-    pub async fn concert<S: Service>(&self, inventory: &Running<S>, seats: usize) -> Uuid
-    where
-        S::Handles: Clone,
-    {
+    pub async fn concert<S: Service>(&self, inventory: &Running<S>, seats: usize) -> Uuid {
         self.concert_with_sale_in(inventory, seats, chrono::Duration::zero())
             .await
     }
@@ -95,10 +91,7 @@ impl World {
         inventory: &Running<S>,
         seats: usize,
         sale_in: chrono::Duration,
-    ) -> Uuid
-    where
-        S::Handles: Clone,
-    {
+    ) -> Uuid {
         let now = chrono::Utc::now();
         let seats: Vec<_> = (1..=seats)
             .map(|i| serde_json::json!({ "seat_id": format!("A-{i}"), "price_cents": 4500 }))
@@ -148,16 +141,13 @@ impl World {
 pub struct Running<S: Service> {
     settings: BTreeMap<String, String>,
     port: u16,
-    handles: S::Handles,
+    lent: http::Extensions,
+    service: PhantomData<fn() -> S>,
     http: reqwest::Client,
-    shutdown: CancellationToken,
-    served: Option<JoinHandle<std::io::Result<()>>>,
+    serving: Serving,
 }
 
-impl<S: Service> Running<S>
-where
-    S::Handles: Clone,
-{
+impl<S: Service> Running<S> {
     /// Builds `S` with the world's settings and `extra` on top, and serves.
     /// A build that fails fails the test, naming the service.
     pub async fn start(world: &World, extra: &[(&str, &str)]) -> Self {
@@ -174,25 +164,22 @@ where
     pub async fn start_with(settings: BTreeMap<String, String>, http: reqwest::Client) -> Self {
         let app = Self::build(&settings).await;
         let port = app.port();
-        let handles = app.handles().clone();
-        let shutdown = CancellationToken::new();
-        let served = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let lent = app.lent_all();
+        let serving = app.spawn();
         Self {
             settings,
             port,
-            handles,
+            lent,
+            service: PhantomData,
             http,
-            shutdown,
-            served: Some(served),
+            serving,
         }
     }
 
     /// Builds `S` from `settings` without serving: for tests of the build
     /// itself and of the router.
-    pub async fn build(settings: &BTreeMap<String, String>) -> App<S::Handles> {
-        let env = settings::Env::from_pairs(settings.clone());
-        let config = S::config(&env).unwrap_or_else(|e| panic!("{} config: {e}", S::NAME));
-        S::build(config)
+    pub async fn build(settings: &BTreeMap<String, String>) -> App {
+        service::build::<S>(&settings::Env::from_pairs(settings.clone()))
             .await
             .unwrap_or_else(|e| panic!("{} did not start: {e}", S::NAME))
     }
@@ -247,9 +234,12 @@ where
         &self.settings
     }
 
-    /// What the service lends to tests.
-    pub fn handles(&self) -> &S::Handles {
-        &self.handles
+    /// What the service lent to tests, by type (`service::Builder::lend`):
+    /// `inventory.lent::<PgPool>()`.
+    pub fn lent<T: Clone + Send + Sync + 'static>(&self) -> &T {
+        self.lent
+            .get::<T>()
+            .unwrap_or_else(|| panic!("{} lends no {}", S::NAME, std::any::type_name::<T>()))
     }
 
     /// The port it serves on.
@@ -280,13 +270,10 @@ where
 
     /// Stops serving: the requests and messages in hand finish first.
     pub async fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(served) = self.served.take() {
-            served
-                .await
-                .expect("the service task did not panic")
-                .unwrap_or_else(|e| panic!("{} failed while serving: {e}", S::NAME));
-        }
+        self.serving
+            .stop()
+            .await
+            .unwrap_or_else(|e| panic!("{} failed while serving: {e}", S::NAME));
     }
 
     /// Stops, then starts again on the same port with the same settings,
@@ -297,12 +284,6 @@ where
         settings.insert("HTTP_ADDR".to_owned(), format!("127.0.0.1:{}", self.port));
         let http = self.http.clone();
         *self = Self::start_with(settings, http).await;
-    }
-}
-
-impl<S: Service> Drop for Running<S> {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 

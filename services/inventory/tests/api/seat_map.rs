@@ -3,6 +3,7 @@
 
 use futures::future::join_all;
 use inventory::Inventory;
+use inventory::seat_map::SeatMaps;
 use reqwest::StatusCode;
 use testkit::{Ask as _, Running, World};
 use uuid::Uuid;
@@ -47,7 +48,7 @@ async fn simultaneous_misses(inventory: &Running<Inventory>, concert: Uuid, n: u
     let tasks: Vec<_> = (0..n)
         .map(|_| {
             let barrier = std::sync::Arc::clone(&barrier);
-            let seat_maps = inventory.handles().seat_maps.clone();
+            let seat_maps = inventory.lent::<SeatMaps>().clone();
             tokio::spawn(async move {
                 barrier.wait().await;
                 seat_maps.get(concert).await.unwrap().unwrap()
@@ -131,7 +132,7 @@ async fn a_filler_that_read_before_a_change_cannot_publish_a_stale_map() {
     let world = World::start().await;
     let inventory = start(&world, &[]).await;
     let concert = world.concert(&inventory, 3).await;
-    let seat_maps = &inventory.handles().seat_maps;
+    let seat_maps = inventory.lent::<SeatMaps>();
 
     // A slow filler reads the database…
     let stale = seat_maps.load(concert).await.unwrap().unwrap();

@@ -6,6 +6,7 @@ use contracts::Envelope;
 use contracts::orders::{OrderPaid, OrderSeat};
 use inventory::Inventory;
 use inventory::allocation::SeatAllocation;
+use inventory::seat_map::SeatMaps;
 use reqwest::StatusCode;
 use sqlx::PgPool;
 use testkit::{Answer, Ask as _, Running, World};
@@ -63,11 +64,11 @@ pub(crate) trait Steps {
 
 impl Steps for Running<Inventory> {
     fn db(&self) -> &PgPool {
-        &self.handles().db
+        self.lent::<PgPool>()
     }
 
     fn db_loads(&self) -> u64 {
-        self.handles().seat_maps.metrics().db_loads.get()
+        self.lent::<SeatMaps>().metrics().db_loads.get()
     }
 
     async fn seat_map(&self, event: Uuid) -> Answer {
@@ -124,7 +125,7 @@ impl Steps for Running<Inventory> {
         let mut tx = self.db().begin().await.unwrap();
         let allocation = SeatAllocation {
             outbox: outbox::Writer::new(),
-            seat_maps: Some(self.handles().seat_maps.clone()),
+            seat_maps: Some(self.lent::<SeatMaps>().clone()),
         };
         allocation.handle(&mut tx, &delivery).await.unwrap();
         tx.commit().await.unwrap();

@@ -83,7 +83,7 @@ impl Shop {
 
     /// The orders database.
     pub(crate) fn db(&self) -> &PgPool {
-        &self.orders.handles().db
+        self.orders.lent::<PgPool>()
     }
 
     /// `request` as [`Self::customer`], with their bearer token.

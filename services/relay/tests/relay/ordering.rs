@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use relay::metrics::Metrics;
+
 use testkit::TestNats;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
@@ -41,12 +43,12 @@ async fn a_thousand_events_from_twenty_writers_reach_the_stream_once_each_in_ord
     assert_once_each_in_order(&outbox.stream().await, 1_000);
     let published: u64 = relays
         .iter()
-        .map(|r| r.handles().metrics.snapshot().published)
+        .map(|r| r.lent::<Arc<Metrics>>().snapshot().published)
         .sum();
     assert_eq!(published, 1_000);
     let busy = relays
         .iter()
-        .filter(|r| r.handles().metrics.snapshot().published > 0)
+        .filter(|r| r.lent::<Arc<Metrics>>().snapshot().published > 0)
         .count();
     assert!(busy >= 2, "the relays shared the work ({busy} did any)");
     for mut relay in relays {

@@ -103,7 +103,7 @@ async fn a_relay_that_died_after_the_puback_but_before_marking_causes_no_duplica
     assert_eq!(stored.len(), 1, "JetStream dropped the republish");
     assert_eq!(stored[0].event_id, event);
     assert_eq!(
-        relay.handles().metrics.snapshot().duplicates,
+        relay.lent::<Arc<Metrics>>().snapshot().duplicates,
         1,
         "the PubAck said duplicate"
     );

@@ -20,7 +20,6 @@ use std::time::Duration;
 use clap::Subcommand;
 use httpkit::auth::dev::{TempKeys, TokenRequest};
 use sqlx::{Connection as _, PgConnection};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// What to benchmark.
@@ -91,28 +90,21 @@ fn service_env<V: Into<String>>(
 struct Served {
     /// `http://127.0.0.1:<port>`.
     base: String,
-    shutdown: CancellationToken,
-    stopped: tokio::task::JoinHandle<std::io::Result<()>>,
+    serving: service::Serving,
 }
 
 impl Served {
-    /// Runs a built service (take what its handles lend first).
-    fn start<H: Send + 'static>(app: service::App<H>) -> Self {
-        let base = format!("http://127.0.0.1:{}", app.port());
-        let shutdown = CancellationToken::new();
-        let stopped = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    /// Runs a built service (take what it lends first).
+    fn start(app: service::App) -> Self {
         Self {
-            base,
-            shutdown,
-            stopped,
+            base: format!("http://127.0.0.1:{}", app.port()),
+            serving: app.spawn(),
         }
     }
 
     /// Stops the service and waits until it has; its error, if it failed.
-    async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        self.stopped.await??;
-        Ok(())
+    async fn stop(mut self) -> anyhow::Result<()> {
+        Ok(self.serving.stop().await?)
     }
 }
 

@@ -21,7 +21,6 @@ use clap::Args;
 use futures::future::try_join_all;
 use messaging::{StreamKind, Topology};
 use relay::store::AfterPublish;
-use service::Service as _;
 use sqlx::{Connection as _, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -256,7 +255,7 @@ async fn pay_path(args: &RelayArgs, notify: bool) -> anyhow::Result<f64> {
             ("CONSUME_INVENTORY_EVENTS", "false".to_owned()),
         ],
     );
-    let app = orders::Orders::build(orders::Config::from_env(&env)?).await?;
+    let app = service::build::<orders::Orders>(&env).await?;
     let server = Served::start(app);
 
     // One customer owns every order, and pays with their token: the

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use futures::future::join_all;
-use service::Service as _;
+use inventory::seat_map::SeatMaps;
 use uuid::Uuid;
 
 use super::{
@@ -66,7 +66,7 @@ pub(crate) struct SeatMapArgs {
 /// One in-process inventory instance and what it needs.
 struct Instance {
     served: Served,
-    seat_maps: inventory::seat_map::SeatMaps,
+    seat_maps: SeatMaps,
     keys: ScratchKeys,
 }
 
@@ -97,9 +97,11 @@ impl Instance {
                 ("LOG_FORMAT", "pretty"),
             ],
         );
-        let config = inventory::Config::from_env(&env)?;
-        let app = inventory::Inventory::build(config).await?;
-        let seat_maps = app.handles().seat_maps.clone();
+        let app = service::build::<inventory::Inventory>(&env).await?;
+        let seat_maps = app
+            .lent::<SeatMaps>()
+            .cloned()
+            .expect("inventory lends its seat maps");
         let served = Served::start(app);
         Ok(Self {
             served,
