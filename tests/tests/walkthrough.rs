@@ -12,7 +12,7 @@ use inventory::Inventory;
 use orders::Orders;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use testkit::{Running, World};
+use testkit::{Answer, Ask as _, Running, World};
 
 const CONCERT: &str = "0190a5e4-0000-7000-8000-000000000001";
 /// The walk-through's customer: the `sub` of `ticketctl token --customer …`.
@@ -103,7 +103,7 @@ impl Services {
 
 impl Services {
     /// `POST {path}` on orders, with `key` as the `Idempotency-Key` if given.
-    async fn post(&self, path: &str, key: Option<&str>, body: Option<&Value>) -> reqwest::Response {
+    async fn post(&self, path: &str, key: Option<&str>, body: Option<&Value>) -> Answer {
         let mut request = self.orders.post(path).bearer_auth(&self.token);
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
@@ -111,7 +111,7 @@ impl Services {
         if let Some(body) = body {
             request = request.json(body);
         }
-        request.send().await.unwrap()
+        request.answer().await
     }
 
     /// `(event_type, aggregate_version, subject, traceparent)` of every outbox row.
@@ -142,8 +142,8 @@ async fn the_curl_walkthrough_in_docs_api_md_works_as_written() {
     let created = services
         .post("/orders", Some("create-1"), Some(&create_body))
         .await;
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let order: Value = created.json().await.unwrap();
+    assert_eq!(created.status, StatusCode::CREATED);
+    let order = created.body;
     assert_eq!(order["status"], "PENDING");
     assert_eq!(order["customer_id"], CUSTOMER.to_string());
     for (seat, hold) in order["seats"].as_array().unwrap().iter().zip(&holds) {
@@ -156,7 +156,7 @@ async fn the_curl_walkthrough_in_docs_api_md_works_as_written() {
 
     // 4. Pay it.
     let paid = services.post(&pay, Some("pay-1"), None).await;
-    assert_eq!(paid.status(), StatusCode::OK);
+    assert_eq!(paid.status, StatusCode::OK);
 
     // 5. Read it.
     let read: Value = services
@@ -175,16 +175,15 @@ async fn the_curl_walkthrough_in_docs_api_md_works_as_written() {
 
     // 6. Retry the payment with the same key: replayed, not repeated.
     let replay = services.post(&pay, Some("pay-1"), None).await;
-    assert_eq!(replay.status(), StatusCode::OK);
-    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.status, StatusCode::OK);
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
 
     // 7. Paying again with a new key is refused by the state machine.
     let again = services.post(&pay, Some("pay-2"), None).await;
-    assert_eq!(again.status(), StatusCode::CONFLICT);
-    let again: Value = again.json().await.unwrap();
-    assert_eq!(again["type"], "/problems/invalid-transition");
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.problem_type(), "/problems/invalid-transition");
     assert_eq!(
-        again["detail"],
+        again.body["detail"],
         format!("cannot pay order {id}: it is PAID")
     );
 
@@ -215,15 +214,25 @@ async fn the_curl_walkthrough_in_docs_api_md_works_as_written() {
 /// Steps 8 and 9: bad input, and a hold that is not live, are refused and
 /// named by field.
 async fn bad_input_is_named_by_field(services: &Services, create_body: &Value) {
+    // Each refusal: (status, problem type, the field it names).
+    let refused = async |key: &str, body: &Value| {
+        let answer = services.post("/orders", Some(key), Some(body)).await;
+        let named = |member: &str| answer.body[member].as_str().unwrap_or_default().to_owned();
+        (answer.status, named("type"), named("field"))
+    };
+    let invalid = |field: &str| {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "/problems/invalid-field".to_owned(),
+            field.to_owned(),
+        )
+    };
+
     let mut bad_email = create_body.clone();
     bad_email["customer_email"] = json!("ada-at-example");
-    let rejected = services
-        .post("/orders", Some("create-2"), Some(&bad_email))
-        .await;
-    assert_eq!(rejected.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
-        rejected.json::<Value>().await.unwrap()["field"],
-        "customer_email"
+        refused("create-2", &bad_email).await,
+        invalid("customer_email")
     );
 
     let bad_token = json!({
@@ -231,13 +240,9 @@ async fn bad_input_is_named_by_field(services: &Services, create_body: &Value) {
         "seats": [{ "seat_id": "A-3", "hold_token": "not-a-token" }],
         "customer_email": "ada@example.com"
     });
-    let rejected = services
-        .post("/orders", Some("create-2"), Some(&bad_token))
-        .await;
-    assert_eq!(rejected.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
-        rejected.json::<Value>().await.unwrap()["field"],
-        "seats[0].hold_token"
+        refused("create-2", &bad_token).await,
+        invalid("seats[0].hold_token")
     );
 
     // 9. A hold that is not live (here: a made-up token) is refused by
@@ -247,16 +252,17 @@ async fn bad_input_is_named_by_field(services: &Services, create_body: &Value) {
         "seats": [{ "seat_id": "A-2", "hold_token": "9d2e4b7a-1c3f-4e5d-8a6b-7c8d9e0f1a2b" }],
         "customer_email": "ada@example.com"
     });
-    let refused = services
-        .post("/orders", Some("create-3"), Some(&not_held))
-        .await;
-    assert_eq!(refused.status(), StatusCode::CONFLICT);
-    let refused: Value = refused.json().await.unwrap();
-    assert_eq!(refused["type"], "/problems/hold-not-valid");
-    assert_eq!(refused["field"], "seats[0].hold_token");
+    assert_eq!(
+        refused("create-3", &not_held).await,
+        (
+            StatusCode::CONFLICT,
+            "/problems/hold-not-valid".to_owned(),
+            "seats[0].hold_token".to_owned()
+        )
+    );
 
     let unkeyed = services.post("/orders", None, Some(create_body)).await;
-    assert_eq!(unkeyed.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(unkeyed.status, StatusCode::BAD_REQUEST);
 }
 
 /// Step 10: inventory down: no new order, a 503 naming it with
@@ -271,14 +277,13 @@ async fn inventory_down(services: &mut Services, create_body: &Value, hold_a2: &
     let down = services
         .post("/orders", Some("create-4"), Some(&second))
         .await;
-    assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(down.headers()["retry-after"], "1");
-    let down: Value = down.json().await.unwrap();
-    assert_eq!(down["type"], "/problems/dependency-unavailable");
-    assert_eq!(down["dependency"], "inventory");
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(down.headers["retry-after"], "1");
+    assert_eq!(down.problem_type(), "/problems/dependency-unavailable");
+    assert_eq!(down.body["dependency"], "inventory");
     let replayed = services
         .post("/orders", Some("create-1"), Some(create_body))
         .await;
-    assert_eq!(replayed.status(), StatusCode::CREATED);
-    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    assert_eq!(replayed.status, StatusCode::CREATED);
+    assert_eq!(replayed.headers["idempotent-replayed"], "true");
 }

@@ -46,6 +46,16 @@ pub enum OutboxError {
     },
 }
 
+impl OutboxError {
+    /// Postgres refused a statement writing a `T`.
+    fn insert<T: Event>(source: sqlx::Error) -> Self {
+        Self::Insert {
+            event_type: T::EVENT_TYPE,
+            source,
+        }
+    }
+}
+
 /// The `LISTEN`/`NOTIFY` channel the relay listens on.
 pub const NOTIFY_CHANNEL: &str = "outbox";
 
@@ -84,10 +94,7 @@ impl Writer {
             sqlx::query!("select pg_notify('outbox', '')")
                 .execute(tx)
                 .await
-                .map_err(|source| OutboxError::Insert {
-                    event_type: T::EVENT_TYPE,
-                    source,
-                })?;
+                .map_err(OutboxError::insert::<T>)?;
         }
         Ok(())
     }
@@ -133,9 +140,6 @@ async fn enqueue<T: Event>(
     )
     .execute(tx)
     .await
-    .map_err(|source| OutboxError::Insert {
-        event_type: T::EVENT_TYPE,
-        source,
-    })?;
+    .map_err(OutboxError::insert::<T>)?;
     Ok(())
 }

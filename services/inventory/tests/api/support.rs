@@ -25,63 +25,40 @@ pub(crate) async fn start(world: &World, extra: &[(&str, &str)]) -> Running<Inve
     Running::start(world, &settings).await
 }
 
-/// The steps the tests take on a running inventory.
+/// The steps the tests take on a running inventory: an extension of
+/// `Running<Inventory>`, written once as the trait's own methods.
 pub(crate) trait Steps {
+    /// The running inventory.
+    fn app(&self) -> &Running<Inventory>;
+
     /// Its database.
-    fn db(&self) -> &PgPool;
+    fn db(&self) -> &PgPool {
+        self.app().lent::<PgPool>()
+    }
 
     /// Seat maps it has loaded from Postgres so far.
-    fn db_loads(&self) -> u64;
+    fn db_loads(&self) -> u64 {
+        self.app().lent::<SeatMaps>().metrics().db_loads.get()
+    }
 
     /// `GET /events/{event}/seats`, anonymously.
-    async fn seat_map(&self, event: Uuid) -> Answer;
+    async fn seat_map(&self, event: Uuid) -> Answer {
+        self.app()
+            .get(&format!("/events/{event}/seats"))
+            .answer()
+            .await
+    }
 
     /// `POST` a hold on `seat` as `customer`.
-    async fn hold(&self, world: &World, event: Uuid, seat: &str, customer: Uuid) -> Answer;
-
-    /// Holds a seat, asserting the 201; returns `(hold_token, fencing_token)`.
-    async fn held(&self, world: &World, event: Uuid, seat: &str, customer: Uuid) -> (Uuid, i64);
-
-    /// Retries the hold every 50 ms until it is granted (the seat's hold
-    /// lapsed, Redis came back…); returns its fencing token.
-    async fn hold_once_free(
-        &self,
-        world: &World,
-        event: Uuid,
-        seat: &str,
-        customer: Uuid,
-        within: std::time::Duration,
-    ) -> i64;
-
-    /// Runs the sale of `seats` (with their fencing tokens) for a new order,
-    /// as the consumer does on `OrderPaid`; returns the order id and the
-    /// answer's event type.
-    async fn sell(&self, event: Uuid, seats: &[(&str, Option<i64>)]) -> (Uuid, String);
-
-    /// The order a seat is sold to.
-    async fn owner_of(&self, event: Uuid, seat: &str) -> Option<Uuid>;
-}
-
-impl Steps for Running<Inventory> {
-    fn db(&self) -> &PgPool {
-        self.lent::<PgPool>()
-    }
-
-    fn db_loads(&self) -> u64 {
-        self.lent::<SeatMaps>().metrics().db_loads.get()
-    }
-
-    async fn seat_map(&self, event: Uuid) -> Answer {
-        self.get(&format!("/events/{event}/seats")).answer().await
-    }
-
     async fn hold(&self, world: &World, event: Uuid, seat: &str, customer: Uuid) -> Answer {
-        self.post(&format!("/events/{event}/seats/{seat}/hold"))
+        self.app()
+            .post(&format!("/events/{event}/seats/{seat}/hold"))
             .bearer_auth(world.customer(customer))
             .answer()
             .await
     }
 
+    /// Holds a seat, asserting the 201; returns `(hold_token, fencing_token)`.
     async fn held(&self, world: &World, event: Uuid, seat: &str, customer: Uuid) -> (Uuid, i64) {
         let hold = self.hold(world, event, seat, customer).await;
         assert_eq!(
@@ -96,6 +73,8 @@ impl Steps for Running<Inventory> {
         )
     }
 
+    /// Retries the hold every 50 ms until it is granted (the seat's hold
+    /// lapsed, Redis came back…); returns its fencing token.
     async fn hold_once_free(
         &self,
         world: &World,
@@ -119,13 +98,16 @@ impl Steps for Running<Inventory> {
         }
     }
 
+    /// Runs the sale of `seats` (with their fencing tokens) for a new order,
+    /// as the consumer does on `OrderPaid`; returns the order id and the
+    /// answer's event type.
     async fn sell(&self, event: Uuid, seats: &[(&str, Option<i64>)]) -> (Uuid, String) {
         let delivery = paid(event, seats);
         let order_id = delivery.envelope.aggregate_id;
         let mut tx = self.db().begin().await.unwrap();
         let allocation = SeatAllocation {
             outbox: outbox::Writer::new(),
-            seat_maps: Some(self.lent::<SeatMaps>().clone()),
+            seat_maps: Some(self.app().lent::<SeatMaps>().clone()),
         };
         allocation.handle(&mut tx, &delivery).await.unwrap();
         tx.commit().await.unwrap();
@@ -140,6 +122,7 @@ impl Steps for Running<Inventory> {
         (order_id, answer)
     }
 
+    /// The order a seat is sold to.
     async fn owner_of(&self, event: Uuid, seat: &str) -> Option<Uuid> {
         sqlx::query_scalar("select order_id from seats where event_id = $1 and seat_id = $2")
             .bind(event)
@@ -147,6 +130,12 @@ impl Steps for Running<Inventory> {
             .fetch_one(self.db())
             .await
             .unwrap()
+    }
+}
+
+impl Steps for Running<Inventory> {
+    fn app(&self) -> &Running<Inventory> {
+        self
     }
 }
 
