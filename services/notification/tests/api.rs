@@ -18,13 +18,8 @@ async fn the_router_documents_every_route_it_mounts_and_mounts_every_route_it_do
 
     assert_eq!(title, "Notification service");
     assert_eq!(operations, testkit::operational_routes(), "no business API");
-}
-
-#[tokio::test]
-async fn docs_is_an_html_page_that_reads_the_document() {
-    let world = World::start().await;
+    // And `/docs` is the page that renders the document.
     let notification = Running::<Notification>::start(&world, &[]).await;
-
     notification.assert_serves_its_docs_page().await;
 }
 

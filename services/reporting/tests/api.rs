@@ -21,13 +21,8 @@ async fn the_router_documents_every_route_it_mounts_and_mounts_every_route_it_do
     let mut expected = testkit::operational_routes();
     expected.insert(("GET".to_owned(), "/reports/events/{id}".to_owned()));
     assert_eq!(operations, expected);
-}
-
-#[tokio::test]
-async fn docs_is_an_html_page_that_reads_the_document() {
-    let world = World::start().await;
+    // And `/docs` is the page that renders the document.
     let reporting = Running::<Reporting>::start(&world, &[]).await;
-
     reporting.assert_serves_its_docs_page().await;
 }
 

@@ -20,14 +20,8 @@ async fn the_router_documents_every_route_it_mounts_and_mounts_every_route_it_do
 
     assert_eq!(title, "Outbox relay");
     assert_eq!(operations, testkit::operational_routes(), "no business API");
-}
-
-#[tokio::test]
-async fn docs_is_an_html_page_that_reads_the_document() {
-    let outbox = Outbox::start().await;
-    let relay = outbox.relay(&[]).await;
-
-    relay.assert_serves_its_docs_page().await;
+    // And `/docs` is the page that renders the document.
+    outbox.relay(&[]).await.assert_serves_its_docs_page().await;
 }
 
 #[tokio::test]
