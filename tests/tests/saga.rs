@@ -189,6 +189,18 @@ impl System {
         order
     }
 
+    /// Two paid orders competing for A-1: one buys `seats`, the other
+    /// (whose hold on A-1 was released to it) is refunded. Returns
+    /// `(confirmed, refunded)`, both settled.
+    async fn one_confirmed_one_refunded(&self, seats: &[&str]) -> (Uuid, Uuid) {
+        let refunded = self.order_then_released(&["A-1"]).await;
+        let confirmed = self.paid_order(seats).await;
+        assert_eq!(self.settled(confirmed).await, "CONFIRMED");
+        self.pay(refunded).await;
+        assert_eq!(self.settled(refunded).await, "REFUNDED");
+        (confirmed, refunded)
+    }
+
     async fn status(&self, order: Uuid) -> String {
         sqlx::query_scalar("select status from orders where id = $1")
             .bind(order)
@@ -366,11 +378,8 @@ async fn an_order_whose_hold_went_to_another_customer_loses_the_seat_even_when_p
 #[tokio::test]
 async fn reporting_follows_the_orders_and_a_rebuild_from_the_log_reproduces_it() {
     let system = Box::pin(System::start()).await;
-    let refunded = system.order_then_released(&["A-1"]).await;
-    let confirmed = system.paid_order(&["A-1", "A-2"]).await;
-    assert_eq!(system.settled(confirmed).await, "CONFIRMED");
-    system.pay(refunded).await;
-    assert_eq!(system.settled(refunded).await, "REFUNDED");
+    // Both outcomes settled: one order confirmed, one refunded.
+    system.one_confirmed_one_refunded(&["A-1", "A-2"]).await;
 
     // Live totals: two tickets at 45.00, one refund.
     eventually(
@@ -432,11 +441,7 @@ async fn reporting_follows_the_orders_and_a_rebuild_from_the_log_reproduces_it()
 #[tokio::test]
 async fn the_full_flow_confirms_or_refunds_sends_one_email_per_step_and_updates_the_report() {
     let system = Box::pin(System::start()).await;
-    let refunded = system.order_then_released(&["A-1"]).await;
-    let confirmed = system.paid_order(&["A-1"]).await;
-    assert_eq!(system.settled(confirmed).await, "CONFIRMED");
-    system.pay(refunded).await;
-    assert_eq!(system.settled(refunded).await, "REFUNDED");
+    let (confirmed, refunded) = system.one_confirmed_one_refunded(&["A-1"]).await;
 
     eventually(Duration::from_secs(20), "four e-mails are sent", || async {
         system.emails_about(confirmed).await.len() + system.emails_about(refunded).await.len() == 4

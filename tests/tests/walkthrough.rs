@@ -211,6 +211,15 @@ async fn the_curl_walkthrough_in_docs_api_md_works_as_written() {
     services.stop().await;
 }
 
+/// The body of `POST /orders` for one seat of the concert with `hold_token`.
+fn order_for(seat: &str, hold_token: &str) -> Value {
+    json!({
+        "event_id": CONCERT,
+        "seats": [{ "seat_id": seat, "hold_token": hold_token }],
+        "customer_email": "ada@example.com"
+    })
+}
+
 /// Steps 8 and 9: bad input, and a hold that is not live, are refused and
 /// named by field.
 async fn bad_input_is_named_by_field(services: &Services, create_body: &Value) {
@@ -247,11 +256,7 @@ async fn bad_input_is_named_by_field(services: &Services, create_body: &Value) {
 
     // 9. A hold that is not live (here: a made-up token) is refused by
     //    inventory, named by field.
-    let not_held = json!({
-        "event_id": CONCERT,
-        "seats": [{ "seat_id": "A-2", "hold_token": "9d2e4b7a-1c3f-4e5d-8a6b-7c8d9e0f1a2b" }],
-        "customer_email": "ada@example.com"
-    });
+    let not_held = order_for("A-2", "9d2e4b7a-1c3f-4e5d-8a6b-7c8d9e0f1a2b");
     assert_eq!(
         refused("create-3", &not_held).await,
         (
@@ -269,11 +274,7 @@ async fn bad_input_is_named_by_field(services: &Services, create_body: &Value) {
 /// `Retry-After`; the create that succeeded is still replayed from storage.
 async fn inventory_down(services: &mut Services, create_body: &Value, hold_a2: &Value) {
     services.stop_inventory().await;
-    let second = json!({
-        "event_id": CONCERT,
-        "seats": [{ "seat_id": "A-2", "hold_token": hold_a2["hold_token"] }],
-        "customer_email": "ada@example.com"
-    });
+    let second = order_for("A-2", hold_a2["hold_token"].as_str().unwrap());
     let down = services
         .post("/orders", Some("create-4"), Some(&second))
         .await;
