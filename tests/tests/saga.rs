@@ -105,8 +105,10 @@ impl System {
         for seat in seats {
             let hold = self
                 .inventory
-                .post(&format!("/events/{}/seats/{seat}/hold", self.concert))
-                .bearer_auth(self.world.customer(customer))
+                .post_as(
+                    &format!("/events/{}/seats/{seat}/hold", self.concert),
+                    self.world.customer(customer),
+                )
                 .answer()
                 .await;
             assert_eq!(hold.status, StatusCode::CREATED, "hold {seat}");
@@ -148,8 +150,7 @@ impl System {
         });
         let created = self
             .orders
-            .post("/orders")
-            .bearer_auth(self.world.customer(customer))
+            .post_as("/orders", self.world.customer(customer))
             .header("idempotency-key", Uuid::new_v4().to_string())
             .json(&body)
             .answer()
@@ -164,8 +165,7 @@ impl System {
         let owner = self.owners.lock().unwrap()[&order];
         let paid = self
             .orders
-            .post(&format!("/orders/{order}/pay"))
-            .bearer_auth(self.world.customer(owner))
+            .post_as(&format!("/orders/{order}/pay"), self.world.customer(owner))
             .header("idempotency-key", Uuid::new_v4().to_string())
             .answer()
             .await;
@@ -244,8 +244,10 @@ impl System {
     async fn report(&self) -> Option<Value> {
         let report = self
             .reporting
-            .get(&format!("/reports/events/{}", self.concert))
-            .bearer_auth(self.world.operator())
+            .get_as(
+                &format!("/reports/events/{}", self.concert),
+                self.world.operator(),
+            )
             .answer()
             .await;
         (report.status == StatusCode::OK).then_some(report.body)

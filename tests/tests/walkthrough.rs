@@ -54,8 +54,7 @@ impl Services {
         // 1. A concert with two seats, in inventory: an operator's call.
         let concert = self
             .inventory
-            .post("/events")
-            .bearer_auth(self.world.operator())
+            .post_as("/events", self.world.operator())
             .json(&json!({
                 "id": CONCERT,
                 "name": "Night Shift",
@@ -77,8 +76,7 @@ impl Services {
         for seat in ["A-1", "A-2"] {
             let hold = self
                 .inventory
-                .post(&format!("/events/{CONCERT}/seats/{seat}/hold"))
-                .bearer_auth(&self.token)
+                .post_as(&format!("/events/{CONCERT}/seats/{seat}/hold"), &self.token)
                 .send()
                 .await
                 .unwrap();
@@ -161,8 +159,7 @@ async fn the_curl_walkthrough_in_docs_api_md_works_as_written() {
     // 5. Read it.
     let read: Value = services
         .orders
-        .get(&format!("/orders/{id}"))
-        .bearer_auth(&services.token)
+        .get_as(&format!("/orders/{id}"), &services.token)
         .send()
         .await
         .unwrap()

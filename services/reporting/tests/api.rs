@@ -36,17 +36,12 @@ async fn a_report_needs_an_operators_token() {
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     assert!(anonymous.headers.contains_key(header::WWW_AUTHENTICATE));
     let customer = reporting
-        .get(&path)
-        .bearer_auth(world.customer(Uuid::new_v4()))
+        .get_as(&path, world.customer(Uuid::new_v4()))
         .answer()
         .await;
     assert_eq!(customer.status, StatusCode::FORBIDDEN);
     // The operator gets through to the report: none exists yet.
-    let operator = reporting
-        .get(&path)
-        .bearer_auth(world.operator())
-        .answer()
-        .await;
+    let operator = reporting.get_as(&path, world.operator()).answer().await;
     assert_eq!(operator.status, StatusCode::NOT_FOUND);
     assert_eq!(operator.problem_type(), "/problems/report-not-found");
 }

@@ -268,6 +268,16 @@ impl<S: Service> Running<S> {
         self.request(Method::POST, path)
     }
 
+    /// `GET path` as the holder of bearer `token`.
+    pub fn get_as(&self, path: &str, token: impl std::fmt::Display) -> RequestBuilder {
+        self.get(path).bearer_auth(token)
+    }
+
+    /// `POST path` as the holder of bearer `token`.
+    pub fn post_as(&self, path: &str, token: impl std::fmt::Display) -> RequestBuilder {
+        self.post(path).bearer_auth(token)
+    }
+
     /// Stops serving: the requests and messages in hand finish first.
     pub async fn stop(&mut self) {
         self.serving

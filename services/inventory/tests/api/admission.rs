@@ -72,8 +72,7 @@ async fn each_customer_has_a_rate_limit_of_their_own() {
     // else (a fresh one on every request) changes nothing.
     let list = |customer: Uuid| {
         inventory
-            .get("/events")
-            .bearer_auth(world.customer(customer))
+            .get_as("/events", world.customer(customer))
             .header("x-customer-id", Uuid::new_v4().to_string())
             .answer()
     };
@@ -86,8 +85,7 @@ async fn each_customer_has_a_rate_limit_of_their_own() {
     // Health is not rate limited: an overloaded instance still reports.
     for _ in 0..5 {
         let alive = inventory
-            .get("/healthz")
-            .bearer_auth(world.customer(ada))
+            .get_as("/healthz", world.customer(ada))
             .answer()
             .await;
         assert_eq!(alive.status, StatusCode::OK);

@@ -80,8 +80,7 @@ async fn bad_input_is_a_problem_naming_the_field_and_changes_nothing() {
     ];
     for (body, field) in cases {
         let refused = inventory
-            .post("/events")
-            .bearer_auth(world.operator())
+            .post_as("/events", world.operator())
             .json(&body)
             .answer()
             .await;
@@ -181,8 +180,7 @@ async fn one_concert_per_id_a_retry_gets_it_back_and_other_content_is_a_conflict
     });
     let post = |body: Value| {
         inventory
-            .post("/events")
-            .bearer_auth(world.operator())
+            .post_as("/events", world.operator())
             .json(&body)
             .answer()
     };

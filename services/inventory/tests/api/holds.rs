@@ -151,8 +151,10 @@ async fn a_customer_may_hold_only_so_many_seats() {
     // Naming a fresh customer in the body or a header does not make a new
     // customer: the hold is the token's `sub`'s, and so is the limit.
     let forged = inventory
-        .post(&format!("/events/{concert}/seats/A-3/hold"))
-        .bearer_auth(world.customer(ada))
+        .post_as(
+            &format!("/events/{concert}/seats/A-3/hold"),
+            world.customer(ada),
+        )
         .header("x-customer-id", Uuid::new_v4().to_string())
         .json(&json!({ "customer_id": Uuid::new_v4() }))
         .answer()
@@ -201,18 +203,13 @@ async fn a_hold_needs_a_customers_token() {
     );
     assert_eq!(anonymous.problem_type(), "/problems/unauthenticated");
     // An operator is not a customer: the hold would have no owner.
-    let operator = inventory
-        .post(&path)
-        .bearer_auth(world.operator())
-        .answer()
-        .await;
+    let operator = inventory.post_as(&path, world.operator()).answer().await;
     assert_eq!(operator.status, StatusCode::FORBIDDEN);
     assert_eq!(operator.problem_type(), "/problems/forbidden");
     // A token from an issuer this instance does not trust.
     let stranger = testkit::TestIdentity::new();
     let forged = inventory
-        .post(&path)
-        .bearer_auth(stranger.customer(Uuid::new_v4()))
+        .post_as(&path, stranger.customer(Uuid::new_v4()))
         .answer()
         .await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
@@ -228,8 +225,7 @@ async fn verify_returns_the_fencing_tokens_of_live_holds_only() {
     let (t2, f2) = inventory.held(&world, concert, "A-2", customer).await;
     let verify_as = |who: Uuid, seats: Value| {
         inventory
-            .post("/holds/verify")
-            .bearer_auth(world.customer(who))
+            .post_as("/holds/verify", world.customer(who))
             .json(&json!({ "event_id": concert, "seats": seats }))
             .answer()
     };
@@ -300,8 +296,7 @@ async fn seats_are_held_only_inside_the_sale_window() {
     assert_eq!(late.status, StatusCode::CONFLICT);
     assert_eq!(late.problem_type(), "/problems/sale-closed");
     let verify = inventory
-        .post("/holds/verify")
-        .bearer_auth(world.customer(customer))
+        .post_as("/holds/verify", world.customer(customer))
         .json(&json!({ "event_id": started, "seats": [{ "seat_id": "A-1", "hold_token": Uuid::new_v4() }] }))
         .answer()
         .await;

@@ -110,8 +110,7 @@ async fn a_concert_created_after_its_id_was_cached_as_missing_is_found() {
     assert_eq!(inventory.seat_map(id).await.status, StatusCode::NOT_FOUND);
     let now = chrono::Utc::now();
     let created = inventory
-        .post("/events")
-        .bearer_auth(world.operator())
+        .post_as("/events", world.operator())
         .json(&serde_json::json!({
             "id": id, "name": "Late", "venue": "Hall 2",
             "starts_at": now + chrono::Duration::days(1), "sale_opens_at": now,
@@ -202,8 +201,7 @@ async fn warmup_preloads_the_maps_of_concerts_whose_sale_opens_soon() {
         .await;
 
     let warmed = inventory
-        .post("/ops/warmup")
-        .bearer_auth(world.operator())
+        .post_as("/ops/warmup", world.operator())
         .answer()
         .await;
     assert_eq!(warmed.body["warmed"], 1);

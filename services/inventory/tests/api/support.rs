@@ -52,8 +52,10 @@ pub(crate) trait Steps {
     /// `POST` a hold on `seat` as `customer`.
     async fn hold(&self, world: &World, event: Uuid, seat: &str, customer: Uuid) -> Answer {
         self.app()
-            .post(&format!("/events/{event}/seats/{seat}/hold"))
-            .bearer_auth(world.customer(customer))
+            .post_as(
+                &format!("/events/{event}/seats/{seat}/hold"),
+                world.customer(customer),
+            )
             .answer()
             .await
     }

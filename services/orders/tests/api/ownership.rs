@@ -24,8 +24,7 @@ async fn a_stranger_who_knows_an_order_id_cannot_read_pay_or_cancel_it() {
     for verb in ["pay", "cancel"] {
         let response = shop
             .orders
-            .post(&format!("/orders/{id}/{verb}"))
-            .bearer_auth(&stranger)
+            .post_as(&format!("/orders/{id}/{verb}"), &stranger)
             .header("idempotency-key", new_key())
             .answer()
             .await;
@@ -54,8 +53,7 @@ async fn idempotency_keys_are_each_customers_own() {
     body["seats"] = json!([{ "seat_id": seat, "hold_token": hold["hold_token"] }]);
     let second = shop
         .orders
-        .post("/orders")
-        .bearer_auth(shop.world.customer(other))
+        .post_as("/orders", shop.world.customer(other))
         .header("idempotency-key", &key)
         .json(&body)
         .answer()
