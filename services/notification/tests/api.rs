@@ -3,11 +3,8 @@
 //! serves the page that renders it, and the operational routes report the
 //! service's own checks and its two consumers (the senders as one).
 
-use std::time::Duration;
-
 use notification::Notification;
-use reqwest::StatusCode;
-use testkit::{Ask as _, Running, World};
+use testkit::{Running, World};
 
 #[tokio::test]
 async fn the_router_documents_every_route_it_mounts_and_mounts_every_route_it_documents() {
@@ -29,22 +26,18 @@ async fn readiness_and_metrics_report_the_translator_and_the_senders_as_one() {
     let notification = Running::<Notification>::start(&world, &[("WORKERS", "3")]).await;
 
     // The NATS client connects in the background.
-    testkit::eventually(Duration::from_secs(10), "it is ready", || async {
-        notification.get("/readyz").answer().await.status == StatusCode::OK
-    })
-    .await;
-    let ready = notification.get("/readyz").answer().await;
+    let ready = notification.ready().await;
 
     assert_eq!(ready.body["checks"]["postgres"], "ok");
     assert_eq!(ready.body["checks"]["nats"], "ok");
     // The lag is JetStream's: reported once each consumer has made its durable.
-    testkit::eventually(Duration::from_secs(10), "the lag is reported", || async {
-        let text = notification.get("/metrics").answer().await.text;
-        text.contains(r#"consumer_pending{consumer="notification"} 0"#)
-            && text.contains(r#"consumer_pending{consumer="notification-workers"} 0"#)
-    })
-    .await;
-    let text = notification.get("/metrics").answer().await.text;
+    notification
+        .scraped(r#"consumer_pending{consumer="notification"} 0"#)
+        .await;
+    let text = notification
+        .scraped(r#"consumer_pending{consumer="notification-workers"} 0"#)
+        .await
+        .text;
     for consumer in ["notification", "notification-workers"] {
         let series = format!(r#"consumer_applied_total{{consumer="{consumer}"}} 0"#);
         assert_eq!(text.matches(&series).count(), 1, "{text}");

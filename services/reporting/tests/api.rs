@@ -3,8 +3,6 @@
 //! reports are for operators only, and the operational routes report the
 //! service's own checks and metrics.
 
-use std::time::Duration;
-
 use reporting::Reporting;
 use reqwest::{StatusCode, header};
 use testkit::{Ask as _, Running, World};
@@ -60,23 +58,12 @@ async fn readiness_and_metrics_report_the_services_own_checks_and_counts() {
     assert_eq!(ready.body["checks"]["postgres"], "ok");
     assert_eq!(ready.body["checks"]["nats"], "ok");
     assert_eq!(metrics.status, StatusCode::OK);
-    let text = metrics.text;
-    assert!(
-        text.contains(
-            r#"http_requests_total{method="GET",route="/reports/events/{id}",status="401"} 1"#
-        ),
-        "{text}"
+    metrics.assert_contains(
+        r#"http_requests_total{method="GET",route="/reports/events/{id}",status="401"} 1"#,
     );
-    assert!(
-        text.contains(r#"consumer_applied_total{consumer="reporting"} 0"#),
-        "{text}"
-    );
+    metrics.assert_contains(r#"consumer_applied_total{consumer="reporting"} 0"#);
     // The lag is JetStream's: reported once the consumer has made its durable.
-    testkit::eventually(Duration::from_secs(10), "the lag is reported", || async {
-        let metrics = reporting.get("/metrics").answer().await;
-        metrics
-            .text
-            .contains(r#"consumer_pending{consumer="reporting"} 0"#)
-    })
-    .await;
+    reporting
+        .scraped(r#"consumer_pending{consumer="reporting"} 0"#)
+        .await;
 }

@@ -214,6 +214,16 @@ impl<S: Service> Running<S> {
         self.get("/readyz").answer().await
     }
 
+    /// Waits until `/metrics` shows `needle` (a value measured at scrape
+    /// time, such as a consumer's lag, appears once its source exists).
+    pub async fn scraped(&self, needle: &str) -> Answer {
+        crate::eventually(Duration::from_secs(10), needle, || async {
+            self.get("/metrics").answer().await.text.contains(needle)
+        })
+        .await;
+        self.get("/metrics").answer().await
+    }
+
     /// Asserts that `/docs` is the HTML page that renders `/openapi.json`.
     pub async fn assert_serves_its_docs_page(&self) {
         let page = self.get("/docs").answer().await;
@@ -322,6 +332,17 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Asserts that the body contains `needle` (a metric line, say),
+    /// showing the whole body when it does not.
+    #[track_caller]
+    pub fn assert_contains(&self, needle: &str) {
+        assert!(
+            self.text.contains(needle),
+            "expected {needle:?} in:\n{}",
+            self.text
+        );
+    }
+
     /// The body's `type` member: a problem's type, e.g. `/problems/sold-out`.
     pub fn problem_type(&self) -> &str {
         self.body["type"].as_str().unwrap_or_default()

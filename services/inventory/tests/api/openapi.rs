@@ -120,7 +120,6 @@ async fn readiness_and_metrics_report_inventorys_own_checks_and_counters() {
         assert_eq!(ready.body["checks"][check], "ok", "{}", ready.text);
     }
     assert_eq!(metrics.status, StatusCode::OK);
-    let text = metrics.text;
     for sample in [
         // Created then read once: a miss, one load from Postgres.
         "seatmap_db_loads_total 1",
@@ -133,7 +132,7 @@ async fn readiness_and_metrics_report_inventorys_own_checks_and_counters() {
         r#"consumer_applied_total{consumer="inventory"} 0"#,
         r#"http_requests_total{method="GET",route="/events/{id}/seats",status="200"} 1"#,
     ] {
-        assert!(text.contains(sample), "{sample} in {text}");
+        metrics.assert_contains(sample);
     }
     // Stops cleanly: the consumer, the catalog listener and the warmup end.
     inventory.stop().await;

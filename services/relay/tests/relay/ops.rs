@@ -86,13 +86,7 @@ async fn with_postgres_and_nats_down_it_starts_says_why_it_is_not_ready_and_leav
         );
     }
     assert_eq!(metrics.status, StatusCode::OK);
-    assert!(
-        metrics
-            .text
-            .contains("relay_published_total{source=\"test\"} 0\n"),
-        "the counters are reported: {}",
-        metrics.text
-    );
+    metrics.assert_contains("relay_published_total{source=\"test\"} 0\n");
     assert!(
         !metrics.text.contains("relay_backlog"),
         "no backlog without a measurement: {}",
