@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use testkit::{Ask as _, World};
 use uuid::Uuid;
 
-use crate::support::{Steps as _, retry_after, start};
+use crate::support::{Steps as _, retry_after, start, start_rate_limited};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_the_concurrency_limit_requests_are_shed_with_retry_after() {
@@ -62,11 +62,7 @@ async fn beyond_the_concurrency_limit_requests_are_shed_with_retry_after() {
 #[tokio::test]
 async fn each_customer_has_a_rate_limit_of_their_own() {
     let world = World::start().await;
-    let inventory = start(
-        &world,
-        &[("RATE_LIMIT_PER_SECOND", "0.1"), ("RATE_LIMIT_BURST", "2")],
-    )
-    .await;
+    let inventory = start_rate_limited(&world, "2").await;
     let (ada, bob) = (Uuid::new_v4(), Uuid::new_v4());
     // The customer is the verified token's `sub`; a header naming someone
     // else (a fresh one on every request) changes nothing.
@@ -95,11 +91,7 @@ async fn each_customer_has_a_rate_limit_of_their_own() {
 #[tokio::test]
 async fn anonymous_clients_are_limited_by_address_whatever_id_they_claim() {
     let world = World::start().await;
-    let inventory = start(
-        &world,
-        &[("RATE_LIMIT_PER_SECOND", "0.1"), ("RATE_LIMIT_BURST", "2")],
-    )
-    .await;
+    let inventory = start_rate_limited(&world, "2").await;
     // Each request names a fresh customer in the header a client writes
     // itself: before identity was verified, each got a bucket of its own.
     let list = || {

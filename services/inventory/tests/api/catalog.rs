@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use testkit::{Ask as _, World};
 use uuid::Uuid;
 
-use crate::support::{Steps as _, start};
+use crate::support::{Steps as _, start, with_concert};
 
 #[tokio::test]
 async fn two_instances_agree_within_a_second_of_a_change() {
@@ -120,9 +120,7 @@ async fn bad_input_is_a_problem_naming_the_field_and_changes_nothing() {
 
 #[tokio::test]
 async fn concert_management_and_warmup_need_the_operator_role() {
-    let world = World::start().await;
-    let inventory = start(&world, &[]).await;
-    let concert = world.concert(&inventory, 1).await;
+    let (world, inventory, concert) = with_concert(1).await;
     let now = chrono::Utc::now();
     let create = json!({
         "name": "Sneaky", "venue": "Hall 9",

@@ -9,13 +9,11 @@ use serde_json::{Value, json};
 use testkit::{Ask as _, World};
 use uuid::Uuid;
 
-use crate::support::{Steps as _, retry_after, start};
+use crate::support::{Steps as _, retry_after, start, with_concert};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customers_racing_for_one_seat_get_exactly_one_hold() {
-    let world = World::start().await;
-    let inventory = start(&world, &[]).await;
-    let concert = world.concert(&inventory, 1).await;
+    let (world, inventory, concert) = with_concert(1).await;
 
     let answers =
         join_all((0..20).map(|_| inventory.hold(&world, concert, "A-1", Uuid::new_v4()))).await;
@@ -74,9 +72,7 @@ async fn a_paused_client_whose_hold_lapsed_cannot_take_the_seat_from_the_new_hol
 
 #[tokio::test]
 async fn an_order_without_a_token_cannot_buy_a_held_seat_but_can_buy_a_never_held_one() {
-    let world = World::start().await;
-    let inventory = start(&world, &[]).await;
-    let concert = world.concert(&inventory, 2).await;
+    let (world, inventory, concert) = with_concert(2).await;
     inventory.held(&world, concert, "A-1", Uuid::new_v4()).await;
     let (_, answer) = inventory.sell(concert, &[("A-1", None)]).await;
     assert_eq!(answer, "SeatAllocationRejected");
@@ -86,9 +82,7 @@ async fn an_order_without_a_token_cannot_buy_a_held_seat_but_can_buy_a_never_hel
 
 #[tokio::test]
 async fn only_the_owner_releases_a_hold() {
-    let world = World::start().await;
-    let inventory = start(&world, &[]).await;
-    let concert = world.concert(&inventory, 1).await;
+    let (world, inventory, concert) = with_concert(1).await;
     let (owner, stranger) = (Uuid::new_v4(), Uuid::new_v4());
     let (token, _) = inventory.held(&world, concert, "A-1", owner).await;
     let path = format!("/events/{concert}/seats/A-1/hold");
@@ -175,9 +169,7 @@ async fn a_customer_may_hold_only_so_many_seats() {
 
 #[tokio::test]
 async fn sold_and_unknown_seats_cannot_be_held() {
-    let world = World::start().await;
-    let inventory = start(&world, &[]).await;
-    let concert = world.concert(&inventory, 1).await;
+    let (world, inventory, concert) = with_concert(1).await;
     inventory.sell(concert, &[("A-1", None)]).await;
     let sold = inventory.hold(&world, concert, "A-1", Uuid::new_v4()).await;
     assert_eq!(sold.status, StatusCode::CONFLICT);
@@ -188,9 +180,7 @@ async fn sold_and_unknown_seats_cannot_be_held() {
 
 #[tokio::test]
 async fn a_hold_needs_a_customers_token() {
-    let world = World::start().await;
-    let inventory = start(&world, &[]).await;
-    let concert = world.concert(&inventory, 1).await;
+    let (world, inventory, concert) = with_concert(1).await;
     let path = format!("/events/{concert}/seats/A-1/hold");
 
     let anonymous = inventory.post(&path).answer().await;
@@ -217,9 +207,7 @@ async fn a_hold_needs_a_customers_token() {
 
 #[tokio::test]
 async fn verify_returns_the_fencing_tokens_of_live_holds_only() {
-    let world = World::start().await;
-    let inventory = start(&world, &[]).await;
-    let concert = world.concert(&inventory, 2).await;
+    let (world, inventory, concert) = with_concert(2).await;
     let customer = Uuid::new_v4();
     let (t1, f1) = inventory.held(&world, concert, "A-1", customer).await;
     let (t2, f2) = inventory.held(&world, concert, "A-2", customer).await;

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use inventory::Inventory;
 
-use crate::support::start;
+use crate::support::{start, start_rate_limited, with_concert};
 
 #[tokio::test]
 async fn the_router_documents_every_route_it_mounts_and_mounts_every_route_it_documents() {
@@ -81,11 +81,7 @@ async fn exactly_the_routes_that_declare_the_bearer_scheme_refuse_anonymous_call
 #[tokio::test]
 async fn the_docs_answer_while_the_api_is_rate_limited() {
     let world = World::start().await;
-    let inventory = start(
-        &world,
-        &[("RATE_LIMIT_PER_SECOND", "0.1"), ("RATE_LIMIT_BURST", "1")],
-    )
-    .await;
+    let inventory = start_rate_limited(&world, "1").await;
     assert_eq!(
         inventory.get("/events").answer().await.status,
         StatusCode::OK
@@ -104,9 +100,7 @@ async fn the_docs_answer_while_the_api_is_rate_limited() {
 
 #[tokio::test]
 async fn readiness_and_metrics_report_inventorys_own_checks_and_counters() {
-    let world = World::start().await;
-    let mut inventory = start(&world, &[]).await;
-    let concert = world.concert(&inventory, 1).await;
+    let (_world, mut inventory, concert) = with_concert(1).await;
     inventory
         .get(&format!("/events/{concert}/seats"))
         .answer()

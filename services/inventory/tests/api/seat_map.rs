@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use testkit::{Ask as _, Running, World};
 use uuid::Uuid;
 
-use crate::support::{Steps as _, start};
+use crate::support::{Steps as _, start, with_concert};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_cold_requests_make_one_database_query() {
@@ -128,9 +128,7 @@ async fn a_concert_created_after_its_id_was_cached_as_missing_is_found() {
 
 #[tokio::test]
 async fn a_filler_that_read_before_a_change_cannot_publish_a_stale_map() {
-    let world = World::start().await;
-    let inventory = start(&world, &[]).await;
-    let concert = world.concert(&inventory, 3).await;
+    let (_world, inventory, concert) = with_concert(3).await;
     let seat_maps = inventory.lent::<SeatMaps>();
 
     // A slow filler reads the database…
@@ -155,9 +153,7 @@ async fn a_filler_that_read_before_a_change_cannot_publish_a_stale_map() {
 
 #[tokio::test]
 async fn etag_and_if_none_match_give_304_until_the_map_changes() {
-    let world = World::start().await;
-    let inventory = start(&world, &[]).await;
-    let concert = world.concert(&inventory, 3).await;
+    let (world, inventory, concert) = with_concert(3).await;
 
     let first = inventory.seat_map(concert).await;
     assert_eq!(first.status, StatusCode::OK);

@@ -25,6 +25,28 @@ pub(crate) async fn start(world: &World, extra: &[(&str, &str)]) -> Running<Inve
     Running::start(world, &settings).await
 }
 
+/// The usual start: a world, inventory in it, and a concert of `seats`
+/// seats (`A-1` …) on sale now.
+pub(crate) async fn with_concert(seats: usize) -> (World, Running<Inventory>, Uuid) {
+    let world = World::start().await;
+    let inventory = start(&world, &[]).await;
+    let concert = world.concert(&inventory, seats).await;
+    (world, inventory, concert)
+}
+
+/// Inventory whose clients may each send `burst` requests, then one per
+/// ten seconds: the rate limit at work, within one test.
+pub(crate) async fn start_rate_limited(world: &World, burst: &str) -> Running<Inventory> {
+    start(
+        world,
+        &[
+            ("RATE_LIMIT_PER_SECOND", "0.1"),
+            ("RATE_LIMIT_BURST", burst),
+        ],
+    )
+    .await
+}
+
 /// The steps the tests take on a running inventory: an extension of
 /// `Running<Inventory>`, written once as the trait's own methods.
 pub(crate) trait Steps {
