@@ -12,6 +12,9 @@
 //! CONFIRMED or REFUNDED; a refund is a new fact (`OrderRefunded`), not an
 //! undone payment; only the latest holder of a seat can buy it. And the
 //! docs tell the truth about metrics: every name they give is scraped.
+//!
+//! Long because each test starts the whole system in one world and drives
+//! it as customers do; the steps they share are methods of `System`.
 
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]

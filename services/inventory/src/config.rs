@@ -35,7 +35,6 @@ use crate::seat_map::SeatMapConfig;
 /// Everything the inventory service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The HTTP server.
     pub http: HttpConfig,
     /// The inventory database and its pool.
     pub database: DatabaseConfig,

@@ -52,7 +52,6 @@ pub struct Config {
     pub nats: NatsConfig,
     /// Where e-mails go.
     pub provider: Provider,
-    /// The sender address.
     pub from: String,
     /// Sends per second across all workers.
     pub rate_per_second: u32,

@@ -67,7 +67,6 @@ pub struct ClientBuildError(#[source] reqwest::Error);
 /// A hold inventory confirmed as live.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct VerifiedHold {
-    /// The seat.
     pub seat_id: String,
     /// The hold's fencing token: the order line stores it and the sale
     /// checks it.
@@ -96,7 +95,6 @@ pub enum VerifyError {
     HoldNotValid {
         /// The seat's position in the order.
         index: usize,
-        /// The seat.
         seat_id: String,
     },
     /// The concert is not on sale: `/problems/sale-not-open` (with the
@@ -138,7 +136,6 @@ pub enum Unavailable {
     /// Inventory answered 5xx (or 429: it is shedding load).
     #[error("inventory answered {status}{}", cause.as_deref().map(|c| format!(": {c}")).unwrap_or_default())]
     Answered {
-        /// Its status.
         status: StatusCode,
         /// What its problem body said, e.g. that its Redis is unavailable.
         cause: Option<String>,

@@ -41,7 +41,6 @@ pub struct Config {
     pub database_url: SecretUrl,
     /// Name of the source in logs and metrics.
     pub source: String,
-    /// Where to publish.
     pub nats: NatsConfig,
     /// Rows per pass.
     pub batch_size: i64,

@@ -25,9 +25,7 @@ pub struct OutboxRow {
     pub event_type: String,
     /// The envelope's schema version.
     pub schema_version: i32,
-    /// The aggregate.
     pub aggregate_id: Uuid,
-    /// Its version.
     pub aggregate_version: i64,
     /// The subject, without the deployment prefix.
     pub subject: String,
@@ -174,17 +172,13 @@ pub async fn unpark(pool: &PgPool, event_id: Uuid) -> sqlx::Result<bool> {
 /// A parked row, for `ticketctl outbox status`.
 #[derive(Debug, Clone)]
 pub struct ParkedRow {
-    /// The event.
     pub event_id: Uuid,
-    /// Its type.
     pub event_type: String,
     /// The aggregate it holds back.
     pub aggregate_id: Uuid,
-    /// The aggregate version.
     pub aggregate_version: i64,
     /// Failures so far.
     pub attempts: i32,
-    /// The last error.
     pub last_error: Option<String>,
 }
 

@@ -27,7 +27,6 @@ use uuid::Uuid;
 
 /// What the handlers share.
 pub struct HttpState {
-    /// The reporting database.
     pub db: PgPool,
 }
 

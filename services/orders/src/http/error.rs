@@ -36,7 +36,6 @@ pub enum ApiError {
     InvalidPath {
         /// The parameter, e.g. `id`.
         field: &'static str,
-        /// Why.
         reason: String,
     },
     /// 422 `/problems/invalid-field`: Postgres refused a text value (a NUL
@@ -63,11 +62,8 @@ pub enum ApiError {
     /// 409 `/problems/invalid-transition`: e.g. paying a cancelled order.
     #[error("cannot {} order {order_id}: it is {status}", transition.verb())]
     InvalidTransition {
-        /// The order.
         order_id: Uuid,
-        /// Its current status.
         status: OrderStatus,
-        /// What was asked.
         transition: Transition,
     },
     /// 409 `/problems/hold-not-valid` naming the field
@@ -79,7 +75,6 @@ pub enum ApiError {
     HoldNotValid {
         /// The seat's position in the request.
         index: usize,
-        /// The seat.
         seat_id: String,
     },
     /// 503 `/problems/dependency-unavailable` naming `inventory`, with

@@ -37,7 +37,6 @@ pub use error::ApiError;
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// The orders database.
     pub db: PgPool,
     /// How long idempotency keys replay.
     pub idempotency_key_ttl: Duration,

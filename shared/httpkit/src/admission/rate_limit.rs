@@ -28,6 +28,9 @@
 //! clients that still find no room share one overflow bucket until the
 //! next sweep: degraded fairness for newcomers during a flood of distinct
 //! keys, instead of unbounded memory or an unchecked way in.
+//!
+//! A quarter of this file is its tests: the bucket arithmetic on a paused
+//! clock, and the bound on tracked clients.
 
 use std::collections::HashMap;
 use std::future::Future;
