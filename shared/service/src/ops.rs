@@ -139,7 +139,7 @@ async fn readyz(State(ops): State<Ops>) -> Readiness {
         `http_request_duration_seconds` per route, and the service's own metrics \
         (docs/operations.md lists them).",
     responses((status = 200, description = "The metrics.",
-        content_type = "text/plain; version=0.0.4", body = String)),
+        content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)),
 )]
 async fn metrics(State(ops): State<Ops>) -> Response {
     (
