@@ -144,10 +144,14 @@ impl Collector for BacklogGauges {
         let Some(backlog) = *self.0.lock().unwrap_or_else(PoisonError::into_inner) else {
             return Ok(());
         };
+        let pending = format!(
+            "Outbox rows waiting to be published (counted up to {}).",
+            crate::store::BACKLOG_COUNT_CAP
+        );
         for (name, help, value) in [
             (
                 "relay_backlog",
-                "Outbox rows waiting to be published (counted up to 10000).",
+                pending.as_str(),
                 ConstGauge::new(backlog.pending),
             ),
             (

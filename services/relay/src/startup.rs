@@ -60,7 +60,20 @@ impl service::Service for Relay {
             .max_connections(connections)
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy_with(options);
-        app.watch_postgres(db.clone());
+        // Ready when the source's outbox answers: a relay pointed at the
+        // wrong database says so here, not at its first claim.
+        let probe = db.clone();
+        app.check("postgres", move || {
+            let db = probe.clone();
+            async move {
+                sqlx::query!("select 1 as one from outbox limit 0")
+                    .fetch_optional(&db)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+        });
+        app.close_at_stop(db.clone());
         // Named after the source: `relay-orders` in the server's connection list.
         let nats =
             messaging::connect(&config.nats.url, &format!("relay-{}", config.source)).await?;

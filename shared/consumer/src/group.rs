@@ -102,38 +102,41 @@ impl Group {
     }
 
     /// Hands the consumers to the service: their tasks, their metrics, and
-    /// a scrape hook that asks JetStream for their lag.
+    /// a scrape hook that asks JetStream for their lag. One group per
+    /// service: a second would register the `consumer_*` families again.
     pub fn install(self, app: &mut service::Builder) {
         for run in self.runs {
             app.task(run);
         }
-        let members = Arc::new(ConsumerCollector {
-            members: self.members,
-        });
+        let members = Arc::new(Members(self.members));
         app.registry()
-            .register_collector(Box::new(Shared(members.clone())));
+            .register_collector(Box::new(ConsumerCollector(members.clone())));
         let (js, topology) = (self.js, self.topology);
         app.on_scrape(move || {
             let (members, js, topology) = (members.clone(), js.clone(), topology.clone());
             async move {
-                for member in &members.members {
-                    let now = lag(&js, &topology, member.stream, &member.name).await.ok();
-                    *member.lag.lock().unwrap_or_else(PoisonError::into_inner) = now;
-                }
+                // All at once, each within a readiness check's time: while
+                // NATS is away a scrape must still answer with the counts.
+                let asked = members.0.iter().map(|member| async {
+                    let asking = lag(&js, &topology, member.stream, &member.name);
+                    let now = tokio::time::timeout(service::ops::CHECK_TIMEOUT, asking).await;
+                    *member.lag.lock().unwrap_or_else(PoisonError::into_inner) =
+                        now.ok().and_then(Result::ok);
+                });
+                futures::future::join_all(asked).await;
             }
         });
     }
 }
 
+/// The consumers `/metrics` reports, shared by the collector and the
+/// scrape hook that refreshes their lag.
+#[derive(Debug)]
+struct Members(Vec<Member>);
+
 /// Encodes the members' counts and lag at each scrape.
 #[derive(Debug)]
-struct ConsumerCollector {
-    members: Vec<Member>,
-}
-
-/// The collector, shared with the scrape hook that refreshes its lag.
-#[derive(Debug)]
-struct Shared(Arc<ConsumerCollector>);
+struct ConsumerCollector(Arc<Members>);
 
 /// A metric family: its name, its help, and its value read from a `T`.
 type Family<T> = (&'static str, &'static str, fn(&T) -> u64);
@@ -156,9 +159,9 @@ const GAUGES: [Family<Lag>; 3] = [
     ("consumer_redelivered", "Messages delivered more than once.", |l| l.redelivered),
 ];
 
-impl Collector for Shared {
+impl Collector for ConsumerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let members = &self.0.members;
+        let members = &self.0.0;
         for (name, help, count) in COUNTERS {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for member in members {

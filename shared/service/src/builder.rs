@@ -68,14 +68,20 @@ impl Builder {
         Ok(db)
     }
 
-    /// Checks `db` for readiness and closes it at stop: for a pool made
-    /// another way (the relay's, which connects lazily).
+    /// Checks `db` for readiness (`select 1`) and closes it at stop: for a
+    /// pool made another way.
     pub fn watch_postgres(&mut self, db: PgPool) {
         let ping = db.clone();
         self.check("postgres", move || {
             let db = ping.clone();
             async move { pgkit::ping(&db).await }
         });
+        self.close_at_stop(db);
+    }
+
+    /// Closes `db` at stop, after the tasks have finished with it; for a
+    /// pool whose readiness the service checks its own way.
+    pub fn close_at_stop(&mut self, db: PgPool) {
         self.pools.push(db);
     }
 

@@ -29,8 +29,10 @@
 //!
 //! The API document comes from the router: a service mounts its routes
 //! with `utoipa_axum::routes!`, which documents each route as it mounts
-//! it, so a route cannot be served without being described. The workspace's
-//! `clippy.toml` forbids the undocumented ways to mount one.
+//! it, so a route mounted that way cannot be served without being
+//! described. The workspace's `clippy.toml` forbids the plain ways of
+//! mounting one (`route`, `route_service`, `nest_service`), and each
+//! service's test runs [`ops::route_report`] on its router.
 //!
 //! Why a trait and a builder rather than a framework: each service's
 //! `build` still reads top to bottom as "connect, make the parts, wire

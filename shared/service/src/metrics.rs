@@ -17,8 +17,9 @@
 //! | `http_request_duration_seconds` | histogram | `method`, `route` |
 //!
 //! `route` is the route template (`/events/{id}`), never the raw path, and
-//! `unmatched` for a path that no route matched: a client requesting
-//! random paths must not create a series per path.
+//! `unmatched` for a path that no route matched; `method` is a standard
+//! method or `other`. A client requesting random paths or inventing methods
+//! must not create a series per request.
 //!
 //! [`Builder`]: crate::Builder
 
@@ -122,7 +123,7 @@ impl HttpMetrics {
             .extensions()
             .get::<MatchedPath>()
             .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-        let method = request.method().as_str().to_owned();
+        let method = method_label(request.method()).to_owned();
         let started = Instant::now();
         let response = next.run(request).await;
         metrics
@@ -144,6 +145,23 @@ impl HttpMetrics {
     }
 }
 
+/// The method as a label: the standard ones by name, any other token
+/// (hyper accepts any) as `other`, so that invented methods, like invented
+/// paths, make no new series.
+fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 #[cfg(test)]
 // A throwaway route, measured, not documented.
 #[allow(clippy::disallowed_methods)]
@@ -155,7 +173,7 @@ mod tests {
 
     use super::*;
 
-    async fn scrape_after(paths: &[&str]) -> String {
+    async fn scrape_after(requests: &[(&str, &str)]) -> String {
         let mut registry = Registry::default();
         let http = HttpMetrics::register(&mut registry);
         let router = Router::new()
@@ -164,8 +182,12 @@ mod tests {
                 http,
                 HttpMetrics::record,
             ));
-        for path in paths {
-            let request = http::Request::get(*path).body(Body::empty()).unwrap();
+        for (method, path) in requests {
+            let request = http::Request::builder()
+                .method(*method)
+                .uri(*path)
+                .body(Body::empty())
+                .unwrap();
             router.clone().oneshot(request).await.unwrap();
         }
         Metrics::new(registry, Vec::new()).scrape().await
@@ -173,7 +195,13 @@ mod tests {
 
     #[tokio::test]
     async fn requests_are_counted_by_route_template_and_status() {
-        let text = scrape_after(&["/events/1", "/events/2", "/nowhere/3"]).await;
+        let text = scrape_after(&[
+            ("GET", "/events/1"),
+            ("GET", "/events/2"),
+            ("GET", "/nowhere/3"),
+            ("BREW", "/nowhere/4"),
+        ])
+        .await;
         assert!(
             text.contains(
                 r#"http_requests_total{method="GET",route="/events/{id}",status="200"} 2"#
@@ -192,7 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_route_has_a_latency_histogram() {
-        let text = scrape_after(&["/events/1"]).await;
+        let text = scrape_after(&[("GET", "/events/1")]).await;
         assert!(
             text.contains(
                 r#"http_request_duration_seconds_count{method="GET",route="/events/{id}"} 1"#

@@ -7,6 +7,10 @@
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use axum::Json;
 use reqwest::StatusCode;
 use service::{Builder, HttpConfig};
@@ -150,4 +154,36 @@ async fn a_service_that_documents_only_what_it_mounts_has_a_clean_report() {
     let report = app.route_report().await;
 
     assert_eq!(report, service::ops::RouteReport::default());
+}
+
+#[tokio::test]
+async fn a_stop_waits_for_the_tasks_then_closes_the_pools() {
+    let mut builder = Builder::new("greeter", http());
+    // Never connected: closing it needs no server.
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+        .unwrap();
+    builder.close_at_stop(db.clone());
+    let finished = Arc::new(AtomicBool::new(false));
+    let (task_finished, pool) = (finished.clone(), db.clone());
+    builder.task(move |stop| async move {
+        stop.cancelled().await;
+        // Work in hand at the signal, finishing after it.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!pool.is_closed(), "the pool outlives the task");
+        task_finished.store(true, Ordering::SeqCst);
+    });
+    let mut serving = builder
+        .serve(OpenApiRouter::new().routes(routes!(greeting)))
+        .await
+        .unwrap()
+        .spawn();
+
+    serving.stop().await.unwrap();
+
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "the stop waited for the task"
+    );
+    assert!(db.is_closed(), "then the pool was closed");
 }

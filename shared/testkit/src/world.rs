@@ -44,14 +44,25 @@ pub struct World {
 }
 
 impl World {
-    /// Starts (or connects to) the servers and provisions the streams.
+    /// Starts (or connects to) the servers and provisions the streams, so
+    /// that consumers need not wait for a relay to create them.
     pub async fn start() -> Self {
+        let world = Self::start_unprovisioned().await;
+        messaging::provision(
+            &world.nats.jetstream().await,
+            &world.topology(),
+            Duration::from_mins(10),
+        )
+        .await
+        .expect("the streams are provisioned");
+        world
+    }
+
+    /// Starts (or connects to) the servers, with no stream under the
+    /// world's prefix yet: for the relay, which provisions them itself.
+    pub async fn start_unprovisioned() -> Self {
         let (postgres, nats, redis) =
             tokio::join!(TestPostgres::start(), TestNats::start(), TestRedis::start());
-        let topology = messaging::Topology::new(nats.prefix()).expect("a valid prefix");
-        messaging::provision(&nats.jetstream().await, &topology, Duration::from_mins(10))
-            .await
-            .expect("the streams are provisioned");
         Self {
             postgres,
             nats,
@@ -77,7 +88,8 @@ impl World {
     }
 
     /// A concert with seats `A-1` … `A-<seats>` at 45.00, on sale now and
-    /// starting in a week, created through inventory's API as an operator
+    /// starting in a week, created through the API of `inventory` (a running
+    /// inventory service; testkit cannot name its type) as an operator
     /// would: the one way tests make concerts.
     pub async fn concert<S: Service>(&self, inventory: &Running<S>, seats: usize) -> Uuid {
         self.concert_with_sale_in(inventory, seats, chrono::Duration::zero())

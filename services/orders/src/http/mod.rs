@@ -49,17 +49,17 @@ pub struct AppState {
 /// The order routes, documented as they are mounted: bearer tokens
 /// verified first, then admission control (a per-customer rate limit and
 /// an in-flight limit that sheds at once, so a flood neither queues on the
-/// connection pool nor reaches inventory), refusals counted in `admitted`.
+/// connection pool nor reaches inventory), refusals counted in `admission`.
 pub fn api(
     state: AppState,
     verifier: Verifier,
     limits: AdmissionLimits,
-    admitted: &AdmissionMetrics,
+    admission: &AdmissionMetrics,
 ) -> OpenApiRouter {
     // The rate limit is per verified customer, so authentication must wrap
     // admission (be added after it) to have named the caller first.
     let routes = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(orders::routes());
-    httpkit::admission::admission(routes, limits, admitted)
+    httpkit::admission::admission(routes, limits, admission)
         .layer(axum::middleware::from_fn_with_state(
             verifier,
             httpkit::auth::authenticate,

@@ -35,9 +35,10 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Relays publish to the world's NATS.
+    /// Relays publish to the world's NATS, which has no streams yet: the
+    /// relay provisions them, as it does in a deployment.
     pub(crate) async fn start() -> Self {
-        let world = World::start().await;
+        let world = World::start_unprovisioned().await;
         let nats_url = world.nats.url().to_owned();
         Self::with(world, nats_url).await
     }
@@ -45,7 +46,7 @@ impl Outbox {
     /// Relays publish to the NATS server at `nats_url` (one the test stops
     /// and restarts), under the world's prefix.
     pub(crate) async fn on_nats(nats_url: &str) -> Self {
-        Self::with(World::start().await, nats_url.to_owned()).await
+        Self::with(World::start_unprovisioned().await, nats_url.to_owned()).await
     }
 
     async fn with(world: World, nats_url: String) -> Self {

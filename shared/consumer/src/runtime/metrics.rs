@@ -1,11 +1,11 @@
 //! What a consumer tells an operator: its counters ([`ConsumerMetrics`],
 //! copied out as [`Counts`]), its backlog as JetStream reports it ([`Lag`],
-//! [`lag`]). `crate::group` reports both at `/metrics`.
+//! [`lag`]).
 //!
-//! Kept apart from the loop because the services' `/metrics` handlers use
-//! these on their own: they hold the counters' [`Arc`](std::sync::Arc), ask
-//! [`lag`] by durable name, and may sum several consumers' [`Counts`]
-//! before rendering (notification adds up its workers).
+//! Kept apart from the loop because others read them on their own:
+//! `crate::group` reads the counters and asks [`lag`] at each scrape of
+//! `/metrics`, summing the instances of one durable; `ticketctl consumers
+//! lag` asks [`lag`] directly.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

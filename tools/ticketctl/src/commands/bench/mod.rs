@@ -63,8 +63,8 @@ impl ScratchKeys {
 }
 
 /// A service's settings for a benchmark: `own`, after what every
-/// in-process service gets: an ephemeral port, trust in `keys`, warnings
-/// only in the log, and admission control out of the way (a benchmark
+/// in-process service gets: an ephemeral port, trust in `keys`, and
+/// admission control out of the way (a benchmark
 /// measures the path behind the limits, not the limits).
 fn service_env<V: Into<String>>(
     keys: &ScratchKeys,
@@ -73,7 +73,6 @@ fn service_env<V: Into<String>>(
     let common = [
         ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
         ("AUTH_JWKS_PATH", keys.jwks_path()),
-        ("RUST_LOG", "warn".to_owned()),
         ("RATE_LIMIT_PER_SECOND", "1000000000".to_owned()),
         ("RATE_LIMIT_BURST", "1000000000".to_owned()),
         ("MAX_IN_FLIGHT", "100000".to_owned()),
