@@ -7,10 +7,13 @@
 //! caller that arrives while it runs awaits the same result.
 //!
 //! The work runs on its own task, so it finishes (and fills the cache) even
-//! if the caller that started it goes away, e.g. on a client timeout. The
-//! entry is removed when the work ends; a caller arriving after that starts
-//! a new flight, which is why the seat map's flight re-reads the cache
-//! before touching the database.
+//! if the caller that started it goes away, e.g. on a client timeout. That
+//! task removes the flight's entry when the work ends (or panics), whoever
+//! is still waiting: an entry left to be removed by the next caller would
+//! hand that caller the old result (a map from before a change, a stale
+//! "no such concert"), and keep the key forever if no one asked again. A
+//! caller arriving after the removal starts a new flight, which is why the
+//! seat map's flight re-reads the cache before touching the database.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -21,7 +24,25 @@ use futures::future::{BoxFuture, Shared};
 
 /// In-flight work per key, shared by everyone who asks meanwhile.
 pub struct Coalescer<K, V> {
-    flights: Arc<Mutex<HashMap<K, Shared<BoxFuture<'static, V>>>>>,
+    flights: Flights<K, V>,
+}
+
+type Flights<K, V> = Arc<Mutex<HashMap<K, Shared<BoxFuture<'static, V>>>>>;
+
+/// Removes a flight's entry when dropped: when its work returns, and when
+/// it panics.
+struct Landing<K: Eq + Hash, V> {
+    flights: Flights<K, V>,
+    key: K,
+}
+
+impl<K: Eq + Hash, V> Drop for Landing<K, V> {
+    fn drop(&mut self) {
+        self.flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
+    }
 }
 
 impl<K, V> Default for Coalescer<K, V> {
@@ -53,20 +74,25 @@ where
             if let Some(flight) = flights.get(&key) {
                 flight.clone()
             } else {
-                let task = tokio::spawn(work());
-                let map = Arc::clone(&self.flights);
-                let done_key = key.clone();
+                let landing = Landing {
+                    flights: Arc::clone(&self.flights),
+                    key: key.clone(),
+                };
+                let work = work();
+                // The entry goes when the work ends, on the work's own task;
+                // it cannot go before it is inserted, since inserting holds
+                // the lock the landing needs.
+                let task = tokio::spawn(async move {
+                    let _landing = landing;
+                    work.await
+                });
                 let flight = async move {
-                    let value = match task.await {
+                    match task.await {
                         Ok(value) => value,
                         // The work panicked: let the callers see the panic
                         // rather than an invented value.
                         Err(e) => std::panic::resume_unwind(e.into_panic()),
-                    };
-                    map.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .remove(&done_key);
-                    value
+                    }
                 }
                 .boxed()
                 .shared();
@@ -132,5 +158,35 @@ mod tests {
             () = std::future::ready(()) => {}
         }
         assert!(finished.recv().await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_flight_whose_callers_all_left_is_gone_when_it_ends() {
+        let coalescer = Coalescer::<u32, u32>::default();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let abandoned = coalescer.run(1, move || async move {
+            released.await.ok();
+            1 // the map as it was when this fill read it
+        });
+        // The only caller goes away mid-fill (a client timeout, say)…
+        tokio::select! {
+            biased;
+            _ = abandoned => unreachable!("the fill is still waiting"),
+            () = std::future::ready(()) => {}
+        }
+        // …and the fill ends with nobody waiting for it.
+        release.send(()).unwrap();
+        for _ in 0..100 {
+            if coalescer.in_flight() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(coalescer.in_flight(), 0, "an ended flight leaves no entry");
+
+        // The map changed meanwhile: the next miss must fill anew.
+        let next = coalescer.run(1, || async { 2 }).await;
+
+        assert_eq!(next, 2, "not the abandoned flight's old result");
     }
 }
