@@ -464,6 +464,62 @@ async fn a_later_version_waits_for_an_earlier_one_on_its_retries_instead_of_bein
 }
 
 #[tokio::test]
+async fn a_backlog_older_than_the_gap_timeout_drains_in_order_without_dead_letters() {
+    let world = World::new().await;
+    let aggregate = Uuid::new_v4();
+    // The consumer was down: both versions wait in the stream, published
+    // longer ago than the gap timeout. Version 1 then fails once.
+    world
+        .publish_event(aggregate, 1, serde_json::json!({ "fail_times": 1 }))
+        .await;
+    world
+        .publish_event(aggregate, 2, serde_json::json!({}))
+        .await;
+    let gap_timeout = Duration::from_secs(1);
+    tokio::time::sleep(gap_timeout * 2).await;
+    let spec = ConsumerSpec {
+        gap_timeout,
+        retry_delays: vec![Duration::from_millis(300)],
+        gap_delay: Duration::from_millis(50),
+        ..World::spec()
+    };
+
+    let _running = world.run(spec);
+    world.wait_for_effects(2, Duration::from_secs(10)).await;
+
+    // The gap's wait is counted from when the consumer first met it, not
+    // from when version 2 was published.
+    assert!(world.dead_letters().await.is_empty());
+    assert_eq!(world.versions().await, [1, 2]);
+}
+
+#[tokio::test]
+async fn a_gap_that_never_fills_is_dead_lettered_once_the_consumer_has_waited_out_the_timeout() {
+    let world = World::new().await;
+    let aggregate = Uuid::new_v4();
+    // Version 1 never comes.
+    world
+        .publish_event(aggregate, 2, serde_json::json!({}))
+        .await;
+    let spec = ConsumerSpec {
+        gap_timeout: Duration::from_secs(1),
+        gap_delay: Duration::from_millis(100),
+        ..World::spec()
+    };
+    let started = std::time::Instant::now();
+
+    let _running = world.run(spec);
+    world.wait_for_dead_letters(1).await;
+
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "not before the consumer has waited the timeout itself"
+    );
+    assert!(world.dead_letters().await[0].error.contains("gap"));
+    assert!(world.effects().await.is_empty());
+}
+
+#[tokio::test]
 async fn every_bad_message_gets_its_own_dead_letter_even_without_a_message_id() {
     let world = World::new().await;
     for payload in [b"first".to_vec(), b"second".to_vec()] {

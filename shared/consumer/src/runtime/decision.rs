@@ -9,10 +9,13 @@
 //! telling JetStream is `delivery_loop.rs`'s job, so that a test can take
 //! this half alone and stop before the ack, as a crash would.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::Message;
 use contracts::Envelope;
+use uuid::Uuid;
 
 use super::{Consumer, ConsumerSpec, Delivery, Handler, HandlerError};
 use crate::store;
@@ -84,6 +87,39 @@ fn database_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
         .is_some_and(pgkit::is_unavailable)
 }
 
+/// The gaps a consumer instance is waiting on: per aggregate, the version
+/// it waits for and since when.
+///
+/// A gap's age is counted from the moment this instance first met it, not
+/// from when the later event was published: after an outage the backlog is
+/// old, and one transient failure while draining it must not make the next
+/// version look as if it had waited all that time. The clock restarts when
+/// the awaited version changes, and the entry goes when the aggregate moves
+/// on or the wait ends in a dead letter. Kept in memory: a restart resets
+/// the clocks, which only ever means waiting longer.
+#[derive(Debug, Default)]
+pub(super) struct Gaps(Mutex<HashMap<(String, Uuid), (i64, Instant)>>);
+
+impl Gaps {
+    /// How long this instance has waited for `expected` of the aggregate.
+    fn waited(&self, aggregate: (String, Uuid), expected: i64) -> Duration {
+        let mut gaps = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let since = gaps.entry(aggregate).or_insert((expected, Instant::now()));
+        if since.0 != expected {
+            *since = (expected, Instant::now());
+        }
+        since.1.elapsed()
+    }
+
+    /// The aggregate is no longer waiting.
+    fn clear(&self, aggregate: &(String, Uuid)) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(aggregate);
+    }
+}
+
 /// Where a new event stands relative to its aggregate's position.
 enum Step {
     Done(Outcome),
@@ -109,8 +145,17 @@ impl<H: Handler> Consumer<H> {
             stream_sequence,
             delivered,
         };
+        let aggregate = (
+            delivery.envelope.aggregate_type.clone(),
+            delivery.envelope.aggregate_id,
+        );
         match self.apply(&delivery).await {
-            Ok(Step::Done(outcome)) => Decision::Ack(outcome),
+            Ok(Step::Done(outcome)) => {
+                if outcome == Outcome::Applied {
+                    self.gaps.clear(&aggregate);
+                }
+                Decision::Ack(outcome)
+            }
             Ok(Step::Gap { expected }) => {
                 let reason = format!(
                     "version {} arrived before version {expected} of {} {}",
@@ -118,16 +163,11 @@ impl<H: Handler> Consumer<H> {
                     delivery.envelope.aggregate_type,
                     delivery.envelope.aggregate_id
                 );
-                let age = message.info().ok().map_or(Duration::ZERO, |i| {
-                    let published = i.published.unix_timestamp();
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-                    Duration::from_secs(u64::try_from(now - published).unwrap_or(0))
-                });
-                if age > self.spec.gap_timeout {
+                let waited = self.gaps.waited(aggregate.clone(), expected);
+                if waited > self.spec.gap_timeout {
+                    self.gaps.clear(&aggregate);
                     Decision::DeadLetter {
-                        error: format!("waited {age:?} for the gap to fill: {reason}"),
+                        error: format!("waited {waited:?} for the gap to fill: {reason}"),
                     }
                 } else {
                     Decision::Nak {

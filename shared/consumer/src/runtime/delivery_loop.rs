@@ -33,6 +33,9 @@ pub struct Consumer<H> {
     pub(super) topology: Topology,
     pub(super) handler: H,
     pub(super) metrics: Arc<ConsumerMetrics>,
+    /// Since when this instance has been waiting for each gap it met
+    /// (`decision.rs`).
+    pub(super) gaps: super::decision::Gaps,
 }
 
 impl<H: Handler> Consumer<H> {
@@ -51,6 +54,7 @@ impl<H: Handler> Consumer<H> {
             topology,
             handler,
             metrics: Arc::default(),
+            gaps: super::decision::Gaps::default(),
         }
     }
 

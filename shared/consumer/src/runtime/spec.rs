@@ -38,8 +38,10 @@ pub struct ConsumerSpec {
     /// its aggregate.
     pub gap_delay: Duration,
     /// How long an event may wait for the previous version of its
-    /// aggregate before it is dead-lettered. Waiting does not count against
-    /// `max_deliver`: the earlier version may be on its own retries.
+    /// aggregate before it is dead-lettered, counted from when this
+    /// consumer first met the gap (not from when the event was published:
+    /// after an outage the whole backlog is old). Waiting does not count
+    /// against `max_deliver`: the earlier version may be on its own retries.
     pub gap_timeout: Duration,
     /// Messages pulled at a time; keep `batch × slowest handler` well under
     /// `ack_wait`, or buffered messages expire before they are looked at.
