@@ -22,6 +22,13 @@
 //! The fill re-reads Redis first, so a request that missed just before
 //! another fill finished does not query again.
 //!
+//! **Expiry, jittered where it governs.** A read needs the version key
+//! first, so the version key's TTL (`version_ttl`, 60 s, also the bound on
+//! staleness when a bump was lost) is what ends a cached map's life; the
+//! map's own TTL only clears old versions away. Both are spread by
+//! `ttl_jitter`, so maps filled together (by warmup, or by the first rush
+//! of a sale) do not all miss in the same second.
+//!
 //! **Null caching.** An unknown concert id is cached as `missing` for a
 //! short TTL (`SET NX`, so it never hides a concert created meanwhile,
 //! whose creation sets the version key).
@@ -78,10 +85,11 @@ pub enum SeatMapError {
 pub struct SeatMapConfig {
     /// How long a cached map lives (before jitter).
     pub ttl: Duration,
-    /// ± this fraction of `ttl` at random, so maps filled together (e.g. by
-    /// warmup) do not all expire in the same second.
+    /// ± this fraction of `ttl` and of `version_ttl` at random, so maps
+    /// filled together (e.g. by warmup) do not all expire in the same second.
     pub ttl_jitter: f64,
-    /// How long a version key lives; bounds staleness if a bump was lost.
+    /// How long a version key lives (before jitter); bounds staleness if a
+    /// bump was lost, and, since reads need it, ends a cached map's life.
     pub version_ttl: Duration,
     /// How long "no such concert" is cached.
     pub null_ttl: Duration,
@@ -270,9 +278,9 @@ impl SeatMaps {
             .key(keys.version(event))
             .key(keys.seat_map(event, map.version))
             .arg(map.version)
-            .arg(millis(self.inner.config.version_ttl))
+            .arg(millis(self.jittered(self.inner.config.version_ttl)))
             .arg(json)
-            .arg(millis(self.jittered_ttl()))
+            .arg(millis(self.jittered(self.inner.config.ttl)))
             .invoke_async::<i64>(&mut connection)
             .await?;
         Ok(())
@@ -300,7 +308,7 @@ impl SeatMaps {
             let mut connection = self.inner.redis.connection()?;
             BUMP.key(self.inner.redis.keys().version(event))
                 .arg(version)
-                .arg(millis(self.inner.config.version_ttl))
+                .arg(millis(self.jittered(self.inner.config.version_ttl)))
                 .invoke_async::<i64>(&mut connection)
                 .await?;
             Ok::<_, RedisUnavailable>(())
@@ -354,11 +362,11 @@ impl SeatMaps {
         })
     }
 
-    fn jittered_ttl(&self) -> Duration {
-        let config = &self.inner.config;
-        let jitter = config.ttl_jitter.clamp(0.0, 1.0);
+    /// `ttl` ± `ttl_jitter` of it, at random.
+    fn jittered(&self, ttl: Duration) -> Duration {
+        let jitter = self.inner.config.ttl_jitter.clamp(0.0, 1.0);
         let factor = rand::rng().random_range((1.0 - jitter)..=(1.0 + jitter));
-        config.ttl.mul_f64(factor)
+        ttl.mul_f64(factor)
     }
 }
 

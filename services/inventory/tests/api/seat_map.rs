@@ -212,3 +212,43 @@ async fn warmup_preloads_the_maps_of_concerts_whose_sale_opens_soon() {
     assert_eq!(inventory.seat_map(later).await.status, StatusCode::OK);
     assert_eq!(inventory.db_loads(), 2, "the other one loads on first use");
 }
+
+#[tokio::test]
+async fn maps_filled_together_do_not_expire_together() {
+    let world = World::start().await;
+    let inventory = start(&world, &[("WARMUP_WINDOW", "1h")]).await;
+    for _ in 0..20 {
+        world
+            .concert_with_sale_in(&inventory, 1, chrono::Duration::minutes(30))
+            .await;
+    }
+    // One warmup fills all twenty maps within a moment.
+    let warmed = inventory
+        .post_as("/ops/warmup", world.operator())
+        .answer()
+        .await;
+    assert_eq!(warmed.body["warmed"], 20);
+
+    // A read needs the version key, so its TTL is when each map goes cold.
+    let mut redis = world.redis.connection().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*:version", world.redis.prefix()))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 20);
+    let mut expiries = Vec::new();
+    for key in keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        expiries.push(ttl);
+    }
+    let spread = expiries.iter().max().unwrap() - expiries.iter().min().unwrap();
+
+    // 60 s ± 10 %: twenty draws span seconds, where unjittered keys set
+    // within one warmup would span a fraction of one.
+    assert!(spread > 3_000, "expiries within {spread} ms: {expiries:?}");
+}
