@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::Message;
 use contracts::Envelope;
+use rand::Rng as _;
 use uuid::Uuid;
 
 use super::{Consumer, ConsumerSpec, Delivery, Handler, HandlerError};
@@ -65,16 +66,25 @@ pub enum Outcome {
     DeadLettered,
 }
 
+/// The share of a retry delay drawn at random (±): messages that failed
+/// together (a database blip fails a whole batch) come back spread out
+/// rather than as one burst that fails again together.
+const RETRY_JITTER: f64 = 0.2;
+
 impl ConsumerSpec {
     /// The backoff: the nak delay after the `delivered`-th failed delivery,
-    /// the last configured delay repeating (1 s if none is configured).
+    /// the last configured delay repeating (1 s if none is configured),
+    /// ± [`RETRY_JITTER`] of it at random.
     pub(super) fn retry_delay(&self, delivered: i64) -> Duration {
         let index = usize::try_from(delivered.max(1) - 1).unwrap_or(0);
-        self.retry_delays
+        let delay = self
+            .retry_delays
             .get(index)
             .or(self.retry_delays.last())
             .copied()
-            .unwrap_or(Duration::from_secs(1))
+            .unwrap_or(Duration::from_secs(1));
+        let factor = rand::rng().random_range((1.0 - RETRY_JITTER)..=(1.0 + RETRY_JITTER));
+        delay.mul_f64(factor)
     }
 }
 
@@ -232,5 +242,34 @@ impl<H: Handler> Consumer<H> {
         tx.commit().await?;
         self.handler.after_commit(delivery).await;
         Ok(Step::Done(Outcome::Applied))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_follow_the_backoff_spread_by_jitter() {
+        let spec = ConsumerSpec {
+            retry_delays: vec![Duration::from_secs(1), Duration::from_secs(4)],
+            ..ConsumerSpec::new("test", messaging::StreamKind::OrderEvents)
+        };
+        let draws = |delivered| -> Vec<Duration> {
+            (0..200).map(|_| spec.retry_delay(delivered)).collect()
+        };
+        let (first, later) = (draws(1), draws(7));
+
+        let within = |d: &Duration, base: f64| (base * 0.8..=base * 1.2).contains(&d.as_secs_f64());
+        assert!(first.iter().all(|d| within(d, 1.0)), "{first:?}");
+        assert!(
+            later.iter().all(|d| within(d, 4.0)),
+            "the last delay repeats"
+        );
+        let (min, max) = (first.iter().min().unwrap(), first.iter().max().unwrap());
+        assert!(
+            max.saturating_sub(*min) > Duration::from_millis(100),
+            "spread: {min:?}..{max:?}"
+        );
     }
 }
