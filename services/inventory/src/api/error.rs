@@ -49,7 +49,8 @@ pub(crate) enum ApiError {
     #[error("concert {0} exists with other details")]
     EventExists(Uuid),
     /// 404 `/problems/seat-not-found`, 409 `/problems/seat-sold`, 409
-    /// `/problems/seat-held` (with `Retry-After`), 429
+    /// `/problems/seat-held` (with `Retry-After`), 409
+    /// `/problems/hold-superseded` (retry), 429
     /// `/problems/hold-limit-reached` (with `Retry-After`), 404
     /// `/problems/hold-not-found`, 503 naming `redis` or `postgres`.
     #[error(transparent)]
@@ -191,6 +192,16 @@ fn hold_problem(e: &HoldError) -> Problem {
             retry_secs(*retry_after)
         ))
         .retry_after(retry_secs(*retry_after)),
+        HoldError::Superseded(seat) => Problem::new(
+            StatusCode::CONFLICT,
+            "hold-superseded",
+            "A newer hold was granted first",
+        )
+        .detail(format!(
+            "a newer hold on seat {seat} was granted while this request was on its way; the seat \
+             may be free again: retry"
+        ))
+        .retry_after(1),
         HoldError::LimitReached { limit, retry_after } => Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "hold-limit-reached",

@@ -64,11 +64,13 @@ const MAX_VERIFY: usize = 10;
             body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "`/problems/seat-sold`; `/problems/seat-held`: another \
             customer holds it; it is free again after `Retry-After` at the latest unless they \
-            order; `/problems/sale-not-open` (retry after `Retry-After`) or \
+            order; `/problems/hold-superseded`: a newer hold was granted while this request was \
+            on its way (the seat may be free again; retry after `Retry-After`); \
+            `/problems/sale-not-open` (retry after `Retry-After`) or \
             `/problems/sale-closed` (the concert has started): holds are taken only from \
             `sale_opens_at` until `starts_at`.",
             body = Problem, content_type = PROBLEM_JSON,
-            headers(("Retry-After" = u64, description = "With `seat-held`: seconds until the other hold lapses; with `sale-not-open`: until the sale opens."))),
+            headers(("Retry-After" = u64, description = "With `seat-held`: seconds until the other hold lapses; with `hold-superseded`: 1; with `sale-not-open`: until the sale opens."))),
         // Not `RateLimited`: the hold limit answers 429 too.
         (status = 429, description = "`/problems/hold-limit-reached`: the customer holds as many \
             seats as allowed; release one or wait for one to lapse. Or `/problems/rate-limited`.",

@@ -84,6 +84,11 @@ pub enum HoldError {
         /// When the other hold lapses at the latest.
         retry_after: Duration,
     },
+    /// A newer hold on the seat was granted while this request waited
+    /// between drawing its fencing token and recording it; the seat may be
+    /// free now, and a new request draws a newer token.
+    #[error("a newer hold on seat {0} was granted meanwhile")]
+    Superseded(String),
     /// The customer holds as many seats as allowed.
     #[error("customer holds {limit} seats already")]
     LimitReached {
@@ -210,7 +215,9 @@ impl Holds {
         .await;
         let refused = match granted {
             Ok(done) if done.rows_affected() == 1 => None,
-            Ok(_) => Some(HoldError::Sold(seat_id.to_owned())),
+            // Refused: sold meanwhile, or outrun by a newer token. Which
+            // one decides what the customer should do next.
+            Ok(_) => Some(self.why_refused(event_id, seat_id).await),
             Err(e) => Some(HoldError::Database(e)),
         };
         if let Some(error) = refused {
@@ -228,6 +235,23 @@ impl Holds {
                 .single()
                 .unwrap_or_else(Utc::now),
         })
+    }
+
+    /// Why the grant of a hold was refused: the seat was sold, or a newer
+    /// hold was granted meanwhile (then the seat may well be free).
+    async fn why_refused(&self, event_id: Uuid, seat_id: &str) -> HoldError {
+        let status = sqlx::query_scalar!(
+            "select status from seats where event_id = $1 and seat_id = $2",
+            event_id,
+            seat_id
+        )
+        .fetch_one(&self.db)
+        .await;
+        match status {
+            Ok(status) if status == "SOLD" => HoldError::Sold(seat_id.to_owned()),
+            Ok(_) => HoldError::Superseded(seat_id.to_owned()),
+            Err(e) => HoldError::Database(e),
+        }
     }
 
     /// Releases the hold if `token` owns it and it is `customer`'s;

@@ -297,3 +297,24 @@ async fn seats_are_held_only_inside_the_sale_window() {
         assert_eq!(map.body["seats"][0]["status"], "AVAILABLE", "{}", map.text);
     }
 }
+
+#[tokio::test]
+async fn a_hold_outrun_by_a_newer_one_is_told_to_retry_not_that_the_seat_is_sold() {
+    let (world, inventory, concert) = with_concert(1).await;
+    // A newer hold was granted (and has lapsed) while this request was on
+    // its way: the seat's latest token is the very one the request draws.
+    sqlx::query("update seats set hold_fence = nextval('hold_fences') + 1 where event_id = $1")
+        .bind(concert)
+        .execute(inventory.db())
+        .await
+        .unwrap();
+
+    let outrun = inventory.hold(&world, concert, "A-1", Uuid::new_v4()).await;
+
+    assert_eq!(outrun.status, StatusCode::CONFLICT);
+    assert_eq!(outrun.problem_type(), "/problems/hold-superseded");
+    assert_eq!(outrun.headers["retry-after"], "1");
+    // The seat is free: a retry draws a newer token and gets it.
+    let retried = inventory.hold(&world, concert, "A-1", Uuid::new_v4()).await;
+    assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.text);
+}
