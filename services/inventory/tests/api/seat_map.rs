@@ -196,11 +196,7 @@ async fn warmup_preloads_the_maps_of_concerts_whose_sale_opens_soon() {
         .concert_with_sale_in(&inventory, 5, chrono::Duration::days(30))
         .await;
 
-    let warmed = inventory
-        .post_as("/ops/warmup", world.operator())
-        .answer()
-        .await;
-    assert_eq!(warmed.body["warmed"], 1);
+    assert_eq!(inventory.warmup(&world).await, 1);
     assert_eq!(inventory.db_loads(), 1);
 
     assert_eq!(inventory.seat_map(soon).await.status, StatusCode::OK);
@@ -223,11 +219,7 @@ async fn maps_filled_together_do_not_expire_together() {
             .await;
     }
     // One warmup fills all twenty maps within a moment.
-    let warmed = inventory
-        .post_as("/ops/warmup", world.operator())
-        .answer()
-        .await;
-    assert_eq!(warmed.body["warmed"], 20);
+    assert_eq!(inventory.warmup(&world).await, 20);
 
     // A read needs the version key, so its TTL is when each map goes cold.
     let mut redis = world.redis.connection().await;

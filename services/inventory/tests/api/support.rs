@@ -63,6 +63,17 @@ pub(crate) trait Steps {
         self.app().lent::<SeatMaps>().metrics().db_loads.get()
     }
 
+    /// `POST /ops/warmup` as an operator; returns how many maps it warmed.
+    async fn warmup(&self, world: &World) -> u64 {
+        let warmed = self
+            .app()
+            .post_as("/ops/warmup", world.operator())
+            .answer()
+            .await;
+        assert_eq!(warmed.status, StatusCode::OK, "{}", warmed.text);
+        warmed.body["warmed"].as_u64().unwrap()
+    }
+
     /// `GET /events/{event}/seats`, anonymously.
     async fn seat_map(&self, event: Uuid) -> Answer {
         self.app()
