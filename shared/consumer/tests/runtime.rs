@@ -332,6 +332,12 @@ async fn a_transient_failure_is_retried_until_it_succeeds() {
     let running = world.run(World::spec());
     world.wait_for_effects(1, Duration::from_secs(10)).await;
 
+    // The effect commits before the message is acked and counted: wait for
+    // the count, then check all of them.
+    eventually(Duration::from_secs(5), "the message is settled", || async {
+        running.metrics.snapshot().applied == 1
+    })
+    .await;
     let counts = running.metrics.snapshot();
     assert_eq!(
         (counts.applied, counts.retried, counts.dead_lettered),
