@@ -14,7 +14,7 @@ mod topology;
 
 use std::time::Duration;
 
-pub use topology::{StreamKind, Topology};
+pub use topology::{Limits, StreamKind, Topology};
 
 /// A NATS or JetStream operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -163,12 +163,15 @@ pub fn is_connected(client: &async_nats::Client) -> bool {
 }
 
 /// Creates each stream of `topology` that is missing, and brings the
-/// fields this code owns (subjects, duplicate window, max age) up to date on
-/// those that exist, so every start converges on the same topology.
+/// fields this code owns (subjects, duplicate window, max age, discard
+/// policy) up to date on those that exist, so every start converges on the
+/// same topology, retention decisions included (the `topology` module docs).
 ///
-/// Other settings an operator tuned (replicas, byte or message limits,
-/// compression) are left alone. Retention and storage cannot be changed on
-/// a live stream; a mismatch there is reported, not "fixed".
+/// A stream that should refuse messages beyond a count but has no message
+/// limit gets ours; a limit an operator set is kept, as are the other
+/// settings an operator tuned (replicas, byte limits, compression).
+/// Retention and storage cannot be changed on a live stream; a mismatch
+/// there is reported, not "fixed".
 ///
 /// `duplicate_window` must cover the publisher's retry horizon: a message
 /// republished after the window is stored twice (consumers are idempotent
@@ -202,12 +205,21 @@ pub async fn provision(
                 }
                 let owned_differ = current.subjects != desired.subjects
                     || current.duplicate_window != desired.duplicate_window
-                    || current.max_age != desired.max_age;
-                if owned_differ {
+                    || current.max_age != desired.max_age
+                    || current.discard != desired.discard;
+                let limit_missing = desired.max_messages > 0 && current.max_messages <= 0;
+                if owned_differ || limit_missing {
+                    let max_messages = if limit_missing {
+                        desired.max_messages
+                    } else {
+                        current.max_messages
+                    };
                     let patched = async_nats::jetstream::stream::Config {
                         subjects: desired.subjects.clone(),
                         duplicate_window: desired.duplicate_window,
                         max_age: desired.max_age,
+                        discard: desired.discard,
+                        max_messages,
                         ..current
                     };
                     js.update_stream(&patched)

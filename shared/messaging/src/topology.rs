@@ -1,18 +1,54 @@
 //! Names and configurations of the streams (`docs/design.md` §4, Messaging topology).
 //!
-//! | stream | subjects | retention | why |
-//! |---|---|---|---|
-//! | `ORDER_EVENTS` | `orders.events.>` | limits, 7 days | a replayable fact log; several independent consumers |
-//! | `INVENTORY_EVENTS` | `inventory.events.>` | limits, 7 days | inventory's facts back to orders |
-//! | `NOTIFY_COMMANDS` | `notify.commands.>` | work queue | tasks for one worker group, gone once acked |
-//! | `DEAD_LETTERS` | `dlq.>` | limits, 30 days | poisoned messages, kept for repair and redrive |
+//! | stream | subjects | retention | limits | why |
+//! |---|---|---|---|---|
+//! | `ORDER_EVENTS` | `orders.events.>` | limits | 7 days, oldest out | a replayable fact log; several independent consumers |
+//! | `INVENTORY_EVENTS` | `inventory.events.>` | limits | 7 days, oldest out | inventory's facts back to orders |
+//! | `NOTIFY_COMMANDS` | `notify.commands.>` | work queue | no age; 1,000,000 messages, new refused | tasks for one worker group, gone once acked |
+//! | `DEAD_LETTERS` | `dlq.>` | limits | no age; 100,000 messages, new refused | poisoned messages, kept for repair and redrive |
 //!
 //! All streams use file storage. With a prefix `p`, subjects become `p.…`
 //! and stream names `p_…`, so a test's topology never touches another's.
-
+//!
+//! # Retention: what each stream may lose, and who notices
+//!
+//! A stream can lose a message in two ways: it *expires* (`max_age`, or the
+//! oldest one makes room under `discard: old`), or it is *refused* at
+//! publish time (`discard: new` once a limit is reached). Expiry is silent;
+//! a refusal is an error the publisher sees and retries. So:
+//!
+//! - **Commands and dead letters never expire.** A `SendEmail` command
+//!   that expired would be an e-mail nobody sends and nobody hears about;
+//!   a dead letter that expired would be a failure nobody repairs. Both
+//!   streams keep messages until they leave on purpose (a worker acks the
+//!   command; `ticketctl dlq redrive`, `discard` or `purge` removes the
+//!   letter), and are bounded by a message count with `discard: new`: when
+//!   full, notification's relay gets an error and keeps the command in its
+//!   outbox (`relay_backlog` grows), and a consumer that cannot store a
+//!   dead letter naks the message, which stays in its own stream. A count,
+//!   not bytes: a command or a letter is one e-mail or one failure, and the
+//!   server's `max_payload` caps each one's size.
+//! - **Events expire after 7 days.** The event logs are fan-out to
+//!   consumers that keep up within seconds; 7 days is far beyond any lag
+//!   `consumer_pending` would let pass unnoticed, and it bounds how far
+//!   back a message can ever be delivered again, which is what lets the
+//!   consumers sweep their inbox and positions (`consumer::sweeper`).
+//!   The price: `ORDER_EVENTS` is the log reporting is rebuilt from, and
+//!   after the stream's first week it no longer starts at the first event.
+//!   A rebuild checks that (`first_sequence` must be 1: expiry, a purge
+//!   and a deleted message all move it) and refuses, naming the first
+//!   sequence it has, unless it is told to accept a partial history
+//!   (`ticketctl reporting rebuild --accept-partial-history`). It never
+//!   swaps in totals of a shortened log without being asked to. Keeping
+//!   the log forever instead would make every message's comeback horizon
+//!   unbounded (a recreated durable replays the whole stream), and so the
+//!   consumers' tables unsweepable.
+//!
+//! `provision` converges existing streams to these settings, so a
+//! deployment picks them up on its next start.
 use std::time::Duration;
 
-use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
+use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType};
 
 /// The four streams of the system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,24 +170,50 @@ impl Topology {
         }
     }
 
-    /// The configuration `provision` converges the stream to.
+    /// The configuration `provision` converges the stream to (the table
+    /// in the module docs says why).
     pub fn stream_config(&self, kind: StreamKind, duplicate_window: Duration) -> Config {
-        const DAY: Duration = Duration::from_hours(24);
-        let (retention, max_age) = match kind {
-            StreamKind::OrderEvents | StreamKind::InventoryEvents => {
-                (RetentionPolicy::Limits, 7 * DAY)
-            }
-            StreamKind::NotifyCommands => (RetentionPolicy::WorkQueue, 7 * DAY),
-            StreamKind::DeadLetters => (RetentionPolicy::Limits, 30 * DAY),
+        let retention = match kind {
+            StreamKind::NotifyCommands => RetentionPolicy::WorkQueue,
+            _ => RetentionPolicy::Limits,
+        };
+        let (max_age, discard, max_messages) = match kind.limits() {
+            Limits::Expire(age) => (age, DiscardPolicy::Old, -1),
+            Limits::RefuseBeyond(messages) => (Duration::ZERO, DiscardPolicy::New, messages),
         };
         Config {
             name: self.stream(kind),
             subjects: vec![self.subject(kind.base_subject())],
             retention,
             max_age,
+            discard,
+            max_messages,
             storage: StorageType::File,
             duplicate_window,
             ..Config::default()
+        }
+    }
+}
+
+/// How a stream bounds what it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limits {
+    /// Messages older than this expire, silently: only for logs whose
+    /// consumers keep up and whose rebuild checks what is left.
+    Expire(Duration),
+    /// No expiry; beyond this many messages a publish is refused, so the
+    /// publisher sees the error and retries.
+    RefuseBeyond(i64),
+}
+
+impl StreamKind {
+    /// The retention decided for the stream (module docs).
+    pub fn limits(self) -> Limits {
+        const DAY: Duration = Duration::from_hours(24);
+        match self {
+            Self::OrderEvents | Self::InventoryEvents => Limits::Expire(7 * DAY),
+            Self::NotifyCommands => Limits::RefuseBeyond(1_000_000),
+            Self::DeadLetters => Limits::RefuseBeyond(100_000),
         }
     }
 }
@@ -201,5 +263,31 @@ mod tests {
                 .duplicate_window,
             window
         );
+    }
+
+    #[test]
+    fn work_queue_commands_and_dead_letters_never_expire_and_refuse_when_full() {
+        let t = Topology::default();
+        for kind in [StreamKind::NotifyCommands, StreamKind::DeadLetters] {
+            let config = t.stream_config(kind, Duration::from_mins(10));
+            assert_eq!(config.max_age, Duration::ZERO, "{kind:?} must not expire");
+            assert_eq!(
+                config.discard,
+                DiscardPolicy::New,
+                "{kind:?} must refuse, not drop"
+            );
+            assert!(config.max_messages > 0, "{kind:?} is bounded");
+        }
+    }
+
+    #[test]
+    fn event_logs_expire_after_seven_days_oldest_first() {
+        let t = Topology::default();
+        for kind in [StreamKind::OrderEvents, StreamKind::InventoryEvents] {
+            let config = t.stream_config(kind, Duration::from_mins(10));
+            assert_eq!(config.max_age, Duration::from_hours(7 * 24), "{kind:?}");
+            assert_eq!(config.discard, DiscardPolicy::Old, "{kind:?}");
+            assert_eq!(config.max_messages, -1, "{kind:?}: bounded by age alone");
+        }
     }
 }
