@@ -31,6 +31,8 @@ impl service::Service for Reporting {
             LiveProjection,
         ));
         consumers.install(&mut app);
+        let sweeper = db.clone();
+        app.task(move |stop| crate::rebuild::run_counted_sweeper(sweeper, stop));
         // What a rebuild needs (`ticketctl reporting rebuild`, the tests).
         app.lend(db.clone());
         app.lend(js);

@@ -18,6 +18,9 @@
 //! counts are summed. The gauges are JetStream's own numbers, asked for at
 //! scrape time; while NATS is unreachable they are left out rather than
 //! reported as zero.
+//!
+//! Each durable consumer also gets a sweeper of its inbox and positions
+//! ([`crate::sweeper`]), so that no service can forget one.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -32,6 +35,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{ConsumerMetrics, Counts, Lag, lag};
+use crate::sweeper::{self, Retention};
 use crate::{Consumer, Handler};
 
 type Run = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>;
@@ -42,6 +46,7 @@ pub struct Group {
     topology: Topology,
     runs: Vec<Run>,
     members: Vec<Member>,
+    retention: Retention,
 }
 
 /// One durable consumer as `/metrics` shows it.
@@ -49,6 +54,8 @@ pub struct Group {
 struct Member {
     name: String,
     stream: StreamKind,
+    /// Where its inbox and positions are (its first instance's pool).
+    db: sqlx::PgPool,
     instances: Vec<Arc<ConsumerMetrics>>,
     lag: Mutex<Option<Lag>>,
 }
@@ -80,7 +87,14 @@ impl Group {
             topology,
             runs: Vec::new(),
             members: Vec::new(),
+            retention: Retention::default(),
         }
+    }
+
+    /// Sweeps the consumers' tables with `retention` instead of the
+    /// default (tests use a short interval).
+    pub fn retention(&mut self, retention: Retention) {
+        self.retention = retention;
     }
 
     /// Adds `consumer`: it runs when the service runs.
@@ -92,6 +106,7 @@ impl Group {
             None => self.members.push(Member {
                 name,
                 stream,
+                db: consumer.database().clone(),
                 instances: vec![metrics],
                 lag: Mutex::new(None),
             }),
@@ -101,12 +116,17 @@ impl Group {
         }));
     }
 
-    /// Hands the consumers to the service: their tasks, their metrics, and
-    /// a scrape hook that asks JetStream for their lag. One group per
-    /// service: a second would register the `consumer_*` families again.
+    /// Hands the consumers to the service: their tasks, a sweeper per
+    /// durable consumer, their metrics, and a scrape hook that asks
+    /// JetStream for their lag. One group per service: a second would
+    /// register the `consumer_*` families again.
     pub fn install(self, app: &mut service::Builder) {
         for run in self.runs {
             app.task(run);
+        }
+        for member in &self.members {
+            let (db, name, retention) = (member.db.clone(), member.name.clone(), self.retention);
+            app.task(move |stop| sweeper::run(db, name, retention, stop));
         }
         let members = Arc::new(Members(self.members));
         app.registry()

@@ -25,7 +25,8 @@
 //! Modules: [`runtime`] (the spec, the decision per message, the loop and
 //! the counters, one file each in `runtime/`), [`group`] (a service's
 //! consumers installed as tasks, with their metrics), [`dlq`], [`store`]
-//! (inbox and positions SQL).
+//! (inbox and positions SQL), [`sweeper`] (how long inbox and positions
+//! rows live, and the task that deletes them after that).
 
 #![warn(missing_docs)]
 
@@ -33,6 +34,7 @@ pub mod dlq;
 pub mod group;
 pub mod runtime;
 pub mod store;
+pub mod sweeper;
 
 pub use group::Group;
 pub use runtime::{

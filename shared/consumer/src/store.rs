@@ -1,7 +1,10 @@
 //! SQL for the inbox and the per-aggregate positions (migration
-//! `0003_inbox.sql` in each consuming service).
+//! `0003_inbox.sql` in each consuming service): recording and reading them
+//! as messages are applied, and sweeping old rows (`crate::sweeper`).
 
-use sqlx::PgConnection;
+use std::time::Duration;
+
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 /// Records that `consumer` applies `event_id` in this transaction. False if
@@ -71,4 +74,65 @@ pub async fn advance(
     .execute(tx)
     .await?;
     Ok(())
+}
+
+/// Deletes up to `batch` of `consumer`'s inbox rows older than
+/// `older_than`, oldest first; returns how many (`crate::sweeper` says
+/// when that is safe).
+pub async fn sweep_inbox(
+    db: &PgPool,
+    consumer: &str,
+    older_than: Duration,
+    batch: i64,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        r#"
+        delete from inbox
+        where (consumer, event_id) in (
+            select consumer, event_id from inbox
+            where consumer = $1 and processed_at < now() - make_interval(secs => $2)
+            order by processed_at
+            limit $3
+        )
+        "#,
+        consumer,
+        older_than.as_secs_f64(),
+        batch,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes up to `batch` of `consumer`'s positions not moved for longer
+/// than `older_than`, oldest first; returns how many.
+pub async fn sweep_positions(
+    db: &PgPool,
+    consumer: &str,
+    older_than: Duration,
+    batch: i64,
+) -> sqlx::Result<u64> {
+    // The age is checked on the deleted row itself, not only in the
+    // subquery: a row the consumer advances (it holds the row `for update`)
+    // while the delete waits for it is checked again once the lock is free,
+    // and kept, being young again.
+    let done = sqlx::query!(
+        r#"
+        delete from consumer_positions
+        where consumer = $1
+          and updated_at < now() - make_interval(secs => $2)
+          and (consumer, aggregate_type, aggregate_id) in (
+            select consumer, aggregate_type, aggregate_id from consumer_positions
+            where consumer = $1 and updated_at < now() - make_interval(secs => $2)
+            order by updated_at
+            limit $3
+          )
+        "#,
+        consumer,
+        older_than.as_secs_f64(),
+        batch,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }

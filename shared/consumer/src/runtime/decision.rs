@@ -1,8 +1,8 @@
 //! The database half of processing a message: what to do with it.
 //!
-//! [`Consumer::decide`] decodes the envelope, checks the inbox and the
-//! aggregate's position, runs the handler and commits, all in one
-//! transaction, and returns a [`Decision`]: ack (applied, duplicate,
+//! [`Consumer::decide`] decodes the envelope, runs the handler's work that
+//! must not hold a transaction, then checks the inbox and the aggregate's
+//! position, runs the handler and commits, all in one transaction, and returns a [`Decision`]: ack (applied, duplicate,
 //! stale), nak (a gap, or a transient failure with the backoff below),
 //! defer (the database is down) or dead-letter (poison, undecodable, out
 //! of deliveries, or a gap that never filled). It talks to Postgres only;
@@ -167,8 +167,15 @@ impl<H: Handler> Consumer<H> {
                 Decision::Ack(outcome)
             }
             Ok(Step::Gap { expected }) => {
+                // With no position at all, the aggregate may be one whose
+                // position was swept (`crate::sweeper`): say so.
+                let swept = if expected == 1 {
+                    " (no position: its earlier versions never came, or its position was swept)"
+                } else {
+                    ""
+                };
                 let reason = format!(
-                    "version {} arrived before version {expected} of {} {}",
+                    "version {} arrived before version {expected} of {} {}{swept}",
                     delivery.envelope.aggregate_version,
                     delivery.envelope.aggregate_type,
                     delivery.envelope.aggregate_id
@@ -197,6 +204,12 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
+    /// The database its inbox and positions are in, for the sweeper
+    /// `crate::Group` starts.
+    pub(crate) fn database(&self) -> &sqlx::PgPool {
+        &self.db
+    }
+
     fn retry_or_give_up(&self, delivered: i64, delay: Duration, reason: String) -> Decision {
         if delivered >= self.spec.max_deliver {
             Decision::DeadLetter {
@@ -210,6 +223,7 @@ impl<H: Handler> Consumer<H> {
     async fn apply(&self, delivery: &Delivery) -> Result<Step, HandlerError> {
         let envelope = &delivery.envelope;
         let name = &self.spec.name;
+        self.handler.before_transaction(&self.db, delivery).await?;
         let mut tx = self.db.begin().await?;
         if !store::record_in_inbox(&mut tx, name, envelope.event_id.0).await? {
             return Ok(Step::Done(Outcome::Duplicate));

@@ -1,5 +1,7 @@
-//! `ticketctl reporting rebuild`: replay `ORDER_EVENTS` into a fresh read
-//! model and swap it in, with a progress bar.
+//! `ticketctl reporting rebuild [--accept-partial-history]`: replay
+//! `ORDER_EVENTS` into a fresh read model and swap it in, with a progress
+//! bar; refused when the stream no longer holds its whole history, unless
+//! the flag accepts that.
 
 use clap::{Args, Subcommand};
 
@@ -8,7 +10,8 @@ use super::support::{Nats, connect_postgres, defaults};
 /// Reporting commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Reporting {
-    /// Rebuild the sales read model from the start of the stream.
+    /// Rebuild the sales read model from the start of the stream (refused if
+    /// the stream has lost messages, unless `--accept-partial-history`).
     Rebuild(RebuildArgs),
 }
 
@@ -20,6 +23,11 @@ pub(crate) struct RebuildArgs {
     database_url: String,
     #[command(flatten)]
     nats: Nats,
+    /// Rebuild even if `ORDER_EVENTS` has lost messages (expired after 7
+    /// days, purged or deleted): the totals then leave their events out.
+    /// Without it, such a rebuild is refused and nothing changes.
+    #[arg(long)]
+    accept_partial_history: bool,
 }
 
 /// Runs a reporting command.
@@ -35,7 +43,10 @@ pub(crate) async fn run(command: Reporting) -> anyhow::Result<()> {
         )
         .map_err(anyhow::Error::msg)?,
     );
-    let report = reporting::rebuild::rebuild(&db, &js, &topology, |done, total| {
+    let options = reporting::rebuild::RebuildOptions {
+        accept_partial_history: args.accept_partial_history,
+    };
+    let report = reporting::rebuild::rebuild_with(&db, &js, &topology, options, |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })

@@ -1,0 +1,1 @@
+../common/consumer_sweep.sql
