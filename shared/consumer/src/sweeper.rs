@@ -39,8 +39,9 @@
 //! version 1 for `gap_timeout` and then dead-letters the event, whose error
 //! names the missing version. It is never applied out of order and never
 //! dropped without a trace; an operator decides (the runbook). Version 1
-//! itself could only come back through a redrive older than the positions'
-//! retention, which is why such redrives are refused by default.
+//! itself could only come back through a redrive of an event older than
+//! the positions' retention, which the runbook says not to do blindly:
+//! other consumers would apply it again.
 
 use std::future::Future;
 use std::time::Duration;
