@@ -21,7 +21,7 @@
 //!   that expired would be an e-mail nobody sends and nobody hears about;
 //!   a dead letter that expired would be a failure nobody repairs. Both
 //!   streams keep messages until they leave on purpose (a worker acks the
-//!   command; `ticketctl dlq redrive`, `discard` or `purge` removes the
+//!   command; `ticketctl dlq redrive` or `purge` removes the
 //!   letter), and are bounded by a message count with `discard: new`: when
 //!   full, notification's relay gets an error and keeps the command in its
 //!   outbox (`relay_backlog` grows), and a consumer that cannot store a
