@@ -10,6 +10,7 @@
 //! | `OUTBOX_NOTIFY` | `true` | `NOTIFY` the relay on commit (see the `outbox` crate for the cost) |
 //! | `NATS_URL`, `NATS_PREFIX` | `nats://127.0.0.1:4222`, empty | for inventory's events; the prefix of stream, subject and consumer names |
 //! | `CONSUME_INVENTORY_EVENTS` | `true` | run the reaction to inventory's answers |
+//! | `PAID_DEADLINE` | `5m` | how long a `PAID` order may wait for inventory's answer before `/metrics` counts it as stuck (`orders_stuck_paid`, see [`crate::stuck`]) |
 //! | `INVENTORY_URL` | `http://127.0.0.1:8081` | inventory's API, where `POST /orders` verifies the customer's holds (plain `http`) |
 //! | `INVENTORY_TIMEOUT` | `2s` | longest wait for inventory's answer (connecting included); past it the create answers 503 |
 //! | `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`, `MAX_IN_FLIGHT`, `SHED_RETRY_AFTER` | `20`, `40`, `256`, `1s` | admission control of the order routes, per verified customer: see `httpkit::admission` |
@@ -24,6 +25,14 @@ use messaging::NatsConfig;
 use pgkit::DatabaseConfig;
 use service::HttpConfig;
 use settings::{ConfigError, Env};
+
+/// `PAID_DEADLINE` unless set: longer than a healthy saga ever takes. Each
+/// of its two hops (inventory's consumer of `OrderPaid`, orders' consumer
+/// of the answer) retries a failing message for about a minute (1, 5, 30,
+/// 30 s: `consumer::ConsumerSpec`) before dead-lettering it, so an order
+/// still PAID after five minutes is one whose messages stopped moving, not
+/// one on its retries. `ticketctl orders stuck` uses it too.
+pub const DEFAULT_PAID_DEADLINE: Duration = Duration::from_mins(5);
 
 /// Everything the orders service needs to start.
 #[derive(Debug, Clone)]
@@ -41,6 +50,9 @@ pub struct Config {
     pub nats: NatsConfig,
     /// Whether to consume inventory's events (off for API-only tests).
     pub consume_inventory_events: bool,
+    /// How long a paid order may wait for inventory's answer before it
+    /// counts as a stuck saga.
+    pub paid_deadline: Duration,
     /// Inventory's API, for verifying holds.
     pub inventory_url: HttpUrl,
     /// Longest wait for an answer from inventory.
@@ -61,6 +73,7 @@ impl service::Configuration for Config {
             outbox_notify: env.flag_or("OUTBOX_NOTIFY", true)?,
             nats: NatsConfig::from_env(env)?,
             consume_inventory_events: env.flag_or("CONSUME_INVENTORY_EVENTS", true)?,
+            paid_deadline: env.duration_or("PAID_DEADLINE", DEFAULT_PAID_DEADLINE)?,
             inventory_url: inventory_url(env)?,
             inventory_timeout: env.duration_or("INVENTORY_TIMEOUT", Duration::from_secs(2))?,
             auth: httpkit::auth::AuthConfig::from_env(env)?,
@@ -124,6 +137,7 @@ mod tests {
             "\"http://127.0.0.1:8081/\""
         );
         assert_eq!(config.inventory_timeout, Duration::from_secs(2));
+        assert_eq!(config.paid_deadline, Duration::from_mins(5));
     }
 
     #[test]

@@ -16,13 +16,16 @@
 //! the order ([`inventory_client`]); the token decides the sale later.
 //!
 //! It also consumes inventory's answer to each payment ([`reactions`]):
-//! `PAID → CONFIRMED`, or `PAID → REFUNDED` as compensation.
+//! `PAID → CONFIRMED`, or `PAID → REFUNDED` as compensation. A paid order
+//! that waits past a deadline for that answer is a stuck saga, counted on
+//! `/metrics` and listed by `ticketctl orders stuck` ([`stuck`]).
 //!
 //! Layout: [`config`] (environment), [`startup`] (the [`Orders`] service:
 //! what it connects and runs), [`domain`] (validated types and the state
 //! machine), [`events`] (the fact each change produces), [`store`] (SQL),
 //! [`idempotency`] (keys), [`inventory_client`] (hold verification),
-//! [`http`] (routes and errors), [`reactions`].
+//! [`http`] (routes and errors), [`reactions`], [`stuck`] (the saga's
+//! deadline).
 
 pub mod config;
 pub mod domain;
@@ -33,6 +36,7 @@ pub mod inventory_client;
 pub mod reactions;
 pub mod startup;
 pub mod store;
+pub mod stuck;
 
 pub use config::Config;
 pub use startup::Orders;

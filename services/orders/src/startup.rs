@@ -2,8 +2,9 @@
 //! migrating the database on first start), make the inventory client, then
 //! serve the order routes behind authentication and admission control, with
 //! the idempotency-key sweeper and (unless switched off) the reaction to
-//! inventory's answers in the background. Serving, readiness, metrics and
-//! stopping are `service`'s.
+//! inventory's answers in the background, and the stuck-saga gauges
+//! measured at each scrape. Serving, readiness, metrics and stopping are
+//! `service`'s.
 
 use std::time::Duration;
 
@@ -40,6 +41,7 @@ impl Service for Orders {
         app.task(move |stop| crate::idempotency::run_sweeper(sweeper, SWEEP_INTERVAL, stop));
         let admission = AdmissionMetrics::default();
         admission.register(app.registry());
+        crate::stuck::install(&mut app, db.clone(), config.paid_deadline);
         let state = AppState {
             db: db.clone(),
             idempotency_key_ttl: config.idempotency_key_ttl,

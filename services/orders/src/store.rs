@@ -127,7 +127,9 @@ pub async fn insert(
 /// then finds the status changed and updates nothing. Another customer's
 /// order is [`Refusal::NotFound`], exactly like an id that does not exist.
 /// A payment is also refused once the concert's sale has closed
-/// ([`Refusal::SaleClosed`]), by the same statement.
+/// ([`Refusal::SaleClosed`]), by the same statement, and records when the
+/// order was paid (`paid_at`: the saga's wait for inventory starts then,
+/// see [`crate::stuck`]).
 pub async fn transition(
     tx: &mut PgConnection,
     id: Uuid,
@@ -138,7 +140,8 @@ pub async fn transition(
     let updated = sqlx::query!(
         r#"
         update orders
-        set status = $2, version = version + 1, updated_at = now()
+        set status = $2, version = version + 1, updated_at = now(),
+            paid_at = case when $5 then now() else paid_at end
         where id = $1 and status = $3 and ($4::uuid is null or customer_id = $4)
             and (not $5 or sale_closes_at is null or now() < sale_closes_at)
         returning id

@@ -7,6 +7,7 @@
 //! ticketctl outbox unpark <event-id>
 //! ticketctl consumers lag                 # NATS_URL, NATS_PREFIX
 //! ticketctl dlq list | show <seq> | redrive <seq> | purge
+//! ticketctl orders stuck [--older-than 5m]  # ORDERS_DATABASE_URL; exit 3 when some are stuck
 //! ticketctl reporting rebuild             # REPORTING_DATABASE_URL
 //! ticketctl keygen [--dir .keys]          # the development key pair
 //! ticketctl token --customer <uuid> | --operator   # AUTH_SIGNING_KEY: a bearer token
@@ -29,7 +30,10 @@ mod commands;
 
 use clap::{Parser, Subcommand};
 
-use commands::{bench, consumers, demo, dlq, keygen, outbox, reporting, seed, token, trace};
+use commands::{
+    NeedsAttention, bench, consumers, demo, dlq, keygen, orders, outbox, reporting, seed, token,
+    trace,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         command: dlq::Dlq,
     },
+    /// Orders whose saga is stuck.
+    Orders {
+        #[command(subcommand)]
+        command: orders::Orders,
+    },
     /// The reporting read model.
     Reporting {
         #[command(subcommand)]
@@ -89,6 +98,7 @@ async fn main() -> std::process::ExitCode {
         Command::Outbox { command } => outbox::run(command).await,
         Command::Consumers { command } => consumers::run(command).await,
         Command::Dlq { command } => dlq::run(command).await,
+        Command::Orders { command } => orders::run(command).await,
         Command::Reporting { command } => reporting::run(command).await,
         Command::Keygen(args) => keygen::run(&args),
         Command::Token(args) => token::run(&args),
@@ -98,6 +108,10 @@ async fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<NeedsAttention>() => {
+            eprintln!("ticketctl: {e}");
+            std::process::ExitCode::from(NeedsAttention::EXIT_CODE)
+        }
         Err(e) => {
             eprintln!("ticketctl: {e:#}");
             std::process::ExitCode::FAILURE

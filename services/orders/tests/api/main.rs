@@ -20,5 +20,6 @@ mod ownership;
 mod sale_window;
 mod shop;
 mod state_machine;
+mod stuck;
 mod tracing_context;
 mod validation;
