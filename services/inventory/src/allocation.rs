@@ -30,17 +30,12 @@ pub struct SeatAllocation {
 
 impl Handler for SeatAllocation {
     async fn handle(&self, tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
-        let envelope = &delivery.envelope;
-        match (envelope.event_type.as_str(), envelope.schema_version) {
-            // v1 reads as v2: it only adds the seats' hold tokens, ignored here.
-            (<OrderPaid>::EVENT_TYPE, 1 | 2) => {
-                let paid: OrderPaid = serde_json::from_value(envelope.data.clone())
-                    .map_err(|e| HandlerError::Poison(format!("invalid OrderPaid data: {e}")))?;
+        match delivery.event_type() {
+            OrderPaid::EVENT_TYPE => {
+                // Any version: `decode` upcasts it to the current one.
+                let paid: OrderPaid = delivery.decode()?;
                 self.allocate(tx, &paid).await
             }
-            (<OrderPaid>::EVENT_TYPE, version) => Err(HandlerError::Poison(format!(
-                "unknown schema_version {version} of OrderPaid"
-            ))),
             // Created, cancelled, confirmed, refunded: nothing to do here
             // (holds expire by themselves); the position still advances.
             _ => Ok(()),
@@ -51,20 +46,14 @@ impl Handler for SeatAllocation {
         let Some(seat_maps) = &self.seat_maps else {
             return;
         };
-        if delivery.envelope.event_type != <OrderPaid>::EVENT_TYPE {
-            return;
-        }
-        let Some(event_id) = delivery
-            .envelope
-            .data
-            .get("event_id")
-            .and_then(|v| v.as_str())
-            .and_then(|v| v.parse().ok())
-        else {
+        // Decoded again, through the same upcasters as in `handle`, so the
+        // concert is found whichever version named its field. Any other
+        // event sold nothing.
+        let Ok(paid) = delivery.decode::<OrderPaid>() else {
             return;
         };
-        match crate::current_version(seat_maps.db(), event_id).await {
-            Ok(Some(version)) => seat_maps.version_changed(event_id, version).await,
+        match crate::current_version(seat_maps.db(), paid.concert_id).await {
+            Ok(Some(version)) => seat_maps.version_changed(paid.concert_id, version).await,
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "seat-map version not bumped after a sale"),
         }
@@ -94,7 +83,7 @@ impl SeatAllocation {
             returning s.seat_id, s.price_cents
             "#,
             paid.order_id,
-            paid.event_id,
+            paid.concert_id,
             &wanted,
             &fences as &[Option<i64>],
         )
@@ -106,14 +95,14 @@ impl SeatAllocation {
         if sold.len() == wanted.len() {
             sqlx::query!(
                 "update events set version = version + 1, updated_at = now() where id = $1",
-                paid.event_id
+                paid.concert_id
             )
             .execute(&mut *attempt)
             .await?;
             attempt.commit().await?;
             let confirmed = SeatsConfirmed {
                 order_id: paid.order_id,
-                event_id: paid.event_id,
+                concert_id: paid.concert_id,
                 seat_ids: wanted,
                 amount_cents,
             };
@@ -128,7 +117,7 @@ impl SeatAllocation {
             );
             let rejected = SeatAllocationRejected {
                 order_id: paid.order_id,
-                event_id: paid.event_id,
+                concert_id: paid.concert_id,
                 reason: format!(
                     "seats sold or held by another customer: {}",
                     unavailable.join(", ")

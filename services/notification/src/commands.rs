@@ -20,15 +20,10 @@ pub struct EmailRequests {
 
 impl Handler for EmailRequests {
     async fn handle(&self, tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
-        let envelope = &delivery.envelope;
-        let data = envelope.data.clone();
-        let poison = |e: serde_json::Error| {
-            HandlerError::Poison(format!("invalid {} data: {e}", envelope.event_type))
-        };
-        let command = match (envelope.event_type.as_str(), envelope.schema_version) {
-            // v1 of these two reads as v2 (it only adds hold tokens).
-            (<OrderPaid>::EVENT_TYPE, 1 | 2) => {
-                let paid: OrderPaid = serde_json::from_value(data).map_err(poison)?;
+        // Any version of each payload: `decode` upcasts it to the current one.
+        let command = match delivery.event_type() {
+            OrderPaid::EVENT_TYPE => {
+                let paid: OrderPaid = delivery.decode()?;
                 email(
                     paid.order_id,
                     EmailKind::PaymentReceived,
@@ -40,8 +35,8 @@ impl Handler for EmailRequests {
                     ),
                 )
             }
-            (<OrderConfirmed>::EVENT_TYPE, 1 | 2) => {
-                let confirmed: OrderConfirmed = serde_json::from_value(data).map_err(poison)?;
+            OrderConfirmed::EVENT_TYPE => {
+                let confirmed: OrderConfirmed = delivery.decode()?;
                 email(
                     confirmed.order_id,
                     EmailKind::OrderConfirmed,
@@ -50,8 +45,8 @@ impl Handler for EmailRequests {
                     &format!("Your seats are yours: {}.", seat_list(&confirmed.seats)),
                 )
             }
-            (OrderRefunded::EVENT_TYPE, 1) => {
-                let refunded: OrderRefunded = serde_json::from_value(data).map_err(poison)?;
+            OrderRefunded::EVENT_TYPE => {
+                let refunded: OrderRefunded = delivery.decode()?;
                 email(
                     refunded.order_id,
                     EmailKind::OrderRefunded,
@@ -62,15 +57,6 @@ impl Handler for EmailRequests {
                         refunded.reason
                     ),
                 )
-            }
-            (
-                <OrderPaid>::EVENT_TYPE | <OrderConfirmed>::EVENT_TYPE | OrderRefunded::EVENT_TYPE,
-                version,
-            ) => {
-                return Err(HandlerError::Poison(format!(
-                    "unknown schema_version {version} of {}",
-                    envelope.event_type
-                )));
             }
             _ => return Ok(()),
         };

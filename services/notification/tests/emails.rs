@@ -67,7 +67,7 @@ impl Mailroom {
     async fn created(&self, paid: &Envelope<OrderPaid>) {
         let created = contracts::orders::OrderCreated {
             order_id: paid.data.order_id,
-            event_id: paid.data.event_id,
+            concert_id: paid.data.concert_id,
             customer_email: paid.data.customer_email.clone(),
             seats: paid.data.seats.clone(),
         };
@@ -111,7 +111,7 @@ impl Drop for Mailroom {
 fn order_paid() -> Envelope<OrderPaid> {
     let paid = OrderPaid {
         order_id: Uuid::new_v4(),
-        event_id: Uuid::new_v4(),
+        concert_id: Uuid::new_v4(),
         customer_email: "ada@example.com".into(),
         seats: vec![OrderSeat {
             seat_id: "A-1".into(),

@@ -3,6 +3,11 @@
 //! whoever pays, and which fact a customer's command produces
 //! ([`Order::record`]). Each envelope carries the order's version after
 //! the change, and the time of the change.
+//!
+//! The events write the current version of each payload (`contracts`),
+//! which calls the concert `concert_id`; the order's row and the HTTP API
+//! still call it `event_id`, a name the events gave up because the
+//! envelope's `event_id` is the message's id.
 
 use chrono::{DateTime, Utc};
 use contracts::orders::{OrderCancelled, OrderConfirmed, OrderCreated, OrderPaid, OrderRefunded};
@@ -25,7 +30,7 @@ impl Order {
             self.created_at,
             OrderCreated {
                 order_id: self.id,
-                event_id: self.event_id,
+                concert_id: self.event_id,
                 customer_email: self.customer_email.clone(),
                 seats: self.event_seats(),
             },
@@ -52,7 +57,7 @@ impl Order {
             self.updated_at,
             OrderPaid {
                 order_id: self.id,
-                event_id: self.event_id,
+                concert_id: self.event_id,
                 customer_email: self.customer_email.clone(),
                 seats: self.event_seats(),
                 paid_at: self.updated_at,
@@ -66,7 +71,7 @@ impl Order {
             self.updated_at,
             OrderCancelled {
                 order_id: self.id,
-                event_id: self.event_id,
+                concert_id: self.event_id,
                 cancelled_at: self.updated_at,
             },
         )
@@ -79,7 +84,7 @@ impl Order {
             self.updated_at,
             OrderConfirmed {
                 order_id: self.id,
-                event_id: self.event_id,
+                concert_id: self.event_id,
                 customer_email: self.customer_email.clone(),
                 seats: self.event_seats(),
                 amount_cents,
@@ -95,7 +100,7 @@ impl Order {
             self.updated_at,
             OrderRefunded {
                 order_id: self.id,
-                event_id: self.event_id,
+                concert_id: self.event_id,
                 customer_email: self.customer_email.clone(),
                 reason,
                 refunded_at: self.updated_at,

@@ -31,24 +31,17 @@ pub struct InventoryReactions {
 
 impl Handler for InventoryReactions {
     async fn handle(&self, tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
-        let envelope = &delivery.envelope;
-        match (envelope.event_type.as_str(), envelope.schema_version) {
-            (SeatsConfirmed::EVENT_TYPE, 1) => {
-                let confirmed: SeatsConfirmed = decode(delivery)?;
+        match delivery.event_type() {
+            SeatsConfirmed::EVENT_TYPE => {
+                let confirmed: SeatsConfirmed = delivery.decode()?;
                 let order = transition(tx, confirmed.order_id, Transition::Confirm).await?;
                 self.write(tx, &order.confirmed(confirmed.amount_cents))
                     .await
             }
-            (SeatAllocationRejected::EVENT_TYPE, 1) => {
-                let rejected: SeatAllocationRejected = decode(delivery)?;
+            SeatAllocationRejected::EVENT_TYPE => {
+                let rejected: SeatAllocationRejected = delivery.decode()?;
                 let order = transition(tx, rejected.order_id, Transition::Refund).await?;
                 self.write(tx, &order.refunded(rejected.reason)).await
-            }
-            (SeatsConfirmed::EVENT_TYPE | SeatAllocationRejected::EVENT_TYPE, version) => {
-                Err(HandlerError::Poison(format!(
-                    "unknown schema_version {version} of {}",
-                    envelope.event_type
-                )))
             }
             // Other inventory facts are not the orders service's business.
             _ => Ok(()),
@@ -67,15 +60,6 @@ impl InventoryReactions {
             .await
             .map_err(|e| HandlerError::Transient(e.into()))
     }
-}
-
-fn decode<T: serde::de::DeserializeOwned>(delivery: &Delivery) -> Result<T, HandlerError> {
-    serde_json::from_value(delivery.envelope.data.clone()).map_err(|e| {
-        HandlerError::Poison(format!(
-            "invalid {} data: {e}",
-            delivery.envelope.event_type
-        ))
-    })
 }
 
 /// A transition the saga requires; an order that is not `PAID` (or does

@@ -15,7 +15,8 @@ use uuid::Uuid;
 ///
 /// Named `MessageId` in Rust because "event" also means a concert in this
 /// domain: an `OrderCreated` message has a `MessageId` and refers to the
-/// concert it is for by `data.event_id`.
+/// concert it is for by `data.concert_id` (by `data.event_id` before the
+/// versions that renamed it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct MessageId(pub Uuid);

@@ -11,8 +11,21 @@
 //! - adding an optional field is compatible (consumers ignore unknown
 //!   fields; none of these types use `deny_unknown_fields`);
 //! - removing or renaming a field, changing its type, or adding a required
-//!   field is breaking: introduce a new `schema_version` instead and keep
-//!   publishing the old one until every consumer has moved.
+//!   field is breaking: it ships as a new `schema_version`, and consumers
+//!   read the old versions too.
+//!
+//! How a breaking change ships (schema evolution with upcasting,
+//! [`versioned`]; the path a team takes is in `docs/design.md` §5):
+//! 1. move the current struct, unchanged, into a `vN` module of its event
+//!    family (e.g. [`orders::v2`]): its committed schema keeps its type;
+//! 2. change the struct in place and bump its `SCHEMA_VERSION`; add it to
+//!    [`registry`] and commit its schema (`UPDATE_SCHEMAS=1 cargo test -p
+//!    contracts` writes the new file and leaves the old ones alone);
+//! 3. write the upcaster, a `From<vN::X> for X`, and an arm for version N
+//!    in `X`'s [`Versioned::from_version`];
+//! 4. deploy the consumers (they read both versions), then the producers.
+//!    Old events stay in the streams and keep reading through the
+//!    upcaster, so the old structs and schemas are never removed.
 
 #![warn(missing_docs)]
 
@@ -21,15 +34,15 @@ mod envelope;
 pub mod inventory;
 pub mod notifications;
 pub mod orders;
+pub mod versioned;
 
 pub use envelope::{Envelope, Event, MessageId};
+pub use versioned::{DecodeError, Versioned};
 
 /// Every event type whose schema is committed, for the schema test and tools.
 pub fn registry() -> Vec<SchemaEntry> {
     vec![
-        SchemaEntry::of::<orders::v1::OrderCreated>(),
-        SchemaEntry::of::<orders::v1::OrderPaid>(),
-        SchemaEntry::of::<orders::v1::OrderConfirmed>(),
+        // The current versions, which producers write.
         SchemaEntry::of::<orders::OrderCreated>(),
         SchemaEntry::of::<orders::OrderPaid>(),
         SchemaEntry::of::<orders::OrderCancelled>(),
@@ -38,6 +51,17 @@ pub fn registry() -> Vec<SchemaEntry> {
         SchemaEntry::of::<inventory::SeatsConfirmed>(),
         SchemaEntry::of::<inventory::SeatAllocationRejected>(),
         SchemaEntry::of::<notifications::SendEmail>(),
+        // Older versions, still in the streams and read through upcasters.
+        SchemaEntry::of::<orders::v2::OrderCreated>(),
+        SchemaEntry::of::<orders::v2::OrderPaid>(),
+        SchemaEntry::of::<orders::v2::OrderConfirmed>(),
+        SchemaEntry::of::<orders::v1::OrderCreated>(),
+        SchemaEntry::of::<orders::v1::OrderPaid>(),
+        SchemaEntry::of::<orders::v1::OrderCancelled>(),
+        SchemaEntry::of::<orders::v1::OrderConfirmed>(),
+        SchemaEntry::of::<orders::v1::OrderRefunded>(),
+        SchemaEntry::of::<inventory::v1::SeatsConfirmed>(),
+        SchemaEntry::of::<inventory::v1::SeatAllocationRejected>(),
     ]
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Event;
+use crate::versioned::{DecodeError, Versioned, parse};
 
 /// Which e-mail; at most one of each per order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -54,4 +55,13 @@ impl Event for SendEmail {
     const SCHEMA_VERSION: u32 = 1;
     const AGGREGATE_TYPE: &'static str = "email";
     const SUBJECT: &'static str = "notify.commands.send_email";
+}
+
+impl Versioned for SendEmail {
+    fn from_version(version: u32, data: serde_json::Value) -> Result<Self, DecodeError> {
+        match version {
+            1 => parse(data),
+            _ => Err(DecodeError::unknown_version::<Self>(version)),
+        }
+    }
 }

@@ -10,6 +10,8 @@
 
 use std::path::PathBuf;
 
+use contracts::{DecodeError, Event as _, Versioned};
+
 fn schemas_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas")
 }
@@ -83,7 +85,7 @@ fn an_envelope_round_trips_through_json() {
     use contracts::orders::{OrderPaid, OrderSeat};
     let paid = OrderPaid {
         order_id: uuid::Uuid::new_v4(),
-        event_id: uuid::Uuid::new_v4(),
+        concert_id: uuid::Uuid::new_v4(),
         customer_email: "ada@example.com".into(),
         seats: vec![OrderSeat {
             seat_id: "A-1".into(),
@@ -94,7 +96,85 @@ fn an_envelope_round_trips_through_json() {
     let envelope = contracts::Envelope::new("orders", paid.order_id, 2, chrono::Utc::now(), paid);
     let json = serde_json::to_value(&envelope).unwrap();
     assert_eq!(json["event_type"], "OrderPaid");
-    assert_eq!(json["schema_version"], 2);
+    assert_eq!(json["schema_version"], 3);
     let back: contracts::Envelope<OrderPaid> = serde_json::from_value(json).unwrap();
     assert_eq!(back, envelope);
+}
+
+/// Reads `data`, written at `version` of `event_type`, as that type's
+/// current version. Every event type with a committed schema has a line.
+fn read_as_current(
+    event_type: &str,
+    version: u32,
+    data: serde_json::Value,
+) -> Result<(), DecodeError> {
+    use contracts::{inventory as i, notifications as n, orders as o};
+    fn read<T: Versioned>(version: u32, data: serde_json::Value) -> Result<(), DecodeError> {
+        T::from_version(version, data).map(drop)
+    }
+    match event_type {
+        o::OrderCreated::EVENT_TYPE => read::<o::OrderCreated>(version, data),
+        o::OrderPaid::EVENT_TYPE => read::<o::OrderPaid>(version, data),
+        o::OrderCancelled::EVENT_TYPE => read::<o::OrderCancelled>(version, data),
+        o::OrderConfirmed::EVENT_TYPE => read::<o::OrderConfirmed>(version, data),
+        o::OrderRefunded::EVENT_TYPE => read::<o::OrderRefunded>(version, data),
+        i::SeatsConfirmed::EVENT_TYPE => read::<i::SeatsConfirmed>(version, data),
+        i::SeatAllocationRejected::EVENT_TYPE => read::<i::SeatAllocationRejected>(version, data),
+        n::SendEmail::EVENT_TYPE => read::<n::SendEmail>(version, data),
+        other => panic!("{other} has no current type that reads it"),
+    }
+}
+
+#[test]
+fn every_committed_version_of_an_event_is_read_by_its_current_type() {
+    let registry = contracts::registry();
+    for entry in &registry {
+        // `null` fits no version, so each read fails as `Invalid`, saying
+        // which version's struct it tried: the arm for this version must
+        // exist and parse this version's struct, not a neighbour's.
+        let tried = read_as_current(
+            entry.event_type,
+            entry.schema_version,
+            serde_json::Value::Null,
+        );
+        assert!(
+            matches!(tried, Err(DecodeError::Invalid { version, .. }) if version == entry.schema_version),
+            "{}: {tried:?}",
+            entry.file_name()
+        );
+        // And the version after the newest committed one is refused.
+        let newest = registry
+            .iter()
+            .filter(|e| e.event_type == entry.event_type)
+            .map(|e| e.schema_version)
+            .max()
+            .unwrap();
+        let future = read_as_current(entry.event_type, newest + 1, serde_json::Value::Null);
+        assert!(
+            matches!(future, Err(DecodeError::UnknownVersion { current, .. }) if current == newest),
+            "{} v{}: {future:?}",
+            entry.event_type,
+            newest + 1
+        );
+    }
+}
+
+#[test]
+fn renaming_the_concert_field_is_breaking_so_it_ships_as_a_new_version() {
+    let committed_v2: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(schemas_dir().join("OrderPaid.v2.json")).unwrap(),
+    )
+    .unwrap();
+    let current = contracts::SchemaEntry::of::<contracts::orders::OrderPaid>();
+
+    let breaks = contracts::compat::breaking_changes(&committed_v2, &current.schema);
+
+    assert_eq!(
+        breaks,
+        [
+            "$.data.event_id: removed",
+            "$.data.concert_id: added as required"
+        ]
+    );
+    assert_eq!(current.schema_version, 3);
 }

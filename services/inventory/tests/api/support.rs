@@ -2,8 +2,8 @@
 //! control out of the way, and the steps they arrange and read back with.
 
 use consumer::{Delivery, Handler as _};
-use contracts::Envelope;
-use contracts::orders::{OrderPaid, OrderSeat};
+use contracts::orders::{self, OrderPaid, OrderSeat};
+use contracts::{Envelope, Event};
 use inventory::Inventory;
 use inventory::allocation::SeatAllocation;
 use inventory::seat_map::SeatMaps;
@@ -137,7 +137,12 @@ pub(crate) trait Steps {
     /// as the consumer does on `OrderPaid`; returns the order id and the
     /// answer's event type.
     async fn sell(&self, event: Uuid, seats: &[(&str, Option<i64>)]) -> (Uuid, String) {
-        let delivery = paid(event, seats);
+        self.apply_sale(paid(event, seats)).await
+    }
+
+    /// Applies an `OrderPaid` delivery as the consumer does, with the step
+    /// after its commit; returns the order id and the answer's event type.
+    async fn apply_sale(&self, delivery: Delivery) -> (Uuid, String) {
         let order_id = delivery.envelope.aggregate_id;
         let mut tx = self.db().begin().await.unwrap();
         let allocation = SeatAllocation {
@@ -174,22 +179,76 @@ impl Steps for Running<Inventory> {
     }
 }
 
-/// An `OrderPaid` delivery for a new order of `seats` with fencing tokens.
+/// An `OrderPaid` delivery for a new order of `seats` with fencing tokens,
+/// in the version the orders service writes today.
 pub(crate) fn paid(concert: Uuid, seats: &[(&str, Option<i64>)]) -> Delivery {
+    paid_written_at(OrderPaid::SCHEMA_VERSION, concert, seats)
+}
+
+/// The same as [`paid`], as a producer of `OrderPaid` v`version` wrote it,
+/// in that version's committed struct: v2 named the concert `event_id`, v1
+/// also gave each seat the customer's hold token. Streams still hold them.
+pub(crate) fn paid_written_at(
+    version: u32,
+    concert: Uuid,
+    seats: &[(&str, Option<i64>)],
+) -> Delivery {
     let order_id = Uuid::new_v4();
-    let data: OrderPaid = OrderPaid {
-        order_id,
-        event_id: concert,
-        customer_email: "ada@example.com".into(),
-        seats: seats
-            .iter()
-            .map(|(seat, fence)| OrderSeat {
-                seat_id: (*seat).into(),
-                fencing_token: *fence,
-            })
-            .collect(),
-        paid_at: chrono::Utc::now(),
-    };
+    let customer_email = "ada@example.com".to_owned();
+    let paid_at = chrono::Utc::now();
+    let current_seats = seats
+        .iter()
+        .map(|(seat, fence)| OrderSeat {
+            seat_id: (*seat).into(),
+            fencing_token: *fence,
+        })
+        .collect();
+    match version {
+        3 => delivery(
+            order_id,
+            OrderPaid {
+                order_id,
+                concert_id: concert,
+                customer_email,
+                seats: current_seats,
+                paid_at,
+            },
+        ),
+        2 => delivery(
+            order_id,
+            orders::v2::OrderPaid {
+                order_id,
+                event_id: concert,
+                customer_email,
+                seats: current_seats,
+                paid_at,
+            },
+        ),
+        1 => delivery(
+            order_id,
+            orders::v1::OrderPaid {
+                order_id,
+                event_id: concert,
+                customer_email,
+                seats: seats
+                    .iter()
+                    .map(|(seat, fence)| orders::v1::OrderSeat {
+                        seat_id: (*seat).into(),
+                        hold_token: Uuid::new_v4(),
+                        fencing_token: *fence,
+                    })
+                    .collect(),
+                paid_at,
+            },
+        ),
+        other => panic!("OrderPaid has no committed version {other}"),
+    }
+}
+
+/// `data` in an envelope as the consumer hands it to a handler: the
+/// payload still JSON, its type and version in the envelope. Version 2 of
+/// order `order_id`, after its `OrderCreated`.
+fn delivery<T: Event>(order_id: Uuid, data: T) -> Delivery {
     let envelope = Envelope::new("orders", order_id, 2, chrono::Utc::now(), data);
     Delivery {
         envelope: Envelope {
@@ -203,7 +262,7 @@ pub(crate) fn paid(concert: Uuid, seats: &[(&str, Option<i64>)]) -> Delivery {
             producer: envelope.producer,
             data: serde_json::to_value(&envelope.data).unwrap(),
         },
-        subject: "orders.events.order_paid".into(),
+        subject: T::SUBJECT.into(),
         stream_sequence: 1,
         delivered: 1,
     }

@@ -89,7 +89,7 @@ async fn the_order_is_the_token_holders_and_its_events_carry_no_hold_token() {
     for payload in payloads {
         assert!(!payload.contains("hold_token"), "{payload}");
         let event: Value = serde_json::from_str(&payload).unwrap();
-        assert_eq!(event["schema_version"], 2, "{payload}");
+        assert_eq!(event["schema_version"], 3, "{payload}");
     }
 }
 

@@ -95,7 +95,7 @@ impl Outbox {
     ) -> Uuid {
         let data: OrderCreated = OrderCreated {
             order_id: aggregate,
-            event_id: Uuid::nil(),
+            concert_id: Uuid::nil(),
             customer_email: email.to_owned(),
             seats: vec![],
         };

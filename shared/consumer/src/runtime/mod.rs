@@ -14,11 +14,13 @@
 //! | file | holds |
 //! |---|---|
 //! | `spec.rs` | what a service declares: [`ConsumerSpec`], [`Handler`], [`Delivery`], [`HandlerError`] |
+//! | `decode.rs` | how a handler reads a payload: [`Delivery::decode`], any committed version as the current one |
 //! | `decision.rs` | the database half: [`Decision`], [`Outcome`], the retry backoff |
 //! | `delivery_loop.rs` | [`Consumer`], its loop, the broker half and the consumer span |
 //! | `metrics.rs` | [`ConsumerMetrics`], [`Counts`], [`Lag`], [`lag`] |
 
 mod decision;
+mod decode;
 mod delivery_loop;
 mod metrics;
 mod spec;

@@ -324,7 +324,7 @@ async fn delete_streams(js: &async_nats::jetstream::Context, topology: &Topology
 fn sample_envelope() -> Vec<u8> {
     let paid = contracts::orders::OrderPaid {
         order_id: Uuid::new_v4(),
-        event_id: Uuid::new_v4(),
+        concert_id: Uuid::new_v4(),
         customer_email: "ada.lovelace@example.com".into(),
         seats: vec![
             contracts::orders::OrderSeat {

@@ -1,11 +1,16 @@
-//! Events of inventory's `seat_allocation` aggregate: the answer to an
-//! `OrderPaid`, one per order (version 1), keyed by the order id.
+//! Version 1 of inventory's events, with the concert in `event_id`. Kept
+//! so their committed schemas still have a type and old events still read;
+//! nothing produces them any more. Their upcasters to the current v2 rename
+//! the field `concert_id`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Event;
+
+// `//` comments only in this file: doc comments on these structs and
+// fields are part of the committed v1 schemas.
 
 /// Every seat of a paid order is now sold to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -47,4 +52,26 @@ impl Event for SeatAllocationRejected {
     const SCHEMA_VERSION: u32 = 1;
     const AGGREGATE_TYPE: &'static str = "seat_allocation";
     const SUBJECT: &'static str = "inventory.events.seat_allocation_rejected";
+}
+
+impl From<SeatsConfirmed> for super::SeatsConfirmed {
+    fn from(v1: SeatsConfirmed) -> Self {
+        Self {
+            order_id: v1.order_id,
+            concert_id: v1.event_id,
+            seat_ids: v1.seat_ids,
+            amount_cents: v1.amount_cents,
+        }
+    }
+}
+
+impl From<SeatAllocationRejected> for super::SeatAllocationRejected {
+    fn from(v1: SeatAllocationRejected) -> Self {
+        Self {
+            order_id: v1.order_id,
+            concert_id: v1.event_id,
+            unavailable_seat_ids: v1.unavailable_seat_ids,
+            reason: v1.reason,
+        }
+    }
 }
