@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use consumer::{Delivery, Handler, HandlerError};
-use contracts::Event as _;
 use contracts::notifications::SendEmail;
 use sqlx::PgConnection;
 
@@ -23,15 +22,8 @@ pub struct Sender {
 
 impl Handler for Sender {
     async fn handle(&self, tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
-        let envelope = &delivery.envelope;
-        if envelope.event_type != SendEmail::EVENT_TYPE || envelope.schema_version != 1 {
-            return Err(HandlerError::Poison(format!(
-                "not a SendEmail v1 command: {} v{}",
-                envelope.event_type, envelope.schema_version
-            )));
-        }
-        let command: SendEmail = serde_json::from_value(envelope.data.clone())
-            .map_err(|e| HandlerError::Poison(format!("invalid SendEmail: {e}")))?;
+        // Another type, an unknown version or invalid data is poison.
+        let command: SendEmail = delivery.decode()?;
         // Locks the row: two workers never send the same e-mail at once.
         let row = sqlx::query!(
             r#"
