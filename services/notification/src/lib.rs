@@ -8,8 +8,8 @@
 //!   published by a relay to `NOTIFY_COMMANDS` (work-queue retention);
 //! - [`worker`]: a pool of workers takes commands off that queue at a
 //!   configured rate and sends them through a [`mail`] provider (SMTP, or a
-//!   log file), marking the row sent in the transaction that acks the
-//!   command.
+//!   log file): it claims the row, sends with no transaction open, then
+//!   marks the row sent in the transaction that records the command done.
 //!
 //! Event versus command: an event states a fact to whoever listens
 //! (inventory, reporting and this service each read every `OrderPaid`); a
@@ -18,11 +18,12 @@
 //!
 //! The boundary that cannot be closed: sending over SMTP and committing to
 //! Postgres are not one transaction. The worker sends, then commits; if it
-//! dies in between, the command comes back and the e-mail goes out twice.
-//! What narrows it: the row is checked (`sent_at`) before sending, so
-//! only a crash in that instant duplicates, never a redelivery after the
-//! commit; and the primary key (order, kind) means no event, however often
-//! delivered, creates a second e-mail.
+//! dies in between, its claim lapses (after a minute), the command comes
+//! back and the e-mail goes out twice. What narrows it: the row is claimed
+//! (`sent_at` unset, no live claim) before sending, so only a crash in that
+//! instant duplicates, never a redelivery after the commit nor a second
+//! worker meanwhile; and the primary key (order, kind) means no event,
+//! however often delivered, creates a second e-mail.
 //!
 //! Layout: [`config`], [`commands`], [`worker`], [`mail`], [`startup`] (the
 //! [`Notification`] service: what it connects and runs).

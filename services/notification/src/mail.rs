@@ -70,9 +70,10 @@ impl Mailer {
         }
     }
 
-    /// Waits for a slot under the rate limit, then sends.
-    pub async fn send(&self, email: &Email) -> Result<(), MailError> {
-        self.wait_for_slot().await;
+    /// Sends, once the caller has waited for its slot with
+    /// [`Mailer::wait_for_slot`] (two steps, so that the worker can claim
+    /// the e-mail in between, when it is sure to send at once).
+    pub async fn deliver(&self, email: &Email) -> Result<(), MailError> {
         if self.fail_share > 0.0 && rand::random::<f64>() < self.fail_share {
             return Err(MailError::Injected);
         }
@@ -88,8 +89,9 @@ impl Mailer {
         }
     }
 
-    /// A token bucket of one: every worker takes the next free slot.
-    async fn wait_for_slot(&self) {
+    /// Waits for the next free slot under the rate limit: a token bucket of
+    /// one that every worker takes from.
+    pub async fn wait_for_slot(&self) {
         let slot = {
             let mut next = self.next_slot.lock().await;
             let now = tokio::time::Instant::now();

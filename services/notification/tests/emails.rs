@@ -198,3 +198,39 @@ async fn a_provider_that_keeps_failing_dead_letters_the_command_after_its_retrie
         .unwrap();
     assert!(unsent, "still owed: a redrive after the fix sends it");
 }
+
+#[tokio::test]
+async fn no_transaction_stays_open_while_a_worker_waits_to_send() {
+    // One e-mail a second: the second and third wait for their slots.
+    let mailroom = Mailroom::start(&[("EMAIL_RATE_PER_SECOND", "1"), ("WORKERS", "3")]).await;
+    for _ in 0..3 {
+        let paid = order_paid();
+        mailroom.created(&paid).await;
+        mailroom.publish(&paid, &paid.event_id.to_string()).await;
+    }
+
+    // Watch the database while they go out: a transaction open across a
+    // wait shows as one older than any of the service's statements take.
+    let mut longest = Duration::ZERO;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while mailroom.emails_sent().await < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the e-mails are not sent"
+        );
+        let open: Option<f64> = sqlx::query_scalar(
+            "select extract(epoch from max(now() - xact_start))::float8 from pg_stat_activity
+             where datname = current_database() and pid <> pg_backend_pid()
+               and state in ('active', 'idle in transaction')",
+        )
+        .fetch_one(mailroom.db())
+        .await
+        .unwrap();
+        longest = longest.max(Duration::from_secs_f64(open.unwrap_or(0.0)));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        longest < Duration::from_millis(300),
+        "a transaction stayed open {longest:?} while the e-mails waited for their slots"
+    );
+}

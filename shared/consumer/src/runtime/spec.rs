@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use contracts::Envelope;
 use messaging::StreamKind;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
 /// How a consumer reads its stream.
 #[derive(Debug, Clone)]
@@ -113,6 +113,24 @@ pub trait Handler: Send + Sync + 'static {
         tx: &mut PgConnection,
         delivery: &Delivery,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Runs before the transaction begins, on every delivery, for work
+    /// that must not hold a transaction (and its row locks and pooled
+    /// connection) while it waits: a call to an e-mail or payment
+    /// provider. `handle` then records the outcome in the transaction.
+    ///
+    /// It runs before the inbox and ordering checks, so it cannot rely on
+    /// them: it must be idempotent by a record of its own (the notification
+    /// worker claims its `notifications` row, and skips one already sent).
+    /// An error settles the delivery as `handle`'s would.
+    fn before_transaction(
+        &self,
+        db: &PgPool,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = (db, delivery);
+        std::future::ready(Ok(()))
+    }
 
     /// Runs after the transaction of an applied `delivery` committed, for
     /// side effects that must never describe an uncommitted change, such as
