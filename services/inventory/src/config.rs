@@ -15,6 +15,7 @@
 //! | `SEATMAP_NULL_TTL` | `5s` | how long "no such concert" is cached |
 //! | `SEATMAP_DB_CONCURRENCY` | `4` | most concurrent seat-map loads from Postgres |
 //! | `SEATMAP_COALESCE` | `true` | coalesce concurrent misses (off only to measure a stampede) |
+//! | `SEATMAP_OPENING_LEAD`, `SEATMAP_OPENING_HOT_FOR` | `5m`, `10m` | keep a sale's map hot from this long before it opens until this long after (both `0s`: off), see `seat_map::opening` |
 //! | `HOLD_TTL` | `5m` | how long a hold lasts |
 //! | `HOLD_LIMIT` | `10` | most live holds per customer |
 //! | `WARMUP_WINDOW` | `24h` | warm seat maps of concerts whose sale opens within this |
@@ -83,6 +84,9 @@ impl service::Configuration for Config {
                 null_ttl: env.duration_or("SEATMAP_NULL_TTL", defaults.null_ttl)?,
                 db_concurrency: env.parse_or("SEATMAP_DB_CONCURRENCY", defaults.db_concurrency)?,
                 coalesce: env.flag_or("SEATMAP_COALESCE", defaults.coalesce)?,
+                opening_lead: env.duration_or("SEATMAP_OPENING_LEAD", defaults.opening_lead)?,
+                opening_hot_for: env
+                    .duration_or("SEATMAP_OPENING_HOT_FOR", defaults.opening_hot_for)?,
                 ..defaults
             },
             hold_ttl: env.duration_or("HOLD_TTL", Duration::from_mins(5))?,

@@ -58,6 +58,9 @@ impl service::Service for Inventory {
             }
         });
 
+        let hot = seat_maps.clone();
+        app.task(move |stop| crate::seat_map::opening::keep_openings_hot(hot, stop));
+
         let catalog = Catalog::new(
             db.clone(),
             nats.clone(),

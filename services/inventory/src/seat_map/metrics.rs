@@ -19,6 +19,9 @@ pub struct SeatMapMetrics {
     pub null_hits: Counter,
     /// Requests served without Redis (`seatmap_redis_unavailable_total`).
     pub redis_unavailable: Counter,
+    /// Maps refreshed ahead of and during a sale's opening
+    /// (`seatmap_opening_refreshes_total`).
+    pub refreshes: Counter,
 }
 
 impl SeatMapMetrics {
@@ -50,6 +53,11 @@ impl SeatMapMetrics {
                 "seatmap_redis_unavailable",
                 "Seat-map requests served without Redis.",
                 &self.redis_unavailable,
+            ),
+            (
+                "seatmap_opening_refreshes",
+                "Seat maps kept hot around a sale's opening.",
+                &self.refreshes,
             ),
         ] {
             registry.register(name, help, counter.clone());

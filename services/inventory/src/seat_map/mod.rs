@@ -29,6 +29,11 @@
 //! `ttl_jitter`, so maps filled together (by warmup, or by the first rush
 //! of a sale) do not all miss in the same second.
 //!
+//! **Hot through the opening.** Warmup fills maps at boot, but a map
+//! filled hours before its sale is cold again by the opening; [`opening`]
+//! refreshes each sale's map from a few minutes before it opens until the
+//! rush has passed.
+//!
 //! **Null caching.** An unknown concert id is cached as `missing` for a
 //! short TTL (`SET NX`, so it never hides a concert created meanwhile,
 //! whose creation sets the version key).
@@ -39,7 +44,8 @@
 //! available, which is a stale view but never a wrong sale, because the
 //! sale is decided in Postgres.
 //!
-//! Layout: this file is the read path, the fill and warmup; `view` what
+//! Layout: this file is the read path, the fill and warmup; [`opening`]
+//! the refreshes around a sale's opening; `view` what
 //! a map is, `scripts` the Lua scripts and what a read finds, [`coalesce`]
 //! the single flight, [`SeatMapMetrics`] the counters, and `http.rs` the
 //! routes (`GET /events/{id}/seats` with `ETag`/304, `POST /ops/warmup`).
@@ -47,6 +53,7 @@
 pub mod coalesce;
 pub(crate) mod http;
 mod metrics;
+pub mod opening;
 mod scripts;
 mod view;
 
@@ -99,6 +106,10 @@ pub struct SeatMapConfig {
     pub db_wait: Duration,
     /// Coalesce concurrent misses (off only for the stampede benchmark).
     pub coalesce: bool,
+    /// Keep a sale's map hot from this long before it opens ([`opening`]).
+    pub opening_lead: Duration,
+    /// … until this long after it opened.
+    pub opening_hot_for: Duration,
 }
 
 impl Default for SeatMapConfig {
@@ -111,6 +122,8 @@ impl Default for SeatMapConfig {
             db_concurrency: 4,
             db_wait: Duration::from_secs(2),
             coalesce: true,
+            opening_lead: Duration::from_mins(5),
+            opening_hot_for: Duration::from_mins(10),
         }
     }
 }

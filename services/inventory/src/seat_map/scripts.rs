@@ -60,6 +60,20 @@ pub(super) static STORE: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
+/// Extends the life of a cached map of version `ARGV[1]` (`KEYS[2]`) and
+/// of the version key: returns 0, touching nothing, if that map is not
+/// cached. The version key moves only upwards, as in [`BUMP`].
+pub(super) static REFRESH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"
+        if redis.call('PEXPIRE', KEYS[2], ARGV[3]) == 0 then
+            return 0
+        end
+        {SET_VERSION_UPWARDS}
+        "
+    ))
+});
+
 /// What a read found.
 pub(super) enum Read {
     /// The version key says the concert does not exist.

@@ -1,6 +1,8 @@
 //! Cache-aside with versions, coalescing, null caching, HTTP caching and
 //! warmup.
 
+use std::time::Duration;
+
 use futures::future::join_all;
 use inventory::Inventory;
 use inventory::seat_map::SeatMaps;
@@ -243,4 +245,38 @@ async fn maps_filled_together_do_not_expire_together() {
     // 60 s ± 10 %: twenty draws span seconds, where unjittered keys set
     // within one warmup would span a fraction of one.
     assert!(spread > 3_000, "expiries within {spread} ms: {expiries:?}");
+}
+
+#[tokio::test]
+async fn a_sale_opening_soon_is_served_from_redis_at_the_opening() {
+    let world = World::start().await;
+    // Version keys live a second: a map filled when the concert was made
+    // would be cold long before its sale opens, four seconds later.
+    let inventory = start(
+        &world,
+        &[
+            ("SEATMAP_VERSION_TTL", "1s"),
+            ("SEATMAP_OPENING_LEAD", "2s"),
+            ("SEATMAP_OPENING_HOT_FOR", "1m"),
+        ],
+    )
+    .await;
+    let opens_in = chrono::Duration::seconds(4);
+    let concert = world.concert_with_sale_in(&inventory, 5, opens_in).await;
+    tokio::time::sleep(opens_in.to_std().unwrap()).await;
+
+    // The crowd at the opening, and for three version lifetimes after it:
+    // every read is a hit, none waits for Postgres.
+    let metrics = inventory.lent::<SeatMaps>().metrics();
+    for _ in 0..12 {
+        assert_eq!(inventory.seat_map(concert).await.status, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        metrics.misses.get(),
+        0,
+        "a read at the opening missed Redis"
+    );
+    assert!(metrics.hits.get() >= 12);
+    assert!(metrics.refreshes.get() > 0);
 }

@@ -92,6 +92,9 @@ impl Instance {
                 // Without coalescing, the stampede must reach Postgres rather
                 // than queue on the fallback limit.
                 ("SEATMAP_DB_CONCURRENCY", "64"),
+                // The stampede needs a cold map: no refreshes around the opening.
+                ("SEATMAP_OPENING_LEAD", "0s"),
+                ("SEATMAP_OPENING_HOT_FOR", "0s"),
                 ("DB_MAX_CONNECTIONS", "64"),
                 ("REDIS_TIMEOUT", "5s"),
                 ("LOG_FORMAT", "pretty"),
