@@ -14,5 +14,6 @@ mod ordering;
 mod outages;
 mod poison;
 mod retention;
+mod shutdown;
 
 pub(crate) use harness::*;
