@@ -19,6 +19,9 @@ use uuid::Uuid;
 use super::OrderSeat;
 use crate::Event;
 
+// The seat has not changed since v2, so v2 and the current version share
+// it; a breaking change to it would first move a copy of it here.
+
 // `//` comments only in this file: doc comments on these structs and
 // fields are part of the committed v1 and v2 schemas.
 
