@@ -67,8 +67,11 @@ impl SeatAllocation {
         let fences: Vec<Option<i64>> = paid.seats.iter().map(|s| s.fencing_token).collect();
         // A savepoint: if not every seat can be sold, none is.
         let mut attempt = tx.begin().await?;
-        // The decision. A seat sold to this same order already counts (a
-        // re-run after the inbox was swept must not reject its own seats).
+        // The decision. A seat sold to this same order already counts, so
+        // applying this order's OrderPaid again never rejects its own seats.
+        // The runtime makes a re-run rare (the inbox skips it for 14 days,
+        // the order's position for 90: `consumer::sweeper`), but a hand
+        // repair after that (a position restored, a letter redriven) re-runs it.
         // `is not distinct from` matches null with null: an unheld seat
         // sells to an order that carries no token for it.
         let sold = sqlx::query!(

@@ -12,7 +12,10 @@
 //! 4. Drop the old generations.
 //!
 //! The rebuilt totals equal the live ones because both are the same fold
-//! over the same log: proven by `tests/tests/reporting.rs`.
+//! over the same log: proven by `tests/tests/saga.rs`
+//! (`reporting_follows_the_orders_and_a_rebuild_from_the_log_reproduces_it`)
+//! and, over a log holding every schema version, by
+//! `services/reporting/tests/replay.rs`.
 //!
 //! Only over the *whole* log, though: `ORDER_EVENTS` expires after 7 days
 //! (the `messaging::topology` docs say why), and a purge or a deleted

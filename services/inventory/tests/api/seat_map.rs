@@ -250,25 +250,27 @@ async fn maps_filled_together_do_not_expire_together() {
 #[tokio::test]
 async fn a_sale_opening_soon_is_served_from_redis_at_the_opening() {
     let world = World::start().await;
-    // Version keys live a second: a map filled when the concert was made
-    // would be cold long before its sale opens, four seconds later.
+    // Version keys live two seconds: a map filled when the concert was made
+    // would be cold long before its sale opens, six seconds later. (Two,
+    // not one: on a loaded machine a refresh every half second still
+    // comes several times within a key's life.)
     let inventory = start(
         &world,
         &[
-            ("SEATMAP_VERSION_TTL", "1s"),
-            ("SEATMAP_OPENING_LEAD", "2s"),
+            ("SEATMAP_VERSION_TTL", "2s"),
+            ("SEATMAP_OPENING_LEAD", "3s"),
             ("SEATMAP_OPENING_HOT_FOR", "1m"),
         ],
     )
     .await;
-    let opens_in = chrono::Duration::seconds(4);
+    let opens_in = chrono::Duration::seconds(6);
     let concert = world.concert_with_sale_in(&inventory, 5, opens_in).await;
     tokio::time::sleep(opens_in.to_std().unwrap()).await;
 
-    // The crowd at the opening, and for three version lifetimes after it:
+    // The crowd at the opening, and for two version lifetimes after it:
     // every read is a hit, none waits for Postgres.
     let metrics = inventory.lent::<SeatMaps>().metrics();
-    for _ in 0..12 {
+    for _ in 0..16 {
         assert_eq!(inventory.seat_map(concert).await.status, StatusCode::OK);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -277,6 +279,6 @@ async fn a_sale_opening_soon_is_served_from_redis_at_the_opening() {
         0,
         "a read at the opening missed Redis"
     );
-    assert!(metrics.hits.get() >= 12);
+    assert!(metrics.hits.get() >= 16);
     assert!(metrics.refreshes.get() > 0);
 }

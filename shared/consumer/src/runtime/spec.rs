@@ -73,8 +73,9 @@ impl ConsumerSpec {
 /// One event as a handler sees it.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    /// The envelope, with `data` still as JSON: the handler decodes it for
-    /// the `event_type` and `schema_version` it knows.
+    /// The envelope, with `data` still as JSON: the handler reads it with
+    /// [`Delivery::decode`], which accepts every committed version of the
+    /// type it asks for.
     pub envelope: Envelope<serde_json::Value>,
     /// The subject without the deployment prefix.
     pub subject: String,
