@@ -22,7 +22,11 @@ async fn customers_racing_for_one_seat_get_exactly_one_hold() {
         .iter()
         .filter(|a| a.status == StatusCode::CREATED)
         .count();
-    assert_eq!(created, 1, "exactly one customer holds the seat");
+    let seen: Vec<_> = answers
+        .iter()
+        .map(|a| (a.status.as_u16(), a.problem_type()))
+        .collect();
+    assert_eq!(created, 1, "exactly one customer holds the seat: {seen:?}");
     for refused in answers.iter().filter(|a| a.status != StatusCode::CREATED) {
         assert_eq!(refused.status, StatusCode::CONFLICT);
         assert!(retry_after(refused) >= 1);
