@@ -1,6 +1,7 @@
 //! `ticketctl`: the command line for operating and measuring the system.
 //!
 //! ```text
+//! ticketctl load --rate 100 --duration 60s [--fault 20s:kill:inventory] [--chaos 10s] [--json]
 //! ticketctl bench relay [--events N] [--pays N] [--writers N] [--batch N]
 //! ticketctl bench seatmap [--seats N] [--stampede N] [--requests N] [--concurrency N]
 //! ticketctl outbox status [--service orders|inventory|notification]   # <SERVICE>_DATABASE_URL, else DATABASE_URL
@@ -31,8 +32,8 @@ mod commands;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    NeedsAttention, bench, consumers, demo, dlq, keygen, orders, outbox, reporting, seed, token,
-    trace,
+    NeedsAttention, bench, consumers, demo, dlq, keygen, load, orders, outbox, reporting, seed,
+    token, trace,
 };
 
 #[derive(Debug, Parser)]
@@ -48,6 +49,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// A sale under load and faults: invariant report and end-to-end latency.
+    Load(Box<load::LoadArgs>),
     /// Measure throughput against the raw limits of the servers.
     Bench {
         #[command(subcommand)]
@@ -94,6 +97,7 @@ enum Command {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Load(args) => load::run(*args).await,
         Command::Bench { what } => bench::run(what).await,
         Command::Outbox { command } => outbox::run(command).await,
         Command::Consumers { command } => consumers::run(command).await,

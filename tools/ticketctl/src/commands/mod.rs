@@ -14,6 +14,7 @@ pub(crate) mod consumers;
 pub(crate) mod demo;
 pub(crate) mod dlq;
 pub(crate) mod keygen;
+pub(crate) mod load;
 pub(crate) mod orders;
 pub(crate) mod outbox;
 pub(crate) mod reporting;

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use orders::stuck::StuckOrder;
-use settings::ConfigError;
 
 use super::NeedsAttention;
 use super::support::{connect_postgres, defaults};
@@ -30,7 +29,7 @@ pub(crate) enum Orders {
 pub(crate) struct StuckArgs {
     /// Paid longer ago than this (`90s`, `5m`, `2h`); by default the
     /// service's own deadline, `PAID_DEADLINE`, or 5m when it is unset.
-    #[arg(long, env = "PAID_DEADLINE", value_parser = duration)]
+    #[arg(long, env = "PAID_DEADLINE", value_parser = super::support::duration)]
     older_than: Option<Duration>,
     /// The most orders to list.
     #[arg(long, default_value_t = 50)]
@@ -110,26 +109,13 @@ fn age(secs: f64) -> String {
     }
 }
 
-/// `--older-than`: the syntax of the services' own durations, read by the
-/// same code (`settings`), so `PAID_DEADLINE` means here what it means to
-/// the service. Clap names the flag or the variable in its error; the
-/// reason is all this adds.
-fn duration(raw: &str) -> Result<Duration, String> {
-    const NAME: &str = "PAID_DEADLINE";
-    settings::Env::from_pairs([(NAME, raw)])
-        .duration_or(NAME, Duration::ZERO)
-        .map_err(|e| match e {
-            ConfigError::Invalid { reason, .. } => reason,
-            other @ ConfigError::Missing { .. } => other.to_string(),
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone as _;
     use uuid::Uuid;
 
     use super::*;
+    use crate::commands::support::duration;
 
     #[test]
     fn stuck_orders_make_the_command_need_attention_and_none_succeed() {

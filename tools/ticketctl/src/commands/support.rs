@@ -26,6 +26,11 @@ pub(crate) mod defaults {
     pub(crate) const ORDERS_DATABASE: &str = "postgres://postgres@127.0.0.1:5432/orders";
     /// The reporting service's database (the read model).
     pub(crate) const REPORTING_DATABASE: &str = "postgres://postgres@127.0.0.1:5432/reporting";
+    /// The inventory service's database.
+    pub(crate) const INVENTORY_DATABASE: &str = "postgres://postgres@127.0.0.1:5432/inventory";
+    /// The notification service's database.
+    pub(crate) const NOTIFICATION_DATABASE: &str =
+        "postgres://postgres@127.0.0.1:5432/notification";
     /// NATS with JetStream.
     pub(crate) const NATS: &str = "nats://127.0.0.1:4222";
     /// Redis.
@@ -34,6 +39,8 @@ pub(crate) mod defaults {
     pub(crate) const ORDERS_API: &str = "http://localhost:8080";
     /// The inventory API.
     pub(crate) const INVENTORY_API: &str = "http://localhost:8081";
+    /// The reporting API.
+    pub(crate) const REPORTING_API: &str = "http://localhost:8083";
     /// Jaeger's UI and query API.
     pub(crate) const JAEGER: &str = "http://localhost:16686";
 }
@@ -80,6 +87,21 @@ pub(crate) async fn connect_postgres(url: &str, max_connections: u32) -> anyhow:
         .connect(url.expose())
         .await
         .with_context(|| format!("cannot reach Postgres at {url}"))
+}
+
+/// A duration option (`--older-than`, `--duration`) in the syntax of the
+/// services' own durations (`500ms`, `30s`, `5m`, `1h`), read by the same
+/// code (`settings`), so `PAID_DEADLINE` means here what it means to the
+/// service. Clap names the flag or the variable in its error; the reason
+/// is all this adds.
+pub(crate) fn duration(raw: &str) -> Result<Duration, String> {
+    const NAME: &str = "DURATION";
+    settings::Env::from_pairs([(NAME, raw)])
+        .duration_or(NAME, Duration::ZERO)
+        .map_err(|e| match e {
+            settings::ConfigError::Invalid { reason, .. } => reason,
+            other @ settings::ConfigError::Missing { .. } => other.to_string(),
+        })
 }
 
 /// The private key the commands sign with (`token`, `seed`, `demo`); see
