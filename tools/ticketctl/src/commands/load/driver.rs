@@ -18,6 +18,9 @@
 //!
 //! All buyers share one `reqwest::Client` (one connection pool); each
 //! sends its own token per request.
+//!
+//! Long because its unit tests (the schedule and rate arithmetic) live
+//! beside it; the code itself is under 400 lines.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -37,6 +37,10 @@
 //! again, through one of the two ways to reach the system: [`compose`]
 //! (`docker compose` in the current directory) or [`native`] (processes
 //! that `scripts/native-up` started).
+//!
+//! Long because the parser's unit tests (every accepted spec and every
+//! error) live beside it; the code itself is under 350 lines, and the
+//! backends are in `faults/`.
 
 mod compose;
 mod inject;

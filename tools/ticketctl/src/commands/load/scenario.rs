@@ -16,6 +16,11 @@
 //! [`http`], which records it and judges the answer against what the API
 //! promises; the scripts add the promises only they can see (a same-key
 //! retry answered differently, both pays of one order answered 200).
+//!
+//! Long because the five scripts share one `Sale` and its steps (hold,
+//! order, pay), which read best next to each other; the request plumbing is
+//! in `scenario/http.rs`, the seat cursor in `scenario/seats.rs`, and about
+//! 270 lines are the tests.
 
 mod http;
 mod seats;

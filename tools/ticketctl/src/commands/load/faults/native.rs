@@ -17,6 +17,9 @@
 //! A flush deletes the keys under the system's Redis prefix (SCAN, then
 //! UNLINK in batches) and nothing else: the machine's Redis holds the
 //! tests' keys too.
+//!
+//! Long because its tests run the signals on real `sleep` processes beside
+//! the code; the code itself is about 300 lines.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
