@@ -182,3 +182,61 @@ async fn the_sweeper_task_sweeps_on_its_interval_until_it_is_stopped() {
 
     assert!(tables.inbox_has(recent).await);
 }
+
+/// Applies nothing: the group's sweeper is what is under test.
+struct Idle;
+
+impl consumer::Handler for Idle {
+    async fn handle(
+        &self,
+        _: &mut sqlx::PgConnection,
+        _: &consumer::Delivery,
+    ) -> Result<(), consumer::HandlerError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_group_installed_in_a_service_sweeps_its_consumers_tables() {
+    let tables = Tables::new().await;
+    let nats = testkit::TestNats::start().await;
+    let js = nats.jetstream().await;
+    let topology = messaging::Topology::new(nats.prefix()).unwrap();
+    let mut group = consumer::Group::new(js.clone(), topology.clone());
+    let retention = Retention {
+        interval: Duration::from_millis(100),
+        ..Retention::default()
+    };
+    group.retention(retention);
+    group.add(consumer::Consumer::new(
+        consumer::ConsumerSpec::new("idle", messaging::StreamKind::OrderEvents),
+        tables.db.clone(),
+        js,
+        topology,
+        Idle,
+    ));
+    let http = service::HttpConfig::from_env(
+        &settings::Env::from_pairs([("HTTP_ADDR", "127.0.0.1:0")]),
+        0,
+        1024,
+    )
+    .unwrap();
+    let mut builder = service::Builder::new("sweeping", http);
+    group.install(&mut builder);
+    let mut app = builder
+        .serve(utoipa_axum::router::OpenApiRouter::new())
+        .await
+        .unwrap()
+        .spawn();
+    let old = tables.inbox_row("idle", retention.inbox + DAY).await;
+    let recent = tables.inbox_row("idle", Duration::ZERO).await;
+
+    eventually(
+        Duration::from_secs(10),
+        "the group's sweeper sweeps the old inbox row",
+        || async { !tables.inbox_has(old).await },
+    )
+    .await;
+    assert!(tables.inbox_has(recent).await);
+    app.stop().await.unwrap();
+}
