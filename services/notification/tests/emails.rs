@@ -218,8 +218,12 @@ async fn no_transaction_stays_open_while_a_worker_waits_to_send() {
             tokio::time::Instant::now() < deadline,
             "the e-mails are not sent"
         );
+        // clock_timestamp(), not now(): now() is when this query's own
+        // transaction began, and a backend whose transaction began a moment
+        // later would show a negative age.
         let open: Option<f64> = sqlx::query_scalar(
-            "select extract(epoch from max(now() - xact_start))::float8 from pg_stat_activity
+            "select greatest(extract(epoch from max(clock_timestamp() - xact_start)), 0)::float8
+             from pg_stat_activity
              where datname = current_database() and pid <> pg_backend_pid()
                and state in ('active', 'idle in transaction')",
         )
