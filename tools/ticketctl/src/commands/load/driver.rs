@@ -1,5 +1,9 @@
-//! The open-loop driver: creates the concert, offers buyers on schedule,
+//! The open-loop driver: creates the concerts, offers buyers on schedule,
 //! records every answer.
+//!
+//! A run sells one concert after another, `--buyers-per-concert` buyers
+//! each, so that a run of any size keeps finding seats: inventory takes at
+//! most 10,000 seats a concert, and a 100,000-buyer soak needs many.
 //!
 //! Buyer `i` is due at `start + i / rate`. A scheduler task starts each
 //! buyer at its time whether or not the earlier ones have finished: the
@@ -34,7 +38,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::scenario::{self, Answer, Played, Route, Sale, seat_label};
+use super::scenario::{self, Answer, Offer, Played, Route, Sale, seat_label};
 use super::{Drive, LoadArgs};
 
 /// The most buyers in flight at once: 50 s of buyers at 200 a second, so
@@ -61,16 +65,20 @@ pub(super) async fn drive(args: &LoadArgs, buyers: u64) -> anyhow::Result<Drive>
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
         .build()?;
-    let concert = create_concert(&http, args).await?;
-    let sale = Arc::new(Sale::new(
-        http,
-        &args.targets.orders_url,
-        &args.targets.inventory_url,
-        concert,
-        args.seats,
-        args.hot_seats,
-        args.targets.key.issuer()?,
-    ));
+    let per_concert = buyers_per_concert(args);
+    let mut concerts = Vec::new();
+    for _ in 0..buyers.div_ceil(per_concert).max(1) {
+        concerts.push(create_concert(&http, args).await?);
+    }
+    let on_sale = Offer {
+        orders_url: &args.targets.orders_url,
+        inventory_url: &args.targets.inventory_url,
+        concerts: &concerts,
+        seats: args.seats,
+        hot: args.hot_seats,
+        buyers_per_concert: per_concert,
+    };
+    let sale = Arc::new(Sale::new(http, &on_sale, args.targets.key.issuer()?));
     let live = Arc::new(Live::default());
     let progress = Progress::start(buyers, Arc::clone(&live), Arc::clone(&sale))?;
     let schedule = Schedule {
@@ -95,12 +103,23 @@ pub(super) async fn drive(args: &LoadArgs, buyers: u64) -> anyhow::Result<Drive>
     if tally.sold_out > 0 {
         eprintln!(
             "{} buyers found no plain seat free (all sold or held) and ended early; more \
-             --seats (inventory takes up to 10,000 a concert) keep a long run buying",
+             --seats (inventory takes up to 10,000 a concert) or fewer --buyers-per-concert \
+             keep a long run buying",
             tally.sold_out
         );
     }
     let achieved = achieved_rate(offered.started, offered.last_start, args.rate);
-    Ok(tally.into_drive(concert, args.seats, args.rate, achieved, elapsed))
+    Ok(tally.into_drive(concerts, args.seats, args.rate, achieved, elapsed))
+}
+
+/// `--buyers-per-concert`, or half the seats: a buyer takes about 0.8
+/// seats on average (one or two for most, none for those who abandon or
+/// lose a hot seat), and seats held by buyers still playing are not free
+/// either, so half leaves room to the end.
+fn buyers_per_concert(args: &LoadArgs) -> u64 {
+    args.buyers_per_concert
+        .unwrap_or_else(|| u64::from(args.seats / 2))
+        .max(1)
 }
 
 /// Refuses options the driver cannot run with, before anything is created.
@@ -109,6 +128,10 @@ fn check(args: &LoadArgs) -> anyhow::Result<()> {
         args.rate.is_finite() && args.rate > 0.0,
         "--rate must be a positive number of buyers a second, not {}",
         args.rate
+    );
+    ensure!(
+        args.buyers_per_concert != Some(0),
+        "--buyers-per-concert must be at least 1"
     );
     ensure!(
         args.hot_seats >= 1 && args.hot_seats < args.seats,
@@ -141,7 +164,7 @@ async fn collect(
     }
 }
 
-/// Creates the concert of this run, as an operator: `args.seats` seats
+/// Creates one concert of this run, as an operator: `args.seats` seats
 /// `A-1` …, its sale open now and the show a month away, so nothing
 /// closes during the load.
 async fn create_concert(http: &reqwest::Client, args: &LoadArgs) -> anyhow::Result<Uuid> {
@@ -321,7 +344,7 @@ impl Tally {
 
     fn into_drive(
         mut self,
-        concert: Uuid,
+        concerts: Vec<Uuid>,
         seats: u32,
         offered: f64,
         achieved: f64,
@@ -331,7 +354,7 @@ impl Tally {
         self.paid.sort_unstable();
         self.paid.dedup();
         Drive {
-            concert,
+            concerts,
             seats,
             offered_rate: offered,
             achieved_rate: achieved,
@@ -463,7 +486,7 @@ mod tests {
             sold_out: true,
         });
         let tally_sold_out = tally.sold_out;
-        let drive = tally.into_drive(Uuid::nil(), 10, 30.0, 29.0, Duration::from_secs(1));
+        let drive = tally.into_drive(vec![Uuid::nil()], 10, 30.0, 29.0, Duration::from_secs(1));
 
         let pay = "POST /orders/{id}/pay".to_owned();
         let hold = "POST /events/{id}/seats/{seat}/hold".to_owned();

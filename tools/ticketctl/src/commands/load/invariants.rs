@@ -2,7 +2,7 @@
 //! went and whatever failed during it.
 //!
 //! First [`settle`] waits (up to `--settle`) until nothing is in flight:
-//! no order of the concert still `PAID`, every outbox empty, every durable
+//! no order of the run's concerts still `PAID`, every outbox empty, every durable
 //! consumer caught up, every e-mail owed sent. Then each invariant is one
 //! [`Check`], judged from read-only queries of each service's own database
 //! ([`snapshot`]), the public seat map ([`seat_map`]), the streams
@@ -51,13 +51,13 @@ pub(super) async fn check(
     injected: &[Injected],
 ) -> anyhow::Result<Vec<Check>> {
     let sources = Sources::connect(targets).await;
-    let mut checks = vec![settle::wait(&sources, drive.concert, settle).await];
-    let snapshot = Snapshot::read(&sources, drive.concert).await;
+    let mut checks = vec![settle::wait(&sources, &drive.concerts, settle).await];
+    let snapshot = Snapshot::read(&sources, &drive.concerts).await;
     let provider = mailbox::read(targets, &snapshot).await;
     // The seat map is judged right after the seats it shows.
     let mut sale = sale::checks(&snapshot, drive, provider.as_ref()).into_iter();
     checks.extend(sale.next());
-    checks.push(seat_map::check(targets, drive.concert, &snapshot).await);
+    checks.push(seat_map::check(targets, &drive.concerts, &snapshot).await);
     checks.extend(sale);
     checks.push(pipes::outboxes(&sources).await);
     checks.push(pipes::consumers(&sources).await);
@@ -199,7 +199,7 @@ mod tests {
 
     fn drive(statuses: &[(u16, u64)], violations: &[&str]) -> Drive {
         Drive {
-            concert: Uuid::nil(),
+            concerts: vec![Uuid::nil()],
             seats: 10,
             offered_rate: 10.0,
             achieved_rate: 10.0,

@@ -2,7 +2,7 @@
 //! timestamps the system itself recorded: nothing here polls, so nothing
 //! here adds its own delay to the figures.
 //!
-//! For each order of the concert that was paid, t0 is orders' `paid_at`,
+//! For each order of the run's concerts that was paid, t0 is orders' `paid_at`,
 //! and each stage is the time from t0 to:
 //!
 //! | stage | recorded as |
@@ -54,7 +54,7 @@ use crate::commands::support::connect_postgres;
 /// be read is reported with no orders measured (and a warning), so a
 /// database that is down costs one row of the table, not the report.
 pub(super) async fn measure(targets: &Targets, drive: &Drive) -> anyhow::Result<Vec<Stage>> {
-    let paid = match paid_orders(targets, drive.concert).await {
+    let paid = match paid_orders(targets, &drive.concerts).await {
         Ok(paid) => paid,
         Err(e) => {
             eprintln!("latency: cannot read the paid orders, so nothing is measured: {e:#}");
@@ -72,13 +72,16 @@ struct PaidOrder {
     updated_at: DateTime<Utc>,
 }
 
-async fn paid_orders(targets: &Targets, concert: Uuid) -> anyhow::Result<HashMap<Uuid, PaidOrder>> {
+async fn paid_orders(
+    targets: &Targets,
+    concerts: &[Uuid],
+) -> anyhow::Result<HashMap<Uuid, PaidOrder>> {
     let db = connect_postgres(&targets.orders_database_url, 1).await?;
     let rows: Vec<(Uuid, DateTime<Utc>, String, DateTime<Utc>)> = sqlx::query_as(
         "select id, paid_at, status, updated_at from orders
-         where event_id = $1 and paid_at is not null",
+         where event_id = any($1) and paid_at is not null",
     )
-    .bind(concert)
+    .bind(concerts)
     .fetch_all(&db)
     .await
     .context("reading the paid orders")?;

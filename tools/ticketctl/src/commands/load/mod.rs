@@ -6,7 +6,7 @@
 //! ticketctl load --rate 100 --duration 60s [--fault 20s:kill:inventory] [--chaos 10s] [--json]
 //! ```
 //!
-//! 1. [`driver`] creates a concert and offers buyers at `--rate` a second,
+//! 1. [`driver`] creates concerts and offers buyers at `--rate` a second,
 //!    on a fixed schedule whatever the system answers (open loop: a slow
 //!    system cannot slow the arrivals and so hide its latency). Each buyer
 //!    plays one [`scenario`]: most hold and buy, many contend for a few hot
@@ -55,9 +55,14 @@ pub(crate) struct LoadArgs {
     /// How many buyers to offer in all; or `--duration`. Default: 30 s worth.
     #[arg(long)]
     pub(crate) orders: Option<u64>,
-    /// Seats of the concert the sale is for.
+    /// Seats of each concert on sale.
     #[arg(long, default_value_t = 5_000)]
     pub(crate) seats: u32,
+    /// Buyers per concert: after this many the next buyers go to a new
+    /// concert, so a long run keeps finding seats. Default: half of
+    /// `--seats`.
+    #[arg(long)]
+    pub(crate) buyers_per_concert: Option<u64>,
     /// How many of them are "hot": the ones contending buyers all want.
     #[arg(long, default_value_t = 20)]
     pub(crate) hot_seats: u32,
@@ -129,9 +134,9 @@ pub(crate) struct Targets {
 /// What the driver did and saw: the input of the checks and the report.
 #[derive(Debug)]
 pub(crate) struct Drive {
-    /// The concert the sale was for.
-    pub(crate) concert: Uuid,
-    /// Its seats, `A-1` …
+    /// The concerts on sale, in the order their buyers came.
+    pub(crate) concerts: Vec<Uuid>,
+    /// Seats of each, `A-1` …
     pub(crate) seats: u32,
     /// Buyers offered per second, and the rate at which they actually
     /// started (below the offer when the driver itself could not keep up).

@@ -21,7 +21,9 @@ use crate::commands::NeedsAttention;
 /// Everything a load run found.
 #[derive(Debug, Serialize)]
 pub(super) struct Report {
-    concert: Uuid,
+    /// The concerts on sale, in the order their buyers came.
+    concerts: Vec<Uuid>,
+    /// Seats of each.
     seats: u32,
     /// Buyers offered per second, and the rate they actually started at.
     offered_rate: f64,
@@ -77,7 +79,7 @@ impl Report {
         injected: Vec<Injected>,
     ) -> Self {
         Self {
-            concert: drive.concert,
+            concerts: drive.concerts.clone(),
             seats: drive.seats,
             offered_rate: drive.offered_rate,
             achieved_rate: drive.achieved_rate,
@@ -125,11 +127,20 @@ impl Report {
     fn text(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail: the results are ignored.
-        let _ = writeln!(
-            out,
-            "load on concert {} ({} seats)",
-            self.concert, self.seats
-        );
+        let _ = match self.concerts.as_slice() {
+            [concert] => writeln!(out, "load on concert {concert} ({} seats)", self.seats),
+            concerts => writeln!(
+                out,
+                "load on {} concerts of {} seats, one after another ({} … {})",
+                concerts.len(),
+                self.seats,
+                concerts
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                concerts.last().map(ToString::to_string).unwrap_or_default(),
+            ),
+        };
         let _ = writeln!(
             out,
             "offered {:.1} buyers/s, achieved {:.1}/s; {} buyers in {:.1} s",
@@ -282,7 +293,7 @@ mod tests {
             histogram.record(micros).expect("in range");
         }
         Drive {
-            concert: Uuid::from_u128(42),
+            concerts: vec![Uuid::from_u128(42)],
             seats: 100,
             offered_rate: 100.0,
             achieved_rate: 98.5,

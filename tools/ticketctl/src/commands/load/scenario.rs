@@ -93,40 +93,69 @@ impl Scenario {
 }
 
 /// What every buyer shares: the one HTTP client (one connection pool),
-/// where the APIs are, the concert, the seats on offer, and the issuer
-/// each buyer's token comes from.
+/// where the APIs are, the concerts and their seats on offer, and the
+/// issuer each buyer's token comes from.
 pub(super) struct Sale {
     http: reqwest::Client,
     orders_url: String,
     inventory_url: String,
-    concert: Uuid,
-    seats: SeatPicker,
+    /// The concerts on sale, one after another: buyer `i` buys for
+    /// `concerts[i / buyers_per_concert]` (the last one takes any rest).
+    concerts: Vec<Concert>,
+    buyers_per_concert: u64,
     issuer: Issuer,
     /// Transport failures and 5xx answers so far, for the progress bar.
     pub(super) errors: AtomicU64,
 }
 
+/// One concert of the sale: its id and the seats buyers ask for.
+pub(super) struct Concert {
+    id: Uuid,
+    seats: SeatPicker,
+}
+
+/// Where the sale's buyers go and what they buy.
+pub(super) struct Offer<'a> {
+    pub(super) orders_url: &'a str,
+    pub(super) inventory_url: &'a str,
+    /// The concerts, in the order their buyers come.
+    pub(super) concerts: &'a [Uuid],
+    /// Seats of each concert, `A-1` … `A-{seats}`, of which `A-1` …
+    /// `A-{hot}` are the hot ones.
+    pub(super) seats: u32,
+    pub(super) hot: u32,
+    /// Buyers per concert before the next one's turn.
+    pub(super) buyers_per_concert: u64,
+}
+
 impl Sale {
-    /// The sale of `concert`, whose seats are `A-1` … `A-{seats}` and of
-    /// which `A-1` … `A-{hot}` are the hot ones.
-    pub(super) fn new(
-        http: reqwest::Client,
-        orders_url: &str,
-        inventory_url: &str,
-        concert: Uuid,
-        seats: u32,
-        hot: u32,
-        issuer: Issuer,
-    ) -> Self {
+    /// The sale of `offer`'s concerts, in that order.
+    pub(super) fn new(http: reqwest::Client, offer: &Offer<'_>, issuer: Issuer) -> Self {
+        assert!(!offer.concerts.is_empty(), "a sale needs a concert");
         Self {
             http,
-            orders_url: orders_url.trim_end_matches('/').to_owned(),
-            inventory_url: inventory_url.trim_end_matches('/').to_owned(),
-            concert,
-            seats: SeatPicker::new(seats, hot),
+            orders_url: offer.orders_url.trim_end_matches('/').to_owned(),
+            inventory_url: offer.inventory_url.trim_end_matches('/').to_owned(),
+            concerts: offer
+                .concerts
+                .iter()
+                .map(|&id| Concert {
+                    id,
+                    seats: SeatPicker::new(offer.seats, offer.hot),
+                })
+                .collect(),
+            buyers_per_concert: offer.buyers_per_concert.max(1),
             issuer,
             errors: AtomicU64::new(0),
         }
+    }
+
+    /// The concert buyer `index` buys for.
+    fn concert_of(&self, index: u64) -> &Concert {
+        let turn = usize::try_from(index / self.buyers_per_concert).unwrap_or(usize::MAX);
+        // `drive` creates enough concerts for every buyer; were it short,
+        // the last one would take the rest.
+        &self.concerts[turn.min(self.concerts.len() - 1)]
     }
 }
 
@@ -173,6 +202,8 @@ fn splitmix64(index: u64) -> u64 {
 /// and the slot sit behind locks that are never held across an await.
 struct Buyer<'a> {
     sale: &'a Sale,
+    /// The concert this buyer buys for.
+    concert: &'a Concert,
     index: u64,
     roll: u64,
     token: String,
@@ -219,6 +250,7 @@ impl<'a> Buyer<'a> {
         let customer = Uuid::new_v4();
         Ok(Self {
             sale,
+            concert: sale.concert_of(index),
             index,
             roll: splitmix64(index),
             token: sale.issuer.mint(&TokenRequest::customer(customer))?,
@@ -261,7 +293,7 @@ impl<'a> Buyer<'a> {
     /// Tries for one hot seat; only the buyer whose hold wins orders and
     /// pays.
     async fn hot(&self) -> anyhow::Result<()> {
-        let seat = self.sale.seats.hot(self.roll >> 8);
+        let seat = self.concert.seats.hot(self.roll >> 8);
         if let Holding::Held(held) = self.hold(seat).await?
             && let Some(order) = self.create_order(&[held]).await?
         {
@@ -345,13 +377,13 @@ impl<'a> Buyer<'a> {
 
     /// The seat map's available seats; `None` if it could not be read.
     async fn seat_map(&self) -> anyhow::Result<Option<HashSet<u32>>> {
-        let concert = self.sale.concert.to_string();
+        let concert = self.concert.id.to_string();
         let request = self.request(Route::SeatMap, &[&concert]);
         let Outcome::Done { body, .. } = self.send::<SeatMapBody>(Route::SeatMap, request).await?
         else {
             return Ok(None);
         };
-        let expected = usize::try_from(self.sale.seats.count())?;
+        let expected = usize::try_from(self.concert.seats.count())?;
         self.promise(Route::SeatMap, body.seats.len() == expected, || {
             format!("{} seats, not the concert's {expected}", body.seats.len())
         });
@@ -375,7 +407,7 @@ impl<'a> Buyer<'a> {
         let mut tries = wanted + 2;
         while held.len() < wanted && tries > 0 {
             tries -= 1;
-            let Some(seat) = self.sale.seats.next(&free) else {
+            let Some(seat) = self.concert.seats.next(&free) else {
                 self.lock_journal().sold_out = true;
                 break;
             };
@@ -390,7 +422,7 @@ impl<'a> Buyer<'a> {
 
     async fn hold(&self, seat: u32) -> anyhow::Result<Holding> {
         let label = seat_label(seat);
-        let concert = self.sale.concert.to_string();
+        let concert = self.concert.id.to_string();
         let request = self.request(Route::Hold, &[&concert, &label]);
         Ok(match self.send::<HoldBody>(Route::Hold, request).await? {
             Outcome::Done { body, .. } => {
@@ -428,7 +460,7 @@ impl<'a> Buyer<'a> {
             .request(Route::CreateOrder, &[])
             .header("idempotency-key", Uuid::new_v4().to_string())
             .json(&json!({
-                "event_id": self.sale.concert,
+                "event_id": self.concert.id,
                 "seats": lines,
                 "customer_email": format!("buyer-{}@example.com", self.index),
             }));
@@ -478,7 +510,7 @@ impl<'a> Buyer<'a> {
             );
             self.lock_journal().paid.push(order.id);
             for &seat in &order.seats {
-                self.sale.seats.mark_sold(seat);
+                self.concert.seats.mark_sold(seat);
             }
         }
         Ok(outcome)
@@ -579,6 +611,24 @@ mod tests {
         assert_eq!(first.len(), Scenario::MIX.len(), "{first:?}");
     }
 
+    #[test]
+    fn buyers_take_the_concerts_in_turns_and_the_last_takes_the_rest() {
+        let concerts = [Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3)];
+        let offer = Offer {
+            orders_url: "http://orders",
+            inventory_url: "http://inventory",
+            concerts: &concerts,
+            seats: 10,
+            hot: 2,
+            buyers_per_concert: 2,
+        };
+        let sale = Sale::new(reqwest::Client::new(), &offer, Issuer::generate());
+        let turns: Vec<u128> = [0, 1, 2, 3, 4, 5, 100]
+            .map(|index| sale.concert_of(index).id.as_u128())
+            .to_vec();
+        assert_eq!(turns, [1, 1, 2, 2, 3, 3, 3]);
+    }
+
     #[tokio::test]
     async fn a_503_that_says_when_is_retried_once_and_a_500_is_a_violation() {
         let fake = Fake::start(|_, n| match n {
@@ -627,7 +677,11 @@ mod tests {
         assert_eq!(statuses(&played), [0, 200]);
         assert!(played.violations.is_empty(), "{:?}", played.violations);
         assert_eq!(played.paid, [order.id]);
-        assert_eq!(sale.seats.next(|_| true), Some(4), "seat 3 is sold");
+        assert_eq!(
+            sale.concerts[0].seats.next(|_| true),
+            Some(4),
+            "seat 3 is sold"
+        );
     }
 
     #[tokio::test]
@@ -781,15 +835,15 @@ mod tests {
         }
 
         fn sale(&self) -> Sale {
-            Sale::new(
-                reqwest::Client::new(),
-                &self.url,
-                &self.url,
-                Uuid::nil(),
-                10,
-                2,
-                Issuer::generate(),
-            )
+            let offer = Offer {
+                orders_url: &self.url,
+                inventory_url: &self.url,
+                concerts: &[Uuid::nil()],
+                seats: 10,
+                hot: 2,
+                buyers_per_concert: 1_000,
+            };
+            Sale::new(reqwest::Client::new(), &offer, Issuer::generate())
         }
 
         fn heads(&self) -> Vec<String> {

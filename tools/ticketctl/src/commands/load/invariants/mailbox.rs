@@ -6,7 +6,7 @@
 //! Natively the log provider appends one JSON line per e-mail to
 //! `EMAIL_LOG_PATH` (with its `reference`); in compose Mailpit keeps each
 //! message with the `Message-ID` `<reference>@tickets.example.com`. Only
-//! the concert's orders are counted: the same log or mailbox holds every
+//! the concerts' orders are counted: the same log or mailbox holds every
 //! earlier run's e-mails too.
 
 use std::collections::{HashMap, HashSet};
@@ -24,7 +24,7 @@ use crate::commands::load::Targets;
 pub(super) enum Provider {
     /// Neither `--email-log` nor `--mailpit-url` was given.
     NotChecked,
-    /// E-mails received per reference, for the concert's orders.
+    /// E-mails received per reference, for the concerts' orders.
     Counted {
         /// Where they were counted (the file, or Mailpit's URL).
         source: String,
@@ -32,14 +32,14 @@ pub(super) enum Provider {
     },
 }
 
-/// Counts what the provider received for the concert's orders.
+/// Counts what the provider received for the concerts' orders.
 pub(super) async fn read(targets: &Targets, snapshot: &Snapshot) -> anyhow::Result<Provider> {
     if targets.email_log.is_none() && targets.mailpit_url.is_none() {
         return Ok(Provider::NotChecked);
     }
     let orders: HashSet<Uuid> = match &snapshot.orders {
         Ok(orders) => orders.by_id.keys().copied().collect(),
-        Err(e) => anyhow::bail!("the concert's orders could not be read: {e:#}"),
+        Err(e) => anyhow::bail!("the concerts' orders could not be read: {e:#}"),
     };
     let (source, references) = if let Some(path) = &targets.email_log {
         (path.display().to_string(), log_references(path).await?)

@@ -12,7 +12,7 @@ use orders::domain::OrderStatus;
 use uuid::Uuid;
 
 use super::mailbox::Provider;
-use super::snapshot::{Notification, Orders, Sales, Seats, Snapshot};
+use super::snapshot::{Notification, Orders, Sales, SalesByConcert, SeatRef, Seats, Snapshot};
 use super::{could_not_look, first_few};
 use crate::commands::load::{Check, Drive};
 
@@ -36,7 +36,7 @@ pub(super) fn checks(
         Err(e) => could_not_look(PAID_ORDERS_END, e),
     };
     let reporting_check = match (&snapshot.orders, &snapshot.seats, &snapshot.sales) {
-        (Ok(orders), Ok(seats), Ok(sales)) => reporting_totals(orders, seats, *sales),
+        (Ok(orders), Ok(seats), Ok(sales)) => reporting_totals(orders, seats, sales),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => could_not_look(REPORTING_TOTALS, e),
     };
     let emails_check = match (&snapshot.orders, &snapshot.notifications, provider) {
@@ -69,7 +69,7 @@ fn no_seat_sold_twice(orders: &Orders, seats: &Seats) -> Check {
             Some(_) => {}
         }
     }
-    let mut holders: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
+    let mut holders: BTreeMap<&SeatRef, Vec<Uuid>> = BTreeMap::new();
     let mut confirmed = 0;
     for (id, order) in orders.with_status(OrderStatus::Confirmed) {
         confirmed += 1;
@@ -121,42 +121,54 @@ fn paid_orders_end(orders: &Orders, answered_paid: &[Uuid]) -> Check {
     verdict(PAID_ORDERS_END, &counts, &offenders)
 }
 
-/// Reporting's row equals what the confirmed and refunded orders add up
-/// to, as `reporting::projection` counts them: an `OrderConfirmed` adds
-/// its seats and its amount (inventory's prices of those seats), an
-/// `OrderRefunded` adds one refund; nothing else counts.
-fn reporting_totals(orders: &Orders, seats: &Seats, reported: Sales) -> Check {
-    let mut expected = Sales::default();
-    let mut unpriced = Vec::new();
+/// Reporting's row of each concert equals what its confirmed and refunded
+/// orders add up to, as `reporting::projection` counts them: an
+/// `OrderConfirmed` adds its seats and its amount (inventory's prices of
+/// those seats), an `OrderRefunded` adds one refund; nothing else counts.
+fn reporting_totals(orders: &Orders, seats: &Seats, reported: &SalesByConcert) -> Check {
+    let mut expected: SalesByConcert = reported.keys().map(|&c| (c, Sales::default())).collect();
+    let mut offenders = Vec::new();
     for (id, order) in orders.with_status(OrderStatus::Confirmed) {
-        expected.tickets_sold += i64::try_from(order.seats.len()).unwrap_or(i64::MAX);
-        for seat_id in &order.seats {
-            match seats.get(seat_id) {
-                Some(seat) => expected.revenue_cents += seat.price_cents,
-                None => unpriced.push(format!("{id} lists {seat_id}, which inventory lacks")),
+        let totals = expected.entry(order.concert).or_default();
+        totals.tickets_sold += i64::try_from(order.seats.len()).unwrap_or(i64::MAX);
+        for seat in &order.seats {
+            match seats.get(seat) {
+                Some(priced) => totals.revenue_cents += priced.price_cents,
+                None => offenders.push(format!("{id} lists {seat}, which inventory lacks")),
             }
         }
     }
-    expected.refunds =
-        i64::try_from(orders.with_status(OrderStatus::Refunded).count()).unwrap_or(i64::MAX);
+    for (_, order) in orders.with_status(OrderStatus::Refunded) {
+        expected.entry(order.concert).or_default().refunds += 1;
+    }
     let show = |s: Sales| {
         format!(
             "{} tickets, {} cents, {} refunds",
             s.tickets_sold, s.revenue_cents, s.refunds
         )
     };
-    let mut offenders = unpriced;
-    if reported != expected {
-        offenders.insert(
-            0,
-            format!(
-                "reporting has {}, the orders add up to {}",
+    let mut wrong = Vec::new();
+    for (concert, expected) in &expected {
+        let reported = reported.get(concert).copied().unwrap_or_default();
+        if reported != *expected {
+            wrong.push(format!(
+                "reporting has {} for {concert}, its orders add up to {}",
                 show(reported),
-                show(expected)
-            ),
-        );
+                show(*expected)
+            ));
+        }
     }
-    verdict(REPORTING_TOTALS, &show(reported), &offenders)
+    offenders.splice(0..0, wrong);
+    let total = reported.values().fold(Sales::default(), |sum, s| Sales {
+        tickets_sold: sum.tickets_sold + s.tickets_sold,
+        revenue_cents: sum.revenue_cents + s.revenue_cents,
+        refunds: sum.refunds + s.refunds,
+    });
+    let counts = match reported.len() {
+        1 => show(total),
+        n => format!("{} over {n} concerts", show(total)),
+    };
+    verdict(REPORTING_TOTALS, &counts, &offenders)
 }
 
 /// Each paid order owes a `payment_received` e-mail, each confirmed one an
@@ -272,6 +284,14 @@ mod tests {
     use crate::commands::load::invariants::snapshot::{Order, Seat};
 
     const PRICE: i64 = 4_500;
+    const CONCERT: Uuid = Uuid::from_u128(77);
+
+    fn seat(label: &str) -> SeatRef {
+        SeatRef {
+            concert: CONCERT,
+            label: label.to_owned(),
+        }
+    }
 
     fn id(n: u128) -> Uuid {
         Uuid::from_u128(n)
@@ -284,9 +304,10 @@ mod tests {
             .iter()
             .map(|&(n, status, seats)| {
                 let order = Order {
+                    concert: CONCERT,
                     status,
                     reached_paid: !matches!(status, OrderStatus::Pending | OrderStatus::Cancelled),
-                    seats: seats.iter().map(|&s| s.to_owned()).collect(),
+                    seats: seats.iter().map(|&s| seat(s)).collect(),
                 };
                 (id(n), order)
             })
@@ -299,12 +320,13 @@ mod tests {
         let sold: HashMap<&str, u128> = sold.iter().copied().collect();
         (1..=5)
             .map(|n| {
-                let seat_id = format!("A-{n}");
-                let seat = Seat {
+                let label = format!("A-{n}");
+                let sold_to = sold.get(label.as_str()).map(|&n| id(n));
+                let priced = Seat {
                     price_cents: PRICE,
-                    sold_to: sold.get(seat_id.as_str()).map(|&n| id(n)),
+                    sold_to,
                 };
-                (seat_id, seat)
+                (seat(&label), priced)
             })
             .collect()
     }
@@ -418,17 +440,73 @@ mod tests {
             revenue_cents: 2 * PRICE,
             refunds: 1,
         };
-        assert!(reporting_totals(&orders, &seats, right).ok);
+        let reported = |sales| BTreeMap::from([(CONCERT, sales)]);
+        assert!(reporting_totals(&orders, &seats, &reported(right)).ok);
         let short = Sales {
             revenue_cents: PRICE,
             ..right
         };
-        let check = reporting_totals(&orders, &seats, short);
+        let check = reporting_totals(&orders, &seats, &reported(short));
         assert!(!check.ok);
         assert!(
             check
                 .detail
-                .contains("the orders add up to 2 tickets, 9000 cents"),
+                .contains("its orders add up to 2 tickets, 9000 cents"),
+            "{}",
+            check.detail
+        );
+    }
+
+    #[test]
+    fn reporting_is_judged_per_concert_not_in_sum() {
+        let other = Uuid::from_u128(78);
+        let mut orders = orders(&[
+            (1, OrderStatus::Confirmed, &["A-1"]),
+            (2, OrderStatus::Confirmed, &["A-1"]),
+        ]);
+        let moved = orders.by_id.get_mut(&id(2)).unwrap();
+        moved.concert = other;
+        moved.seats[0].concert = other;
+        let mut seats = seats(&[("A-1", 1)]);
+        let theirs = SeatRef {
+            concert: other,
+            label: "A-1".into(),
+        };
+        seats.insert(
+            theirs,
+            Seat {
+                price_cents: PRICE,
+                sold_to: Some(id(2)),
+            },
+        );
+        assert!(no_seat_sold_twice(&orders, &seats).ok, "one seat each");
+        let one = Sales {
+            tickets_sold: 1,
+            revenue_cents: PRICE,
+            refunds: 0,
+        };
+        let split = BTreeMap::from([(CONCERT, one), (other, one)]);
+        let check = reporting_totals(&orders, &seats, &split);
+        assert!(check.ok, "{}", check.detail);
+        assert!(
+            check.detail.ends_with("over 2 concerts"),
+            "{}",
+            check.detail
+        );
+        // Both tickets counted under one concert: right in sum, wrong per
+        // concert.
+        let two = Sales {
+            tickets_sold: 2,
+            revenue_cents: 2 * PRICE,
+            refunds: 0,
+        };
+        let lumped = BTreeMap::from([(CONCERT, two), (other, Sales::default())]);
+        let check = reporting_totals(&orders, &seats, &lumped);
+        assert!(!check.ok);
+        assert!(
+            check
+                .detail
+                .contains(&format!("0 tickets, 0 cents, 0 refunds for {other}")),
             "{}",
             check.detail
         );

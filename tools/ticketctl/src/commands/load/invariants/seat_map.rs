@@ -29,11 +29,11 @@ const CACHE_LAG: Duration = Duration::from_secs(66);
 /// How often a disagreeing map is read again.
 const REREAD: Duration = Duration::from_secs(1);
 
-/// Reads the map until it agrees with the table or the cache's lag has
-/// passed.
-pub(super) async fn check(targets: &Targets, concert: Uuid, snapshot: &Snapshot) -> Check {
-    let table = match &snapshot.seats {
-        Ok(seats) => sold_in(seats),
+/// Reads each concert's map until it agrees with the table or the cache's
+/// lag, counted once for all of them, has passed.
+pub(super) async fn check(targets: &Targets, concerts: &[Uuid], snapshot: &Snapshot) -> Check {
+    let seats = match &snapshot.seats {
+        Ok(seats) => seats,
         Err(e) => return could_not_look(SEAT_MAP, e),
     };
     let http = match reqwest::Client::builder()
@@ -43,47 +43,77 @@ pub(super) async fn check(targets: &Targets, concert: Uuid, snapshot: &Snapshot)
         Ok(http) => http,
         Err(e) => return could_not_look(SEAT_MAP, &e.into()),
     };
-    let url = format!("{}/events/{concert}/seats", targets.inventory_url);
+    // A flush lost every concert's bump at once, so their lags run
+    // together: one deadline for all, not one each.
     let started = Instant::now();
+    let mut sold = 0;
+    let mut versions = Vec::new();
+    let mut reread = false;
+    for &concert in concerts {
+        let table = sold_in(seats, concert);
+        let url = format!("{}/events/{concert}/seats", targets.inventory_url);
+        match agreed(&http, &url, &table, started).await {
+            Ok((version, lagged)) => {
+                versions.push(version);
+                reread |= lagged;
+            }
+            Err(disagreement) => {
+                return Check {
+                    name: SEAT_MAP,
+                    ok: false,
+                    detail: format!("{concert}: {disagreement}"),
+                };
+            }
+        }
+        sold += table.len();
+    }
+    let on_maps = match versions.as_slice() {
+        [version] => format!("the map (version {version})"),
+        _ => format!("the maps of {} concerts", versions.len()),
+    };
+    let agreed = format!("{sold} seats SOLD on {on_maps} and in the table");
+    let detail = if reread {
+        format!(
+            "{agreed}; the cached maps agreed after {:.0} s",
+            started.elapsed().as_secs_f64()
+        )
+    } else {
+        agreed
+    };
+    Check {
+        name: SEAT_MAP,
+        ok: true,
+        detail,
+    }
+}
+
+/// Reads the map at `url` until it shows `SOLD` exactly the seats of
+/// `table`, and returns its version and whether it had to be read again;
+/// or, once [`CACHE_LAG`] has passed since `started`, what it still shows
+/// differently.
+async fn agreed(
+    http: &reqwest::Client,
+    url: &str,
+    table: &BTreeSet<String>,
+    started: Instant,
+) -> Result<(i64, bool), String> {
+    let mut reread = false;
     loop {
-        let disagreement = match read_map(&http, &url).await {
-            Ok(map) => match disagreement(&table, &map) {
-                None => {
-                    let agreed = format!(
-                        "{} seats SOLD on the map (version {}) and in the table",
-                        table.len(),
-                        map.version
-                    );
-                    let waited = started.elapsed();
-                    let detail = if waited > REREAD {
-                        format!(
-                            "{agreed}; the cached map agreed after {:.0} s",
-                            waited.as_secs_f64()
-                        )
-                    } else {
-                        agreed
-                    };
-                    return Check {
-                        name: SEAT_MAP,
-                        ok: true,
-                        detail,
-                    };
-                }
+        let disagreement = match read_map(http, url).await {
+            Ok(map) => match disagreement(table, &map) {
+                None => return Ok((map.version, reread)),
                 Some(disagreement) => disagreement,
             },
             Err(e) => format!("could not read the map: {e:#}"),
         };
         if started.elapsed() >= CACHE_LAG {
-            return Check {
-                name: SEAT_MAP,
-                ok: false,
-                detail: format!(
-                    "{disagreement}; still after {:.0} s (the version key's TTL)",
-                    started.elapsed().as_secs_f64()
-                ),
-            };
+            return Err(format!(
+                "{disagreement}; still after {:.0} s (the version key's TTL)",
+                started.elapsed().as_secs_f64()
+            ));
         }
         tokio::time::sleep(REREAD).await;
+        reread = true;
     }
 }
 
@@ -98,11 +128,12 @@ async fn read_map(http: &reqwest::Client, url: &str) -> anyhow::Result<SeatMap> 
         .with_context(|| format!("reading the seat map of {url}"))
 }
 
-fn sold_in(seats: &Seats) -> BTreeSet<String> {
+/// The labels of `concert`'s seats the table has sold.
+fn sold_in(seats: &Seats, concert: Uuid) -> BTreeSet<String> {
     seats
         .iter()
-        .filter(|(_, seat)| seat.sold_to.is_some())
-        .map(|(seat_id, _)| seat_id.clone())
+        .filter(|(seat, sold)| seat.concert == concert && sold.sold_to.is_some())
+        .map(|(seat, _)| seat.label.clone())
         .collect()
 }
 

@@ -2,9 +2,9 @@
 //! still in flight anywhere, so that what the checks then find is the
 //! outcome, not a moment in the middle.
 //!
-//! Settled means, all at once: no order of the concert still `PAID` (each
+//! Settled means, all at once: no order of the run's concerts still `PAID` (each
 //! saga has its answer), every outbox empty, every durable consumer caught
-//! up, and every e-mail owed to the concert's paid orders sent. Polled
+//! up, and every e-mail owed to the concerts' paid orders sent. Polled
 //! every 250 ms up to the deadline (`--settle`).
 //!
 //! The four are read one after the other, not in one snapshot, and a
@@ -32,12 +32,12 @@ const CLEAR_POLLS: u32 = 2;
 
 /// Waits until the system has settled or `within` has passed; the check
 /// says how long it took, or what was still in flight at the deadline.
-pub(super) async fn wait(sources: &Sources, concert: Uuid, within: Duration) -> Check {
+pub(super) async fn wait(sources: &Sources, concerts: &[Uuid], within: Duration) -> Check {
     let started = Instant::now();
     let mut paid_orders = None;
     let mut clear = 0;
     loop {
-        let unsettled = unsettled(sources, concert, &mut paid_orders).await;
+        let unsettled = unsettled(sources, concerts, &mut paid_orders).await;
         clear = if unsettled.is_empty() { clear + 1 } else { 0 };
         if clear == CLEAR_POLLS {
             return Check {
@@ -62,15 +62,15 @@ pub(super) async fn wait(sources: &Sources, concert: Uuid, within: Duration) -> 
 }
 
 /// What is still in flight (or could not be read); empty when settled.
-/// `paid_orders` caches the concert's paid orders: no payment starts
+/// `paid_orders` caches the concerts' paid orders: no payment starts
 /// after the load, so the set is read once.
 async fn unsettled(
     sources: &Sources,
-    concert: Uuid,
+    concerts: &[Uuid],
     paid_orders: &mut Option<Vec<Uuid>>,
 ) -> Vec<String> {
     let mut waiting = Vec::new();
-    match still_paid(sources, concert).await {
+    match still_paid(sources, concerts).await {
         Ok(0) => {}
         Ok(n) => waiting.push(format!("{n} orders still PAID")),
         Err(e) => waiting.push(format!("{e:#}")),
@@ -87,7 +87,7 @@ async fn unsettled(
         Err(e) => waiting.push(format!("consumers: {e:#}")),
     }
     if paid_orders.is_none() {
-        match read_paid_orders(sources, concert).await {
+        match read_paid_orders(sources, concerts).await {
             Ok(ids) => *paid_orders = Some(ids),
             Err(e) => waiting.push(format!("{e:#}")),
         }
@@ -102,20 +102,20 @@ async fn unsettled(
     waiting
 }
 
-async fn still_paid(sources: &Sources, concert: Uuid) -> anyhow::Result<i64> {
-    sqlx::query_scalar("select count(*) from orders where event_id = $1 and status = 'PAID'")
-        .bind(concert)
+async fn still_paid(sources: &Sources, concerts: &[Uuid]) -> anyhow::Result<i64> {
+    sqlx::query_scalar("select count(*) from orders where event_id = any($1) and status = 'PAID'")
+        .bind(concerts)
         .fetch_one(sources.orders.pool()?)
         .await
         .context("counting the orders still PAID")
 }
 
-async fn read_paid_orders(sources: &Sources, concert: Uuid) -> anyhow::Result<Vec<Uuid>> {
+async fn read_paid_orders(sources: &Sources, concerts: &[Uuid]) -> anyhow::Result<Vec<Uuid>> {
     sqlx::query_scalar(
-        "select id from orders where event_id = $1
+        "select id from orders where event_id = any($1)
            and (paid_at is not null or status in ('PAID', 'CONFIRMED', 'REFUNDED'))",
     )
-    .bind(concert)
+    .bind(concerts)
     .fetch_all(sources.orders.pool()?)
     .await
     .context("reading the paid orders")
