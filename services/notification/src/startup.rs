@@ -61,6 +61,9 @@ impl service::Service for Notification {
             retry_delays: (0..4)
                 .map(|n| config.worker_retry_delay * 2_u32.pow(n))
                 .collect(),
+            // The workers below are this durable's parallelism: lanes in
+            // each would only multiply the connections they hold.
+            lanes: 1,
             ..ConsumerSpec::new(worker::CONSUMER, StreamKind::NotifyCommands)
         };
         // Instances of one durable: the group sums them in `/metrics`.

@@ -12,6 +12,9 @@
 //!   per aggregate; an older or equal version is skipped, a version beyond
 //!   the next one is nak'ed with a delay until the gap fills, so an event is
 //!   never applied out of order;
+//! - **parallel lanes**: messages of different aggregates are processed
+//!   several at once, each aggregate always in the same lane and so one
+//!   event at a time, in order (`runtime/lanes.rs`);
 //! - **ack after commit**: the ack is sent only once the transaction has
 //!   committed; a crash in between means a redelivery, which the inbox
 //!   absorbs;

@@ -4,9 +4,9 @@
 //! [`Consumer::process`] is `decide` (the database half, `decision.rs`)
 //! followed by [`Consumer::settle`] (the broker half, here): ack, nak with
 //! a delay, or dead-letter and terminate. [`Consumer::run`] reconnects with
-//! a capped backoff when the durable cannot be read, and pauses after a
-//! deferral so that buffered messages do not spend their `ack_wait` on a
-//! database that cannot answer.
+//! a capped backoff when the durable cannot be read, and hands each
+//! subscription to the lanes (`lanes.rs`), which process several messages
+//! at once in per-aggregate order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,6 @@ use std::time::Duration;
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::message::Message;
-use futures::StreamExt as _;
 use messaging::Topology;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -95,8 +94,9 @@ impl<H: Handler> Consumer<H> {
         Ok(consumer)
     }
 
-    /// Consumes until `shutdown`. The message in hand is always finished
-    /// (committed and acked) before returning.
+    /// Consumes until `shutdown`, in `spec.lanes` lanes (`lanes.rs`). The
+    /// messages in hand are always finished (committed and acked) before
+    /// returning.
     pub async fn run(&self, shutdown: CancellationToken) {
         let mut pause = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
@@ -109,7 +109,7 @@ impl<H: Handler> Consumer<H> {
                     .map_err(async_nats::Error::from),
                 Err(e) => Err(e),
             };
-            let mut messages = match messages {
+            let messages = match messages {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(consumer = %self.spec.name, error = %e, "cannot consume yet");
@@ -122,29 +122,7 @@ impl<H: Handler> Consumer<H> {
                 }
             };
             pause = Duration::from_millis(100);
-            loop {
-                let next = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    next = messages.next() => next,
-                };
-                match next {
-                    Some(Ok(message)) => {
-                        if self.process(&message).await == Outcome::Deferred {
-                            // Pulling more now would only spend their ack_wait
-                            // on a database that cannot answer.
-                            tokio::select! {
-                                () = tokio::time::sleep(self.spec.retry_delay(1)) => {}
-                                () = shutdown.cancelled() => return,
-                            }
-                        }
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(consumer = %self.spec.name, error = %e, "message stream failed; reconnecting");
-                        break;
-                    }
-                    None => break,
-                }
-            }
+            self.consume(messages, &shutdown).await;
         }
     }
 
@@ -213,7 +191,7 @@ impl<H: Handler> Consumer<H> {
         outcome
     }
 
-    async fn nak(&self, message: &Message, delay: Duration) {
+    pub(super) async fn nak(&self, message: &Message, delay: Duration) {
         if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
             tracing::warn!(error = %e, "nak not sent; redelivery after ack_wait instead");
         }

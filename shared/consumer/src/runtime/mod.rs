@@ -17,11 +17,13 @@
 //! | `decode.rs` | how a handler reads a payload: [`Delivery::decode`], any committed version as the current one |
 //! | `decision.rs` | the database half: [`Decision`], [`Outcome`], the retry backoff |
 //! | `delivery_loop.rs` | [`Consumer`], its loop, the broker half and the consumer span |
+//! | `lanes.rs` | parallel lanes with per-aggregate order: how the loop processes several messages at once |
 //! | `metrics.rs` | [`ConsumerMetrics`], [`Counts`], [`Lag`], [`lag`] |
 
 mod decision;
 mod decode;
 mod delivery_loop;
+mod lanes;
 mod metrics;
 mod spec;
 

@@ -43,15 +43,23 @@ pub struct ConsumerSpec {
     /// after an outage the whole backlog is old). Waiting does not count
     /// against `max_deliver`: the earlier version may be on its own retries.
     pub gap_timeout: Duration,
-    /// Messages pulled at a time; keep `batch × slowest handler` well under
-    /// `ack_wait`, or buffered messages expire before they are looked at.
+    /// Messages pulled at a time; keep `batch × slowest handler / lanes`
+    /// well under `ack_wait`, or buffered messages expire before they are
+    /// looked at.
     pub batch: usize,
+    /// How many messages are processed at once: each aggregate always goes
+    /// to the same lane, so its events stay in order, while other
+    /// aggregates' events go on in the other lanes. Each busy lane holds a
+    /// pooled connection for its transaction, so keep it well under the
+    /// pool's size, which the service's requests share. 1 processes one
+    /// message at a time.
+    pub lanes: usize,
 }
 
 impl ConsumerSpec {
     /// A spec with defaults: 30 s ack wait, 5 deliveries, retries after 1,
     /// 5 and 30 s, gaps retried every 500 ms for up to 10 minutes, 16
-    /// messages pulled at a time.
+    /// messages pulled at a time, 4 lanes.
     pub fn new(name: &str, stream: StreamKind) -> Self {
         Self {
             name: name.to_owned(),
@@ -66,6 +74,7 @@ impl ConsumerSpec {
             gap_delay: Duration::from_millis(500),
             gap_timeout: Duration::from_mins(10),
             batch: 16,
+            lanes: 4,
         }
     }
 }
