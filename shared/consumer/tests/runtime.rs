@@ -629,6 +629,16 @@ async fn publish_interleaved(
     ids
 }
 
+/// The test spec with 4 lanes, and an ack wait long enough that no message
+/// queued in a lane is redelivered while it waits its turn.
+fn laned() -> ConsumerSpec {
+    ConsumerSpec {
+        lanes: 4,
+        ack_wait: Duration::from_secs(10),
+        ..World::spec()
+    }
+}
+
 /// Asserts that each of `aggregates` had versions `1..=versions` applied,
 /// each once, in order.
 async fn assert_each_in_order(world: &World, aggregates: &[Uuid], versions: i64) {
@@ -648,13 +658,7 @@ async fn lanes_apply_aggregates_in_parallel_and_each_aggregate_in_order() {
     let world = World::new().await;
     let aggregates =
         publish_interleaved(&world, 8, 4, |_| serde_json::json!({"slow_ms": 30})).await;
-    let spec = ConsumerSpec {
-        lanes: 4,
-        ack_wait: Duration::from_secs(10),
-        ..World::spec()
-    };
-
-    let consuming = world.run(spec);
+    let consuming = world.run(laned());
 
     world.wait_for_effects(32, Duration::from_secs(30)).await;
     assert_each_in_order(&world, &aggregates, 4).await;
@@ -683,13 +687,7 @@ async fn lanes_keep_each_aggregates_order_when_a_version_is_redelivered() {
         |version| serde_json::json!({"slow_ms": 10, "fail_times": i64::from(version == 2)}),
     )
     .await;
-    let spec = ConsumerSpec {
-        lanes: 4,
-        ack_wait: Duration::from_secs(10),
-        ..World::spec()
-    };
-
-    let consuming = world.run(spec);
+    let consuming = world.run(laned());
 
     world.wait_for_effects(24, Duration::from_secs(30)).await;
     assert_each_in_order(&world, &aggregates, 4).await;
