@@ -699,3 +699,20 @@ async fn lanes_keep_each_aggregates_order_when_a_version_is_redelivered() {
     );
     assert!(world.dead_letters().await.is_empty());
 }
+
+#[tokio::test]
+async fn lanes_leave_half_the_pool_to_the_service() {
+    let world = World::new().await;
+    publish_interleaved(&world, 8, 1, |_| serde_json::json!({"slow_ms": 30})).await;
+    // A pool of two: one lane, however many the spec asks for.
+    let small = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with((*world.db.connect_options()).clone())
+        .await
+        .unwrap();
+
+    let _consuming = World::start(world.consumer_on(small, laned()));
+
+    world.wait_for_effects(8, Duration::from_secs(30)).await;
+    assert_eq!(world.handler.busy.most(), 1, "one lane at a time");
+}

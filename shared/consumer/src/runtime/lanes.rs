@@ -12,6 +12,8 @@
 //! instances of the service, the position row lock gives the same
 //! guarantee (`crate::store::position`).
 //!
+//! - **Connections:** at most half the pool's connections are lanes, so
+//!   the service's requests always have the other half.
 //! - **Backpressure:** a lane queues at most [`LANE_DEPTH`] messages; a
 //!   full lane holds the feed back, so a slow aggregate slows the pull
 //!   rather than buffering messages past their `ack_wait`.
@@ -51,7 +53,7 @@ impl<H: Handler> Consumer<H> {
     /// Feeds one subscription's messages to the lanes until it fails, ends
     /// or `shutdown`; returns once every lane has finished what it held.
     pub(super) async fn consume(&self, mut messages: pull::Stream, shutdown: &CancellationToken) {
-        let count = self.spec.lanes.max(1);
+        let count = lanes_for(self.spec.lanes, self.db.options().get_max_connections());
         let (lanes, queues): (Vec<_>, Vec<_>) =
             (0..count).map(|_| mpsc::channel(LANE_DEPTH)).unzip();
         let resume_at = Mutex::new(Instant::now());
@@ -116,6 +118,14 @@ impl<H: Handler> Consumer<H> {
     }
 }
 
+/// The lanes to run: as many as the spec asks, but at most half the
+/// pool's connections (and at least one), so that the consumer never
+/// takes every connection the service's requests need.
+fn lanes_for(asked: usize, pool: u32) -> usize {
+    let half = usize::try_from(pool / 2).unwrap_or(usize::MAX);
+    asked.min(half).max(1)
+}
+
 /// The lane of a message among `lanes`: by its aggregate, so that one
 /// aggregate's events share a lane. A payload that is not an envelope goes
 /// to lane 0, where `decide` dead-letters it.
@@ -169,6 +179,14 @@ mod tests {
             used[lane_of(&envelope("order", Uuid::new_v4(), 1), 4)] += 1;
         }
         assert!(used.iter().all(|&n| n > 50), "{used:?}");
+    }
+
+    #[test]
+    fn lanes_take_at_most_half_the_pool() {
+        assert_eq!(lanes_for(4, 10), 4);
+        assert_eq!(lanes_for(4, 4), 2);
+        assert_eq!(lanes_for(4, 1), 1);
+        assert_eq!(lanes_for(0, 10), 1);
     }
 
     #[test]

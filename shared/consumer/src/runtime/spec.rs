@@ -50,9 +50,9 @@ pub struct ConsumerSpec {
     /// How many messages are processed at once: each aggregate always goes
     /// to the same lane, so its events stay in order, while other
     /// aggregates' events go on in the other lanes. Each busy lane holds a
-    /// pooled connection for its transaction, so keep it well under the
-    /// pool's size, which the service's requests share. 1 processes one
-    /// message at a time.
+    /// pooled connection for its transaction, so the runtime runs at most
+    /// half the pool's size, leaving the rest to the service's requests.
+    /// 1 processes one message at a time.
     pub lanes: usize,
 }
 
