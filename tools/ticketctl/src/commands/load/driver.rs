@@ -24,7 +24,7 @@
 //! sends its own token per request.
 //!
 //! Long because its unit tests (the schedule and rate arithmetic) live
-//! beside it; the code itself is under 400 lines.
+//! beside it; the code itself is about 430 lines.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

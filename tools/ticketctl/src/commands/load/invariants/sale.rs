@@ -3,7 +3,7 @@
 //! made-up states, including the broken ones a run must never produce.
 //!
 //! Long because each invariant is tested here on good and broken states;
-//! the checks themselves are about 260 lines.
+//! the checks themselves are about 280 lines.
 
 use std::collections::{BTreeMap, BTreeSet};
 
