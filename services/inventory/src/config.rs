@@ -13,7 +13,7 @@
 //! | `SEATMAP_TTL` | `5m` | life of a cached seat map, ±10 % jitter |
 //! | `SEATMAP_VERSION_TTL` | `60s` | life of a version key (bounds staleness if a bump was lost) |
 //! | `SEATMAP_NULL_TTL` | `5s` | how long "no such concert" is cached |
-//! | `SEATMAP_DB_CONCURRENCY` | `4` | most concurrent seat-map loads from Postgres |
+//! | `SEATMAP_DB_CONCURRENCY`, `SEATMAP_DB_WAIT` | `4`, `2s` | most concurrent seat-map loads from Postgres, and how long a load waits for its turn before answering 503 |
 //! | `SEATMAP_COALESCE` | `true` | coalesce concurrent misses (off only to measure a stampede) |
 //! | `SEATMAP_OPENING_LEAD`, `SEATMAP_OPENING_HOT_FOR` | `5m`, `10m` | keep a sale's map hot from this long before it opens until this long after (both `0s`: off), see `seat_map::opening` |
 //! | `HOLD_TTL` | `5m` | how long a hold lasts |
@@ -83,6 +83,7 @@ impl service::Configuration for Config {
                 version_ttl: env.duration_or("SEATMAP_VERSION_TTL", defaults.version_ttl)?,
                 null_ttl: env.duration_or("SEATMAP_NULL_TTL", defaults.null_ttl)?,
                 db_concurrency: env.parse_or("SEATMAP_DB_CONCURRENCY", defaults.db_concurrency)?,
+                db_wait: env.duration_or("SEATMAP_DB_WAIT", defaults.db_wait)?,
                 coalesce: env.flag_or("SEATMAP_COALESCE", defaults.coalesce)?,
                 opening_lead: env.duration_or("SEATMAP_OPENING_LEAD", defaults.opening_lead)?,
                 opening_hot_for: env
