@@ -319,6 +319,29 @@ async fn a_paid_order_is_confirmed_when_its_seats_are_free() {
 }
 
 #[tokio::test]
+async fn a_paid_order_is_confirmed_while_inventorys_requests_hold_every_connection() {
+    let system = Box::pin(System::start()).await;
+    let order = system.order(&system.hold(&["A-1"]).await).await;
+
+    // A sale's requests on every connection of inventory's request pool:
+    // the consumer that sells the seats has a pool of its own, so the
+    // payment still settles. On one shared pool it waited for a connection
+    // until its acquire timed out, again and again, for as long as the
+    // requests held them (docs/design.md §4).
+    let requests = system.inventory.lent::<PgPool>();
+    let mut held = Vec::new();
+    for _ in 0..requests.options().get_max_connections() {
+        held.push(requests.acquire().await.unwrap());
+    }
+    system.pay(order).await;
+
+    assert_eq!(system.settled(order).await, "CONFIRMED");
+    drop(held);
+    assert_eq!(system.owner_of("A-1").await, Some(order));
+    system.stop().await;
+}
+
+#[tokio::test]
 async fn two_paid_orders_for_one_seat_end_one_confirmed_and_one_refunded() {
     let system = Box::pin(System::start()).await;
 

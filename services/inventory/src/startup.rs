@@ -27,6 +27,7 @@ impl service::Service for Inventory {
     async fn build(config: Config, mut app: Builder) -> Result<App, StartupError> {
         let verifier = httpkit::auth::Verifier::load(&config.auth).await?;
         let db = app.postgres(&config.database, &crate::MIGRATOR).await?;
+        let consumer_db = app.postgres_for_consumers(&config.database).await?;
         let nats = app.nats(&config.nats).await?;
         // Only a URL that does not parse fails the start: an unreachable
         // Redis is linked in the background, and until then the service
@@ -80,7 +81,7 @@ impl service::Service for Inventory {
         let mut consumers = consumer::Group::new(js.clone(), config.nats.topology.clone());
         consumers.add(Consumer::new(
             ConsumerSpec::new(CONSUMER, StreamKind::OrderEvents),
-            db.clone(),
+            consumer_db,
             js,
             config.nats.topology,
             SeatAllocation {

@@ -37,12 +37,13 @@ impl service::Service for Notification {
 
     async fn build(config: Config, mut app: Builder) -> Result<App, StartupError> {
         let db = app.postgres(&config.database, &crate::MIGRATOR).await?;
+        let consumer_db = app.postgres_for_consumers(&config.database).await?;
         let js = async_nats::jetstream::new(app.nats(&config.nats).await?);
         let topology = &config.nats.topology;
         let mut consumers = consumer::Group::new(js.clone(), topology.clone());
         consumers.add(Consumer::new(
             ConsumerSpec::new(commands::CONSUMER, StreamKind::OrderEvents),
-            db.clone(),
+            consumer_db.clone(),
             js.clone(),
             topology.clone(),
             EmailRequests {
@@ -70,7 +71,7 @@ impl service::Service for Notification {
         for _ in 0..config.workers.max(1) {
             consumers.add(Consumer::new(
                 sender_spec.clone(),
-                db.clone(),
+                consumer_db.clone(),
                 js.clone(),
                 topology.clone(),
                 Sender {

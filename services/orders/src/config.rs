@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `HTTP_ADDR`, `REQUEST_TIMEOUT`, `BODY_LIMIT_BYTES`, `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `0.0.0.0:8080`, `10s`, `65536`, `5s`, `1024` | the orders API's server: see `service::HttpConfig` |
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/orders` | the orders database (created if missing) |
-//! | `DB_MAX_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT`, `DB_CONNECT_DEADLINE` | `10`, `3s`, `30s` | pool size, wait for a pooled connection before answering 503, how long start-up retries connecting: see `pgkit::DatabaseConfig` |
+//! | `DB_MAX_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT`, `DB_CONNECT_DEADLINE`, `DB_CONSUMER_CONNECTIONS` | `10`, `3s`, `30s`, `8` | pool size, wait for a pooled connection before answering 503, how long start-up retries connecting, and the pool of the inventory-events consumer: see `pgkit::DatabaseConfig` |
 //! | `IDEMPOTENCY_KEY_TTL` | `24h` | how long a key replays its response |
 //! | `OUTBOX_NOTIFY` | `true` | `NOTIFY` the relay on commit (see the `outbox` crate for the cost) |
 //! | `NATS_URL`, `NATS_PREFIX` | `nats://127.0.0.1:4222`, empty | for inventory's events; the prefix of stream, subject and consumer names |

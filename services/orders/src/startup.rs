@@ -12,7 +12,6 @@ use consumer::{Consumer, ConsumerSpec};
 use httpkit::admission::AdmissionMetrics;
 use messaging::StreamKind;
 use service::{App, Builder, Service, StartupError};
-use sqlx::PgPool;
 
 use crate::Config;
 use crate::http::{AppState, api};
@@ -35,7 +34,7 @@ impl Service for Orders {
         let inventory = InventoryClient::new(config.inventory_url.url(), config.inventory_timeout)
             .map_err(|e| StartupError::dependency("the inventory client cannot be built", e))?;
         if config.consume_inventory_events {
-            react_to_inventory(&mut app, &config, &db).await?;
+            react_to_inventory(&mut app, &config).await?;
         }
         let sweeper = db.clone();
         app.task(move |stop| crate::idempotency::run_sweeper(sweeper, SWEEP_INTERVAL, stop));
@@ -60,11 +59,8 @@ impl Service for Orders {
 /// NATS only carries those answers, which wait in the stream while it is
 /// away, so losing it degrades the instance rather than making it unready:
 /// orders are still created, read, paid and cancelled.
-async fn react_to_inventory(
-    app: &mut Builder,
-    config: &Config,
-    db: &PgPool,
-) -> Result<(), StartupError> {
+async fn react_to_inventory(app: &mut Builder, config: &Config) -> Result<(), StartupError> {
+    let db = app.postgres_for_consumers(&config.database).await?;
     let nats = messaging::connect(&config.nats.url, Orders::NAME).await?;
     let watched = nats.clone();
     app.degraded("nats", move || {
@@ -76,7 +72,7 @@ async fn react_to_inventory(
     let mut consumers = consumer::Group::new(js.clone(), topology.clone());
     consumers.add(Consumer::new(
         ConsumerSpec::new(CONSUMER, StreamKind::InventoryEvents),
-        db.clone(),
+        db,
         js,
         topology.clone(),
         InventoryReactions {

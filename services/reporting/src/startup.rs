@@ -20,12 +20,13 @@ impl service::Service for Reporting {
     async fn build(config: Config, mut app: Builder) -> Result<App, StartupError> {
         let verifier = httpkit::auth::Verifier::load(&config.auth).await?;
         let db = app.postgres(&config.database, &crate::MIGRATOR).await?;
+        let consumer_db = app.postgres_for_consumers(&config.database).await?;
         let js = async_nats::jetstream::new(app.nats(&config.nats).await?);
         let topology = config.nats.topology;
         let mut consumers = consumer::Group::new(js.clone(), topology.clone());
         consumers.add(Consumer::new(
             ConsumerSpec::new(CONSUMER, StreamKind::OrderEvents),
-            db.clone(),
+            consumer_db,
             js.clone(),
             topology.clone(),
             LiveProjection,

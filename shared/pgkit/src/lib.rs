@@ -44,12 +44,18 @@ pub struct DatabaseConfig {
     pub url: SecretUrl,
     /// The pool.
     pub pool: PoolSettings,
+    /// `DB_CONSUMER_CONNECTIONS` (8): the size of a second pool, for the
+    /// service's event consumers alone, so that a burst of requests cannot
+    /// starve the saga of connections, nor a backlog the requests. Each
+    /// consumer runs as many lanes as half of it allows (`consumer` crate,
+    /// `runtime::lanes`).
+    pub consumer_connections: u32,
 }
 
 impl DatabaseConfig {
     /// Reads `DATABASE_URL` (default: database `name` on the local server,
     /// `postgres://postgres@127.0.0.1:5432/<name>`) and the pool's variables
-    /// ([`PoolSettings::from_env`]).
+    /// ([`PoolSettings::from_env`]), and `DB_CONSUMER_CONNECTIONS`.
     pub fn from_env(env: &settings::Env, name: &str) -> Result<Self, settings::ConfigError> {
         Ok(Self {
             url: env.url_or(
@@ -57,6 +63,7 @@ impl DatabaseConfig {
                 &format!("postgres://postgres@127.0.0.1:5432/{name}"),
             ),
             pool: PoolSettings::from_env(env)?,
+            consumer_connections: env.parse_or("DB_CONSUMER_CONNECTIONS", 8)?,
         })
     }
 }

@@ -68,6 +68,27 @@ impl Builder {
         Ok(db)
     }
 
+    /// A second pool on the service's database, of
+    /// `database.consumer_connections`, for its event consumers alone.
+    ///
+    /// Sharing one pool, a sale's requests took the connections the
+    /// consumers needed to apply its payments: the inventory consumer applied
+    /// 11 events/s under load against 109/s without, and its backlog grew
+    /// for as long as the sale lasted (docs/soak/2026-11-30-native-100k-attempt.md).
+    /// Closed at stop, after the tasks; readiness checks the main pool.
+    pub async fn postgres_for_consumers(
+        &mut self,
+        database: &DatabaseConfig,
+    ) -> Result<PgPool, StartupError> {
+        let settings = pgkit::PoolSettings {
+            max_connections: database.consumer_connections,
+            ..database.pool
+        };
+        let db = pgkit::connect(&database.url, settings).await?;
+        self.close_at_stop(db.clone());
+        Ok(db)
+    }
+
     /// Checks `db` for readiness (`select 1`) and closes it at stop: for a
     /// pool made another way.
     pub fn watch_postgres(&mut self, db: PgPool) {

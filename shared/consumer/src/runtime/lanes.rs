@@ -12,8 +12,11 @@
 //! instances of the service, the position row lock gives the same
 //! guarantee (`crate::store::position`).
 //!
-//! - **Connections:** at most half the pool's connections are lanes, so
-//!   the service's requests always have the other half.
+//! - **Connections:** at most half the pool's connections are lanes. The
+//!   services give their consumers a pool of their own
+//!   (`service::Builder::postgres_for_consumers`), which the group's other
+//!   consumers and its sweeper share; on a pool shared with requests, the
+//!   requests keep the other half.
 //! - **Backpressure:** a lane queues at most [`LANE_DEPTH`] messages; a
 //!   full lane holds the feed back, so a slow aggregate slows the pull
 //!   rather than buffering messages past their `ack_wait`.
@@ -120,7 +123,7 @@ impl<H: Handler> Consumer<H> {
 
 /// The lanes to run: as many as the spec asks, but at most half the
 /// pool's connections (and at least one), so that the consumer never
-/// takes every connection the service's requests need.
+/// takes every connection that the others on its pool need.
 fn lanes_for(asked: usize, pool: u32) -> usize {
     let half = usize::try_from(pool / 2).unwrap_or(usize::MAX);
     asked.min(half).max(1)
