@@ -7,6 +7,7 @@
 //! | `relay_publish_errors_total` | counter | failed publishes |
 //! | `relay_parked_total` | counter | rows this instance parked |
 //! | `relay_batches_total` | counter | passes that claimed rows |
+//! | `relay_empty_passes_total` | counter | passes that claimed nothing: work for Postgres and no rows (a wake-up that another pass had already served) |
 //! | `relay_backlog` | gauge | rows waiting to be published (counted up to `store::BACKLOG_COUNT_CAP`) |
 //! | `relay_parked_rows` | gauge | rows parked after repeated failures |
 //! | `relay_oldest_pending_age_seconds` | gauge | age of the oldest row waiting to be published |
@@ -40,6 +41,7 @@ pub struct Metrics {
     publish_errors: Counter,
     parked: Counter,
     batches: Counter,
+    empty_passes: Counter,
 }
 
 impl Metrics {
@@ -65,6 +67,11 @@ impl Metrics {
             ),
             ("relay_parked", "Rows this instance parked.", &self.parked),
             ("relay_batches", "Passes that claimed rows.", &self.batches),
+            (
+                "relay_empty_passes",
+                "Passes that claimed nothing.",
+                &self.empty_passes,
+            ),
         ] {
             registry.register(name, help, counter.clone());
         }
@@ -95,6 +102,11 @@ impl Metrics {
         self.batches.inc();
     }
 
+    /// A pass that claimed nothing.
+    pub fn empty_pass(&self) {
+        self.empty_passes.inc();
+    }
+
     /// Current values of the counters, for tests and the benchmark.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -103,6 +115,7 @@ impl Metrics {
             publish_errors: self.publish_errors.get(),
             parked: self.parked.get(),
             batches: self.batches.get(),
+            empty_passes: self.empty_passes.get(),
         }
     }
 }
@@ -120,6 +133,8 @@ pub struct Snapshot {
     pub parked: u64,
     /// See [`Metrics::batch`].
     pub batches: u64,
+    /// See [`Metrics::empty_pass`].
+    pub empty_passes: u64,
 }
 
 /// The backlog gauges: the last measurement, or none while Postgres does

@@ -125,6 +125,7 @@ impl Publisher {
         let rows = store::claim(&mut tx, self.settings.batch_size).await?;
         if rows.is_empty() {
             tx.commit().await?;
+            self.metrics.empty_pass();
             return Ok(Pass::default());
         }
         self.metrics.batch();

@@ -2,9 +2,10 @@
 //!
 //! - After a full batch the next pass starts at once: there is more work.
 //! - After a partial batch the loop waits for a `NOTIFY outbox` (when
-//!   listening) or the poll interval, whichever comes first. Notifications
-//!   are an optimisation only: they are lost while the listener is
-//!   disconnected, and polling catches up.
+//!   listening) or the poll interval, whichever comes first, and then
+//!   spends every notification already received: one pass serves a burst.
+//!   Notifications are an optimisation only: they are lost while the
+//!   listener is disconnected, and polling catches up.
 //! - When NATS or Postgres fails, the loop sleeps a capped exponential
 //!   backoff with full jitter (so many relays do not retry in lockstep),
 //!   marks itself not ready, and tries again. Rows are never lost or
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use messaging::Topology;
 use rand::Rng as _;
 use sqlx::postgres::PgListener;
@@ -198,6 +200,18 @@ impl RelayLoop {
         };
         tokio::select! {
             received = l.recv() => {
+                // A burst of commits sends a burst of notifications, which
+                // queue in the socket while a pass runs. One pass claims
+                // every row they announce, so the ones already here are
+                // spent now: a pass for each would find nothing
+                // (`relay_empty_passes_total`).
+                let mut received = received.map(drop);
+                while received.is_ok() {
+                    match l.recv().now_or_never() {
+                        Some(next) => received = next.map(drop),
+                        None => break,
+                    }
+                }
                 if let Err(e) = received {
                     // The listener reconnects on its next use; notifications
                     // sent meanwhile are lost, and polling covers for them.

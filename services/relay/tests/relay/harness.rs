@@ -15,6 +15,17 @@ use uuid::Uuid;
 /// The orders schema: any service's outbox table would do.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/orders");
 
+/// Version `version` of `aggregate`, an `OrderCreated` for `email`.
+fn event(aggregate: Uuid, version: i64, email: &str) -> Envelope<OrderCreated> {
+    let data = OrderCreated {
+        order_id: aggregate,
+        concert_id: Uuid::nil(),
+        customer_email: email.to_owned(),
+        seats: vec![],
+    };
+    Envelope::new("test", aggregate, version, Utc::now(), data)
+}
+
 /// One message read back from the stream.
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
@@ -86,6 +97,17 @@ impl Outbox {
         id
     }
 
+    /// [`Outbox::write_event`] with the `NOTIFY` a service sends, which
+    /// wakes relays that listen.
+    pub(crate) async fn write_notified_event(&self, aggregate: Uuid, version: i64) {
+        let mut tx = self.db.begin().await.unwrap();
+        outbox::Writer::with_notify(true)
+            .enqueue(&mut tx, &event(aggregate, version, "ada@example.com"))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+
     pub(crate) async fn write_event_in(
         &self,
         tx: &mut sqlx::PgConnection,
@@ -93,13 +115,7 @@ impl Outbox {
         version: i64,
         email: &str,
     ) -> Uuid {
-        let data: OrderCreated = OrderCreated {
-            order_id: aggregate,
-            concert_id: Uuid::nil(),
-            customer_email: email.to_owned(),
-            seats: vec![],
-        };
-        let envelope = Envelope::new("test", aggregate, version, Utc::now(), data);
+        let envelope = event(aggregate, version, email);
         outbox::Writer::new().enqueue(tx, &envelope).await.unwrap();
         envelope.event_id.0
     }

@@ -195,3 +195,51 @@ async fn a_later_version_waits_while_another_relay_holds_the_earlier_one() {
     assert_eq!(order, [first, second]);
     relay.stop().await;
 }
+
+/// A burst of commits is a burst of `NOTIFY`s, which queue while a pass
+/// runs. The relay spends the queued ones at once: one pass serves them,
+/// where a pass for each would find nothing.
+#[tokio::test]
+async fn a_burst_of_notifications_wakes_the_relay_for_passes_that_find_rows() {
+    let outbox = Arc::new(Outbox::start().await);
+    // No polling: every pass after the first is a notification's.
+    let relay = outbox
+        .relay(&[("RELAY_POLL_INTERVAL", "1h"), ("RELAY_CONCURRENCY", "1")])
+        .await;
+    let counters = || relay.lent::<Arc<Metrics>>().snapshot();
+    // Once the relay has taken a first notified row, it is listening.
+    outbox.write_notified_event(Uuid::new_v4(), 1).await;
+    outbox.drained(Duration::from_mins(1)).await;
+    let before = counters();
+
+    // 400 commits from 8 writers at once, each with its notification.
+    let mut writers = JoinSet::new();
+    for _ in 0..8 {
+        let outbox = outbox.clone();
+        writers.spawn(async move {
+            for _ in 0..50 {
+                outbox.write_notified_event(Uuid::new_v4(), 1).await;
+            }
+        });
+    }
+    writers.join_all().await;
+    outbox.drained(Duration::from_mins(1)).await;
+
+    let after = counters();
+    let (passes, empty) = (
+        after.batches - before.batches,
+        after.empty_passes - before.empty_passes,
+    );
+    assert_eq!(after.published - before.published, 400);
+    // A notification can still come in after its row was claimed (the row
+    // commits, a pass takes it, then the notification is read), so a pass
+    // now and then finds nothing. Measured here: 0 to 2 empty passes for
+    // 25 to 67 that published; a pass for every queued notification gave
+    // 16 to 129 for 29 to 53.
+    assert!(
+        empty <= passes / 4,
+        "{empty} empty passes for {passes} that published 400 rows"
+    );
+    let mut relay = relay;
+    relay.stop().await;
+}
