@@ -186,12 +186,23 @@ pub async fn transition(
 
 /// Loads order `id` of `owner` with its seats (`None` for another
 /// customer's order, as for one that does not exist).
+///
+/// One statement, one round trip: the seats come as two arrays in line
+/// order from a lateral aggregate, where two selects cost every
+/// `GET /orders/{id}` and every transition a second round trip.
 pub async fn find(conn: &mut PgConnection, id: Uuid, owner: Owner) -> sqlx::Result<Option<Order>> {
     let Some(row) = sqlx::query!(
         r#"
-        select id, event_id, customer_id, customer_email, status, version, created_at, updated_at
-        from orders
-        where id = $1 and ($2::uuid is null or customer_id = $2)
+        select o.id, o.event_id, o.customer_id, o.customer_email, o.status, o.version,
+               o.created_at, o.updated_at,
+               l.seat_ids as "seat_ids!", l.fencing_tokens as "fencing_tokens!: Vec<Option<i64>>"
+        from orders o
+        cross join lateral (
+            select coalesce(array_agg(seat_id order by position), '{}') as seat_ids,
+                   coalesce(array_agg(fencing_token order by position), '{}') as fencing_tokens
+            from order_lines where order_id = o.id
+        ) l
+        where o.id = $1 and ($2::uuid is null or o.customer_id = $2)
         "#,
         id,
         owner.customer(),
@@ -201,13 +212,15 @@ pub async fn find(conn: &mut PgConnection, id: Uuid, owner: Owner) -> sqlx::Resu
     else {
         return Ok(None);
     };
-    let seats = sqlx::query_as!(
-        OrderSeat,
-        "select seat_id, fencing_token from order_lines where order_id = $1 order by position",
-        id,
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let seats = row
+        .seat_ids
+        .into_iter()
+        .zip(row.fencing_tokens)
+        .map(|(seat_id, fencing_token)| OrderSeat {
+            seat_id,
+            fencing_token,
+        })
+        .collect();
     Ok(Some(Order {
         id: row.id,
         event_id: row.event_id,
