@@ -1,10 +1,23 @@
-//! Mail providers: plain SMTP, or a log for local runs; optionally flaky.
+//! Mail providers: plain SMTP, or a log for local runs; optionally flaky;
+//! at the provider's rate (`EMAIL_RATE_PER_SECOND`).
+//!
+//! | metric | type | what |
+//! |---|---|---|
+//! | `email_rate_limit_wait_seconds_total` | counter | time the senders waited for a slot under the rate |
+//!
+//! When the rate is what holds the e-mails back, this grows by about
+//! `WORKERS` seconds a second, and the backlog shows in the senders'
+//! `consumer_pending` and `consumer_ack_pending` (consumer
+//! `notification-workers`).
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Mutex;
 
@@ -41,6 +54,7 @@ pub struct Mailer {
     fail_share: f64,
     interval: Duration,
     next_slot: Mutex<tokio::time::Instant>,
+    waited: Counter<f64, AtomicU64>,
 }
 
 enum Transport {
@@ -67,7 +81,18 @@ impl Mailer {
             fail_share,
             interval: Duration::from_secs(1) / rate_per_second.max(1),
             next_slot: Mutex::new(tokio::time::Instant::now()),
+            waited: Counter::default(),
         }
+    }
+
+    /// Exposes `email_rate_limit_wait_seconds_total` in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        // prometheus-client appends `_total` to a counter's name.
+        registry.register(
+            "email_rate_limit_wait_seconds",
+            "Time the senders waited for a slot under EMAIL_RATE_PER_SECOND.",
+            self.waited.clone(),
+        );
     }
 
     /// Sends, once the caller has waited for its slot with
@@ -97,6 +122,7 @@ impl Mailer {
             let now = tokio::time::Instant::now();
             let slot = (*next).max(now);
             *next = slot + self.interval;
+            self.waited.inc_by((slot - now).as_secs_f64());
             slot
         };
         tokio::time::sleep_until(slot).await;

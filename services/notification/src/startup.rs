@@ -57,6 +57,7 @@ impl service::Service for Notification {
             config.rate_per_second,
             config.fail_share,
         ));
+        mailer.register(app.registry());
         let sender_spec = ConsumerSpec {
             max_deliver: config.worker_max_deliver,
             retry_delays: (0..4)

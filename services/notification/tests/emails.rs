@@ -12,7 +12,7 @@ use contracts::Envelope;
 use contracts::orders::{OrderPaid, OrderSeat};
 use notification::Notification;
 use relay::Relay;
-use testkit::{Running, World, eventually};
+use testkit::{Ask as _, Running, World, eventually};
 use uuid::Uuid;
 
 /// Notification and the relay of its outbox (which publishes the
@@ -237,4 +237,54 @@ async fn no_transaction_stays_open_while_a_worker_waits_to_send() {
         longest < Duration::from_millis(300),
         "a transaction stayed open {longest:?} while the e-mails waited for their slots"
     );
+}
+
+/// When the provider's rate is the bottleneck, `/metrics` says so: the
+/// senders' wait for a slot grows, and so does their backlog.
+#[tokio::test]
+async fn a_rate_that_holds_the_emails_back_shows_as_wait_and_backlog_on_metrics() {
+    let mailroom = Mailroom::start(&[("EMAIL_RATE_PER_SECOND", "2"), ("WORKERS", "2")]).await;
+    for _ in 0..10 {
+        let paid = order_paid();
+        mailroom.created(&paid).await;
+        mailroom.publish(&paid, &paid.event_id.to_string()).await;
+    }
+
+    // Ten e-mails at two a second: about five seconds of backlog, during
+    // which a scrape shows both the wait and the commands waiting.
+    eventually(
+        Duration::from_secs(10),
+        "a scrape shows the senders waiting on the rate with a backlog",
+        || async {
+            let scrape = mailroom.notification.get("/metrics").answer().await.text;
+            let waited = metric(&scrape, "email_rate_limit_wait_seconds_total", "");
+            let backlog = metric(&scrape, "consumer_pending", worker_label())
+                + metric(&scrape, "consumer_ack_pending", worker_label());
+            waited >= 1.0 && backlog >= 1.0
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(20), "every e-mail is sent", || async {
+        mailroom.emails_sent().await == 10
+    })
+    .await;
+}
+
+/// The label of the senders' durable in a scrape.
+fn worker_label() -> &'static str {
+    "notification-workers\""
+}
+
+/// The sum of the samples of `name` in `scrape` whose labels contain
+/// `label` (every sample of it for an empty `label`).
+fn metric(scrape: &str, name: &str, label: &str) -> f64 {
+    scrape
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let bare = series.split('{').next()?;
+            (bare == name && series.contains(label)).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
 }
