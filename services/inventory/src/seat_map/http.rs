@@ -2,8 +2,6 @@
 //! (`ETag`, 304, `Cache-Control`), and the operators' `POST /ops/warmup`,
 //! which is mounted outside admission control.
 
-use std::fmt::Write as _;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -11,12 +9,11 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use httpkit::Problem;
 use httpkit::auth::Operator;
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{HoldsKnown, SeatMap, SeatStatus};
+use super::{HoldsKnown, SeatMap};
 use crate::api::params::event_id;
 use crate::api::problems::{
     BAD_EVENT_ID, Internal, NOT_OPERATOR, PROBLEM_JSON, PostgresDown, RateLimited, Unauthenticated,
@@ -39,29 +36,6 @@ pub(crate) fn ops_routes() -> OpenApiRouter<AppState> {
 const SEAT_MAP_CACHE_CONTROL: &str = "public, max-age=2, stale-while-revalidate=10";
 /// Without Redis, holds are unknown: make clients come back soon.
 const DEGRADED_CACHE_CONTROL: &str = "no-cache";
-
-/// The strong validator of a seat map: its Postgres version plus a digest
-/// of the seats held right now (holds change without a version bump).
-fn etag(map: &SeatMap) -> String {
-    match map.holds {
-        HoldsKnown::Unknown => format!("\"v{}-nh\"", map.version),
-        HoldsKnown::Live => {
-            let mut held: Vec<&str> = map
-                .seats
-                .iter()
-                .filter(|s| s.status == SeatStatus::Held)
-                .map(|s| s.seat_id.as_str())
-                .collect();
-            held.sort_unstable();
-            let digest = Sha256::digest(held.join(",").as_bytes());
-            let mut short = String::with_capacity(12);
-            for byte in &digest[..6] {
-                let _ = write!(short, "{byte:02x}");
-            }
-            format!("\"v{}-{short}\"", map.version)
-        }
-    }
-}
 
 /// Whether `If-None-Match` lists `etag` (or `*`); weak comparison, as RFC
 /// 9110 prescribes for this header.
@@ -121,27 +95,32 @@ async fn seat_map(
     let id = event_id(&id)?;
     let map = state
         .seat_maps
-        .get(id)
+        .rendered(id)
         .await?
         .ok_or(ApiError::EventNotFound(id))?;
-    let etag = etag(&map);
     let cache_control = match map.holds {
         HoldsKnown::Live => SEAT_MAP_CACHE_CONTROL,
         HoldsKnown::Unknown => DEGRADED_CACHE_CONTROL,
     };
-    let etag_value =
-        HeaderValue::from_str(&etag).map_err(|e| ApiError::invalid("etag", e.to_string()))?;
+    let etag =
+        HeaderValue::from_str(&map.etag).map_err(|e| ApiError::invalid("etag", e.to_string()))?;
     let headers_out = [
-        (header::ETAG, etag_value),
+        (header::ETAG, etag),
         (
             header::CACHE_CONTROL,
             HeaderValue::from_static(cache_control),
         ),
     ];
-    if none_match(&headers, &etag) {
+    // Neither answer decodes or renders anything an unchanged map needs:
+    // the tag and the body are kept (`seat_map::rendered`).
+    if none_match(&headers, &map.etag) {
         return Ok((StatusCode::NOT_MODIFIED, headers_out).into_response());
     }
-    Ok((headers_out, Json(map)).into_response())
+    let json = [(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )];
+    Ok((headers_out, json, map.body.clone()).into_response())
 }
 
 /// Body of a `POST /ops/warmup` answer.

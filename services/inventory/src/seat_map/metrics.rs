@@ -12,6 +12,10 @@ pub struct SeatMapMetrics {
     pub db_loads: Counter,
     /// Requests answered from the Redis cache (`seatmap_cache_hits_total`).
     pub hits: Counter,
+    /// Requests answered from Redis with a body this instance had already
+    /// rendered for the same version and holds (`seatmap_rendered_hits_total`;
+    /// also counted in `hits`).
+    pub rendered_hits: Counter,
     /// Requests that found no map in Redis (`seatmap_cache_misses_total`).
     pub misses: Counter,
     /// Requests answered by a cached "no such concert"
@@ -38,6 +42,11 @@ impl SeatMapMetrics {
                 "seatmap_cache_hits",
                 "Seat maps served from Redis.",
                 &self.hits,
+            ),
+            (
+                "seatmap_rendered_hits",
+                "Seat maps sent as bodies already rendered for their version and holds.",
+                &self.rendered_hits,
             ),
             (
                 "seatmap_cache_misses",

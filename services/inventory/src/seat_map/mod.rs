@@ -54,9 +54,11 @@ pub mod coalesce;
 pub(crate) mod http;
 mod metrics;
 pub mod opening;
+pub mod rendered;
 mod scripts;
 mod view;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,11 +68,13 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 pub use metrics::SeatMapMetrics;
+pub use rendered::Rendered;
 pub use view::{HoldsKnown, SeatMap, SeatStatus, SeatView, StoredSeat, StoredSeatMap};
 
 use crate::redis_link::{RedisLink, RedisUnavailable};
 use coalesce::Coalescer;
-use scripts::{BUMP, MISSING, READ, Read, STORE};
+use rendered::LocalMaps;
+use scripts::{BUMP, Head, MISSING, READ, Read, STORE};
 use view::view;
 
 /// Why a seat map could not be served.
@@ -143,6 +147,13 @@ struct Inner {
     coalescer: Coalescer<Uuid, Fill>,
     db_permits: Semaphore,
     metrics: SeatMapMetrics,
+    local: LocalMaps,
+}
+
+/// A map and the holds to show on it (`None`: unknown, Redis is down).
+struct Snapshot {
+    map: Arc<StoredSeatMap>,
+    held: Option<HashSet<String>>,
 }
 
 impl SeatMaps {
@@ -156,6 +167,7 @@ impl SeatMaps {
                 config,
                 coalescer: Coalescer::default(),
                 metrics: SeatMapMetrics::default(),
+                local: LocalMaps::default(),
             }),
         }
     }
@@ -173,13 +185,91 @@ impl SeatMaps {
     /// The seat map of `event`, or `None` if there is no such concert.
     #[tracing::instrument(name = "seatmap.get", skip(self), fields(cache))]
     pub async fn get(&self, event: Uuid) -> Result<Option<SeatMap>, SeatMapError> {
+        let snapshot = self.snapshot(event, self.read(event).await).await?;
+        Ok(snapshot.map(|s| view(event, &s.map, s.held.as_ref())))
+    }
+
+    /// The seat map of `event` ready to send, or `None` if there is no such
+    /// concert: [`SeatMaps::get`] without the work an unchanged map does
+    /// not need ([`rendered`] says what is kept and why it is never stale).
+    ///
+    /// Redis is asked for the version and the holds; a body rendered for
+    /// them is sent as it is, a map kept at that version is rendered with
+    /// them, and only when neither is kept is the map read in full.
+    #[tracing::instrument(name = "seatmap.get", skip(self), fields(cache))]
+    pub async fn rendered(&self, event: Uuid) -> Result<Option<Arc<Rendered>>, SeatMapError> {
+        let metrics = &self.inner.metrics;
+        let local = &self.inner.local;
+        let read = match self.read_head(event).await {
+            Ok(Head::Missing) => {
+                tracing::Span::current().record("cache", "null");
+                metrics.null_hits.inc();
+                return Ok(None);
+            }
+            Ok(Head::Current { version, held }) => {
+                if let Some(body) = local
+                    .body(event, &rendered::etag(version, Some(&held)))
+                    .await
+                {
+                    tracing::Span::current().record("cache", "rendered");
+                    metrics.hits.inc();
+                    metrics.rendered_hits.inc();
+                    return Ok(Some(body));
+                }
+                if let Some(map) = local.stored(event, version).await {
+                    tracing::Span::current().record("cache", "local");
+                    metrics.hits.inc();
+                    return self.render(event, &map, Some(&held)).await.map(Some);
+                }
+                self.read(event).await
+            }
+            Ok(Head::Unversioned) => self.read(event).await,
+            // Straight to Postgres: a second read would wait for Redis again.
+            Err(e) => Err(e),
+        };
+        let Some(snapshot) = self.snapshot(event, read).await? else {
+            return Ok(None);
+        };
+        if snapshot.held.is_some() {
+            local.keep_stored(event, snapshot.map.clone()).await;
+        }
+        self.render(event, &snapshot.map, snapshot.held.as_ref())
+            .await
+            .map(Some)
+    }
+
+    /// Renders `map` with `held` and keeps the result ([`rendered`]).
+    async fn render(
+        &self,
+        event: Uuid,
+        map: &StoredSeatMap,
+        held: Option<&HashSet<String>>,
+    ) -> Result<Arc<Rendered>, SeatMapError> {
+        let rendered = Arc::new(
+            Rendered::of(event, map, held).map_err(|e| SeatMapError::Internal(e.to_string()))?,
+        );
+        self.inner.local.keep_body(event, rendered.clone()).await;
+        Ok(rendered)
+    }
+
+    /// The map and holds a Redis `read` leads to: as read, or filled from
+    /// Postgres on a miss, or from Postgres with holds unknown when Redis
+    /// is unavailable. Records the outcome in the caller's span.
+    async fn snapshot(
+        &self,
+        event: Uuid,
+        read: Result<Read, RedisUnavailable>,
+    ) -> Result<Option<Snapshot>, SeatMapError> {
         let metrics = &self.inner.metrics;
         let span = tracing::Span::current();
-        match self.read(event).await {
+        match read {
             Ok(Read::Hit { map, held }) => {
                 span.record("cache", "hit");
                 metrics.hits.inc();
-                Ok(Some(view(event, &map, Some(&held))))
+                Ok(Some(Snapshot {
+                    map: Arc::new(map),
+                    held: Some(held),
+                }))
             }
             Ok(Read::Missing) => {
                 span.record("cache", "null");
@@ -190,14 +280,17 @@ impl SeatMaps {
                 span.record("cache", "miss");
                 metrics.misses.inc();
                 let map = self.fill(event).await?;
-                Ok(map.map(|m| view(event, &m, Some(&held))))
+                Ok(map.map(|map| Snapshot {
+                    map,
+                    held: Some(held),
+                }))
             }
             Err(e) => {
                 span.record("cache", "unavailable");
                 tracing::debug!(error = %e, "redis unavailable; seat map from postgres");
                 metrics.redis_unavailable.inc();
                 let map = self.fill(event).await?;
-                Ok(map.map(|m| view(event, &m, None)))
+                Ok(map.map(|map| Snapshot { map, held: None }))
             }
         }
     }
@@ -355,14 +448,7 @@ impl SeatMaps {
     }
 
     async fn read(&self, event: Uuid) -> Result<Read, RedisUnavailable> {
-        let keys = self.inner.redis.keys();
-        let mut connection = self.inner.redis.connection()?;
-        let (version, map, held): (Option<String>, Option<String>, Vec<String>) = READ
-            .key(keys.version(event))
-            .key(keys.holds(event))
-            .arg(keys.seat_map_prefix(event))
-            .invoke_async(&mut connection)
-            .await?;
+        let (version, map, held) = self.invoke_read(event, true).await?;
         let held = held.into_iter().collect();
         Ok(match (version.as_deref(), map) {
             (Some(MISSING), _) => Read::Missing,
@@ -373,6 +459,41 @@ impl SeatMaps {
             },
             _ => Read::Miss { held },
         })
+    }
+
+    /// The version and the holds of `event`, the map left in Redis.
+    async fn read_head(&self, event: Uuid) -> Result<Head, RedisUnavailable> {
+        let (version, _, held) = self.invoke_read(event, false).await?;
+        Ok(match version.as_deref() {
+            Some(MISSING) => Head::Missing,
+            // A version that is not a number is another release's: a miss.
+            Some(version) => match version.parse() {
+                Ok(version) => Head::Current {
+                    version,
+                    held: held.into_iter().collect(),
+                },
+                Err(_) => Head::Unversioned,
+            },
+            None => Head::Unversioned,
+        })
+    }
+
+    /// [`READ`]: the version, the map of that version if `with_map`, and
+    /// the seats held now.
+    async fn invoke_read(
+        &self,
+        event: Uuid,
+        with_map: bool,
+    ) -> Result<(Option<String>, Option<String>, Vec<String>), RedisUnavailable> {
+        let keys = self.inner.redis.keys();
+        let mut connection = self.inner.redis.connection()?;
+        Ok(READ
+            .key(keys.version(event))
+            .key(keys.holds(event))
+            .arg(keys.seat_map_prefix(event))
+            .arg(if with_map { "1" } else { "0" })
+            .invoke_async(&mut connection)
+            .await?)
     }
 
     /// `ttl` ± `ttl_jitter` of it, at random.

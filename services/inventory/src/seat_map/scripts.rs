@@ -11,15 +11,17 @@ use super::view::StoredSeatMap;
 /// The value stored in a version key for a concert that does not exist.
 pub(super) const MISSING: &str = "missing";
 
-/// One round trip for a read: the version, the map of that version, and
-/// the seats held right now. The map key is built from the version inside
-/// the script; it shares the concert's hash tag, so it is on the same slot.
+/// One round trip for a read: the version, the map of that version (only
+/// when `ARGV[2]` is `1`: a read that has the map in the process asks for
+/// the version and the holds alone), and the seats held right now. The map
+/// key is built from the version inside the script; it shares the
+/// concert's hash tag, so it is on the same slot.
 pub(super) static READ: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         local version = redis.call('GET', KEYS[1])
         local map = false
-        if version and version ~= 'missing' then
+        if ARGV[2] == '1' and version and version ~= 'missing' then
             map = redis.call('GET', ARGV[1] .. version)
         end
         local t = redis.call('TIME')
@@ -73,6 +75,16 @@ pub(super) static REFRESH: LazyLock<Script> = LazyLock::new(|| {
         "
     ))
 });
+
+/// What a read of the version and the holds found.
+pub(super) enum Head {
+    /// The version key says the concert does not exist.
+    Missing,
+    /// No version key: the map must be read in full (or loaded).
+    Unversioned,
+    /// The current version, and the seats held right now.
+    Current { version: i64, held: HashSet<String> },
+}
 
 /// What a read found.
 pub(super) enum Read {

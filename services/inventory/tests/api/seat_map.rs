@@ -193,6 +193,51 @@ async fn etag_and_if_none_match_give_304_until_the_map_changes() {
     assert_eq!(changed.body["seats"][0]["status"], "HELD");
 }
 
+/// The local cache of rendered maps (`seat_map::rendered`): an unchanged
+/// map goes out as the bytes rendered for it, for a 200 and for a 304,
+/// and a hold or a sale shows on the very next read.
+#[tokio::test]
+async fn an_unchanged_map_is_sent_as_rendered_and_a_hold_or_a_sale_shows_at_once() {
+    let (world, inventory, concert) = with_concert(3).await;
+    let metrics = inventory.lent::<SeatMaps>().metrics();
+    let first = inventory.seat_map(concert).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let etag = first.headers["etag"].to_str().unwrap().to_owned();
+
+    let rendered = metrics.rendered_hits.get();
+    let again = inventory.seat_map(concert).await;
+    assert_eq!(again.text, first.text);
+    assert_eq!(again.headers["content-type"], "application/json");
+    let not_modified = inventory
+        .get(&format!("/events/{concert}/seats"))
+        .header("if-none-match", &etag)
+        .answer()
+        .await;
+    assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        metrics.rendered_hits.get(),
+        rendered + 2,
+        "the 200 and the 304 were sent as rendered for the first read"
+    );
+
+    // A hold changes the tag, so the kept body is not the answer.
+    let (_, fence) = inventory.held(&world, concert, "A-2", Uuid::new_v4()).await;
+    let held = inventory.seat_map(concert).await;
+    assert_eq!(held.body["seats"][1]["status"], "HELD");
+    assert_ne!(held.headers["etag"], etag.as_str());
+
+    // A sale moves the version: read again from Postgres, shown sold.
+    let loads = inventory.db_loads();
+    inventory.sell(concert, &[("A-2", Some(fence))]).await;
+    let sold = inventory.seat_map(concert).await;
+    assert_eq!(sold.body["seats"][1]["status"], "SOLD");
+    assert_eq!(
+        sold.body["version"],
+        first.body["version"].as_i64().unwrap() + 1
+    );
+    assert_eq!(inventory.db_loads(), loads + 1);
+}
+
 #[tokio::test]
 async fn warmup_preloads_the_maps_of_concerts_whose_sale_opens_soon() {
     let world = World::start().await;
