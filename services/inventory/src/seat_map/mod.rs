@@ -44,7 +44,12 @@
 //! available, which is a stale view but never a wrong sale, because the
 //! sale is decided in Postgres.
 //!
-//! Layout: this file is the read path, the fill and warmup; [`opening`]
+//! **Rendered in the process.** The route sends [`SeatMaps::rendered`]:
+//! the body and `ETag` kept for the current version and holds, so an
+//! unchanged map costs one small Redis read and no encoding ([`rendered`]).
+//!
+//! Layout: this file is the read path, the fill and warmup; [`rendered`]
+//! the kept bodies and maps; [`opening`]
 //! the refreshes around a sale's opening; `view` what
 //! a map is, `scripts` the Lua scripts and what a read finds, [`coalesce`]
 //! the single flight, [`SeatMapMetrics`] the counters, and `http.rs` the
