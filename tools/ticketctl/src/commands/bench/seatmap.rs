@@ -10,9 +10,12 @@
 //!    `--concurrency` keep-alive clients against a warm cache; next to it,
 //!    the service's seat-map read without HTTP (its Lua script and the
 //!    decoding, from the same number of concurrent tasks on the service's
-//!    one multiplexed connection), and `redis-benchmark` GET at the same
-//!    concurrency with a value as large as the seat map. The ratios say
-//!    what HTTP, JSON and the hold overlay cost on top of Redis.
+//!    one multiplexed connection), the read the route makes (the version
+//!    and the holds from Redis, the body kept in the process:
+//!    `seat_map::rendered`), a revalidation with `If-None-Match` (304), and
+//!    `redis-benchmark` GET at the same concurrency with a value as large
+//!    as the seat map. The ratios say what HTTP, JSON and the hold overlay
+//!    cost on top of Redis.
 //!
 //! Figures are printed, never asserted. Everything scratch (the database,
 //! the Redis keys under the prefix) is removed at the end.
@@ -198,14 +201,23 @@ async fn measure(args: &SeatMapArgs, db_url: &str, scratch: &str) -> anyhow::Res
     let instance = Instance::start(args, db_url, scratch, true).await?;
     let concert = instance.concert(&http, args.seats).await?;
     let url = format!("{}/events/{concert}/seats", instance.served.base);
-    let sample = http.get(&url).send().await?.bytes().await?;
-    let (mut ours, mut script, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+    let first = http.get(&url).send().await?;
+    let etag = first
+        .headers()
+        .get(reqwest::header::ETAG)
+        .context("the seat map has an ETag")?
+        .to_str()?
+        .to_owned();
+    let sample = first.bytes().await?;
+    let mut runs = [(); 5].map(|()| Vec::new());
     for _ in 0..args.rounds {
-        raw.push(redis_benchmark(args, sample.len())?);
-        script.push(redis_read(&instance, concert, args).await?);
-        ours.push(http_read(&http, &url, args).await?);
+        runs[0].push(redis_benchmark(args, sample.len())?);
+        runs[1].push(redis_read(&instance, concert, args).await?);
+        runs[2].push(rendered_read(&instance, concert, args).await?);
+        runs[3].push(http_read(&http, &url, None, args).await?);
+        runs[4].push(http_read(&http, &url, Some(&etag), args).await?);
     }
-    let (ours, script, raw) = (median(&mut ours), median(&mut script), median(&mut raw));
+    let [raw, script, rendered, ours, revalidated] = runs.map(|mut run| median(&mut run));
     println!(
         "\ncached seat map ({} B of JSON), medians of {} rounds, requests/s:",
         sample.len(),
@@ -215,18 +227,20 @@ async fn measure(args: &SeatMapArgs, db_url: &str, scratch: &str) -> anyhow::Res
         "  {:<52} {:>10.0}",
         "redis-benchmark GET (same size, same concurrency)", raw
     );
-    println!(
-        "  {:<52} {:>10.0}   {:.2} of redis-benchmark",
-        "seat-map read without HTTP (Lua script + decode)",
-        script,
-        script / raw
-    );
-    println!(
-        "  {:<52} {:>10.0}   {:.2} of redis-benchmark",
-        "GET /events/{id}/seats over HTTP",
-        ours,
-        ours / raw
-    );
+    for (what, figure) in [
+        ("seat-map read without HTTP (full script + decode)", script),
+        (
+            "rendered read without HTTP (version + holds, kept)",
+            rendered,
+        ),
+        ("GET /events/{id}/seats over HTTP", ours),
+        ("GET with If-None-Match (304) over HTTP", revalidated),
+    ] {
+        println!(
+            "  {what:<52} {figure:>10.0}   {:.2} of redis-benchmark",
+            figure / raw
+        );
+    }
     instance.stop().await?;
     Ok(())
 }
@@ -278,17 +292,54 @@ async fn task_stampede(
     Ok((instance.db_loads() - before, started.elapsed()))
 }
 
-/// Requests per second of the full seat-map endpoint.
-async fn http_read(http: &reqwest::Client, url: &str, args: &SeatMapArgs) -> anyhow::Result<f64> {
+/// Requests per second of the full seat-map endpoint; revalidating with
+/// `If-None-Match: etag` when given (each answer must then be a 304).
+async fn http_read(
+    http: &reqwest::Client,
+    url: &str,
+    etag: Option<&str>,
+    args: &SeatMapArgs,
+) -> anyhow::Result<f64> {
     let (http, url) = (http.clone(), Arc::<str>::from(url));
+    let etag = etag.map(Arc::<str>::from);
     throughput(args, move || {
-        let (http, url) = (http.clone(), Arc::clone(&url));
+        let (http, url, etag) = (http.clone(), Arc::clone(&url), etag.clone());
         async move {
-            let response = http.get(&*url).send().await?;
-            if !response.status().is_success() {
+            let mut request = http.get(&*url);
+            if let Some(etag) = &etag {
+                request = request.header(reqwest::header::IF_NONE_MATCH, &**etag);
+            }
+            let response = request.send().await?;
+            let expected = if etag.is_some() {
+                reqwest::StatusCode::NOT_MODIFIED
+            } else {
+                reqwest::StatusCode::OK
+            };
+            if response.status() != expected {
                 bail!("seat map answered {}", response.status());
             }
             response.bytes().await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Requests per second of the service's read as its route makes it: the
+/// version and the holds from Redis, the body kept in the process.
+async fn rendered_read(
+    instance: &Instance,
+    concert: Uuid,
+    args: &SeatMapArgs,
+) -> anyhow::Result<f64> {
+    let seat_maps = instance.seat_maps.clone();
+    throughput(args, move || {
+        let seat_maps = seat_maps.clone();
+        async move {
+            seat_maps
+                .rendered(concert)
+                .await?
+                .context("the concert exists")?;
             Ok(())
         }
     })
