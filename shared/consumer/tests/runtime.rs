@@ -716,3 +716,27 @@ async fn lanes_leave_half_the_pool_to_the_service() {
     world.wait_for_effects(8, Duration::from_secs(30)).await;
     assert_eq!(world.handler.busy.most(), 1, "one lane at a time");
 }
+
+#[tokio::test]
+async fn lanes_dead_letter_only_the_poison_message_among_those_in_flight() {
+    let world = World::new().await;
+    let aggregates =
+        publish_interleaved(&world, 8, 3, |_| serde_json::json!({"slow_ms": 10})).await;
+    let poison = world
+        .publish_event(Uuid::new_v4(), 1, serde_json::json!({ "poison": true }))
+        .await;
+    let consuming = world.run(laned());
+
+    eventually(
+        Duration::from_secs(30),
+        "the poison is dead-lettered and every other event applied",
+        || async { world.dead_letters().await.len() == 1 && world.effects().await.len() == 24 },
+    )
+    .await;
+    let letters = world.dead_letters().await;
+    assert_eq!(letters[0].event_id, poison.event_id.to_string());
+    assert_each_in_order(&world, &aggregates, 3).await;
+    let counts = consuming.metrics.snapshot();
+    assert_eq!(counts.applied, 24, "{counts:?}");
+    assert_eq!(counts.dead_lettered, 1, "{counts:?}");
+}
