@@ -4,7 +4,9 @@
 //! - `bench relay` ([`relay`]): the relay against raw JetStream publish,
 //!   and the pay path with and without `NOTIFY`;
 //! - `bench seatmap` ([`seatmap`]): the seat-map cache against Redis's own
-//!   limit, and a stampede with and without coalescing.
+//!   limit, and a stampede with and without coalescing;
+//! - `bench orders` ([`orders`]): `GET /orders/{id}` against pgbench of
+//!   its statement.
 //!
 //! Figures are printed, never asserted: the machine they run on decides
 //! them. Every run works in scratch databases, stream prefixes and key
@@ -12,14 +14,19 @@
 //! both benchmarks need: in-process services with throwaway keys, scratch
 //! database names, medians and rates.
 
+mod orders;
 mod relay;
 mod seatmap;
 
-use std::time::Duration;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use clap::Subcommand;
+use futures::future::join_all;
 use httpkit::auth::dev::{TempKeys, TokenRequest};
-use sqlx::{Connection as _, PgConnection};
+use sqlx::{Connection as _, PgConnection, PgPool};
 use uuid::Uuid;
 
 /// What to benchmark.
@@ -29,6 +36,8 @@ pub(crate) enum Bench {
     Relay(relay::RelayArgs),
     /// Seat-map cache: stampede with and without coalescing, cached throughput against redis-benchmark.
     Seatmap(seatmap::SeatMapArgs),
+    /// `GET /orders/{id}` against pgbench running the same statement.
+    Orders(orders::OrdersArgs),
 }
 
 /// Runs a benchmark.
@@ -36,6 +45,7 @@ pub(crate) async fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Relay(args) => relay::run(args).await,
         Bench::Seatmap(args) => seatmap::run(args).await,
+        Bench::Orders(args) => orders::run(args).await,
     }
 }
 
@@ -144,4 +154,65 @@ fn median(values: &mut [f64]) -> f64 {
 #[allow(clippy::cast_precision_loss)] // counts far below 2^52
 fn rate(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
+}
+
+/// `requests` calls of `call` from `concurrency` tasks, each taking the
+/// next call until none is left; calls per second. Tasks, not futures on
+/// one task, so that the clients run on every core as real ones would.
+async fn throughput<C, F>(requests: usize, concurrency: usize, call: C) -> anyhow::Result<f64>
+where
+    C: Fn() -> F + Clone + Send + 'static,
+    F: Future<Output = anyhow::Result<()>> + Send,
+{
+    let left = Arc::new(AtomicUsize::new(requests));
+    let started = Instant::now();
+    let workers = (0..concurrency).map(|_| {
+        let left = Arc::clone(&left);
+        let call = call.clone();
+        tokio::spawn(async move {
+            while left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                call().await?;
+            }
+            anyhow::Ok(())
+        })
+    });
+    for worker in join_all(workers).await {
+        worker??;
+    }
+    Ok(rate(requests, started.elapsed()))
+}
+
+/// A scratch database with the orders schema, dropped by [`Scratch::drop`].
+struct Scratch {
+    admin_url: String,
+    name: String,
+    url: String,
+    pool: PgPool,
+}
+
+impl Scratch {
+    async fn create(admin_url: &str) -> anyhow::Result<Self> {
+        let name = scratch_name("bench");
+        let mut admin = PgConnection::connect(admin_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .execute(&mut admin)
+            .await?;
+        let url = database_url(admin_url, &name);
+        let pool = PgPool::connect(&url).await?;
+        ::orders::MIGRATOR.run(&pool).await?;
+        Ok(Self {
+            admin_url: admin_url.to_owned(),
+            name,
+            url,
+            pool,
+        })
+    }
+
+    async fn drop(self) -> anyhow::Result<()> {
+        self.pool.close().await;
+        drop_database(&self.admin_url, &self.name).await
+    }
 }

@@ -21,12 +21,10 @@ use clap::Args;
 use futures::future::try_join_all;
 use messaging::{StreamKind, Topology};
 use relay::store::AfterPublish;
-use sqlx::{Connection as _, PgConnection, PgPool};
+use sqlx::{Connection as _, PgConnection};
 use uuid::Uuid;
 
-use super::{
-    ScratchKeys, Served, database_url, drop_database, median, rate, scratch_name, service_env,
-};
+use super::{Scratch, ScratchKeys, Served, median, rate, scratch_name, service_env};
 use crate::commands::support::{defaults, signed_in_client};
 
 /// Options of `bench relay`.
@@ -340,36 +338,4 @@ fn sample_envelope() -> Vec<u8> {
     };
     let envelope = contracts::Envelope::new("orders", paid.order_id, 2, chrono::Utc::now(), paid);
     serde_json::to_vec(&envelope).unwrap_or_default()
-}
-
-/// A scratch database with the orders schema, dropped by [`Scratch::drop`].
-struct Scratch {
-    admin_url: String,
-    name: String,
-    url: String,
-    pool: PgPool,
-}
-
-impl Scratch {
-    async fn create(admin_url: &str) -> anyhow::Result<Self> {
-        let name = scratch_name("bench");
-        let mut admin = PgConnection::connect(admin_url).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
-            .execute(&mut admin)
-            .await?;
-        let url = database_url(admin_url, &name);
-        let pool = PgPool::connect(&url).await?;
-        orders::MIGRATOR.run(&pool).await?;
-        Ok(Self {
-            admin_url: admin_url.to_owned(),
-            name,
-            url,
-            pool,
-        })
-    }
-
-    async fn drop(self) -> anyhow::Result<()> {
-        self.pool.close().await;
-        drop_database(&self.admin_url, &self.name).await
-    }
 }

@@ -20,10 +20,8 @@
 //! Figures are printed, never asserted. Everything scratch (the database,
 //! the Redis keys under the prefix) is removed at the end.
 
-use std::future::Future;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -33,7 +31,7 @@ use inventory::seat_map::SeatMaps;
 use uuid::Uuid;
 
 use super::{
-    ScratchKeys, Served, database_url, drop_database, median, rate, scratch_name, service_env,
+    ScratchKeys, Served, database_url, drop_database, median, scratch_name, service_env, throughput,
 };
 use crate::commands::support::defaults;
 
@@ -302,7 +300,7 @@ async fn http_read(
 ) -> anyhow::Result<f64> {
     let (http, url) = (http.clone(), Arc::<str>::from(url));
     let etag = etag.map(Arc::<str>::from);
-    throughput(args, move || {
+    throughput(args.requests, args.concurrency, move || {
         let (http, url, etag) = (http.clone(), Arc::clone(&url), etag.clone());
         async move {
             let mut request = http.get(&*url);
@@ -333,7 +331,7 @@ async fn rendered_read(
     args: &SeatMapArgs,
 ) -> anyhow::Result<f64> {
     let seat_maps = instance.seat_maps.clone();
-    throughput(args, move || {
+    throughput(args.requests, args.concurrency, move || {
         let seat_maps = seat_maps.clone();
         async move {
             seat_maps
@@ -349,7 +347,7 @@ async fn rendered_read(
 /// Requests per second of the service's Redis read alone.
 async fn redis_read(instance: &Instance, concert: Uuid, args: &SeatMapArgs) -> anyhow::Result<f64> {
     let seat_maps = instance.seat_maps.clone();
-    throughput(args, move || {
+    throughput(args.requests, args.concurrency, move || {
         let seat_maps = seat_maps.clone();
         async move {
             seat_maps
@@ -360,35 +358,6 @@ async fn redis_read(instance: &Instance, concert: Uuid, args: &SeatMapArgs) -> a
         }
     })
     .await
-}
-
-/// `--requests` calls of `call` from `--concurrency` tasks, each taking
-/// the next call until none is left; calls per second. Tasks, not futures
-/// on one task, so that the clients run on every core as real ones would.
-async fn throughput<C, F>(args: &SeatMapArgs, call: C) -> anyhow::Result<f64>
-where
-    C: Fn() -> F + Clone + Send + 'static,
-    F: Future<Output = anyhow::Result<()>> + Send,
-{
-    let left = Arc::new(AtomicUsize::new(args.requests));
-    let started = Instant::now();
-    let workers = (0..args.concurrency).map(|_| {
-        let left = Arc::clone(&left);
-        let call = call.clone();
-        tokio::spawn(async move {
-            while left
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                call().await?;
-            }
-            anyhow::Ok(())
-        })
-    });
-    for worker in join_all(workers).await {
-        worker??;
-    }
-    Ok(rate(args.requests, started.elapsed()))
 }
 
 /// `redis-benchmark` GET at the same concurrency and value size.

@@ -1,0 +1,198 @@
+//! `ticketctl bench orders`: `GET /orders/{id}` against pgbench running the
+//! statement behind it on the same server, in the same run.
+//!
+//! Orders of two seats each are seeded in a scratch database and an orders
+//! instance runs in-process on it. `--concurrency` keep-alive clients read
+//! random orders as their owner (so every request verifies a token, as in
+//! production); then pgbench runs the statement of `orders::store::find`
+//! with as many clients, as many times. The ratio is what HTTP, the token,
+//! the pool and the JSON cost on top of Postgres.
+//!
+//! The statement below is `store::find`'s, with the order picked by
+//! pgbench (`md5` of its number, as the orders were seeded): change them
+//! together.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use rand::Rng as _;
+use uuid::Uuid;
+
+use super::{Scratch, ScratchKeys, Served, median, service_env, throughput};
+use crate::commands::support::{defaults, signed_in_client};
+
+/// Options of `bench orders`.
+#[derive(Debug, Args)]
+pub(crate) struct OrdersArgs {
+    /// A Postgres server where a scratch database may be created.
+    #[arg(long, env = "DATABASE_URL", default_value = defaults::POSTGRES)]
+    database_url: String,
+    /// Orders seeded (two seats each).
+    #[arg(long, default_value_t = 1_000)]
+    orders: usize,
+    /// Reads in each run.
+    #[arg(long, default_value_t = 50_000)]
+    requests: usize,
+    /// Concurrent clients (HTTP) and pgbench clients.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Rounds, interleaved; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+/// The statement of `store::find` for seeded order `:n` of `customer`.
+fn pgbench_script(orders: usize, customer: Uuid) -> String {
+    format!(
+        r"\set n random(1, {orders})
+select o.id, o.event_id, o.customer_id, o.customer_email, o.status, o.version,
+       o.created_at, o.updated_at, l.seat_ids, l.fencing_tokens
+from orders o
+cross join lateral (
+    select coalesce(array_agg(seat_id order by position), '{{}}') as seat_ids,
+           coalesce(array_agg(fencing_token order by position), '{{}}') as fencing_tokens
+    from order_lines where order_id = o.id
+) l
+where o.id = md5('bench' || :n)::uuid and ('{customer}'::uuid is null or o.customer_id = '{customer}'::uuid);
+"
+    )
+}
+
+/// Runs the benchmark.
+pub(super) async fn run(args: OrdersArgs) -> anyhow::Result<()> {
+    let scratch = Scratch::create(&args.database_url).await?;
+    let result = measure(&args, &scratch).await;
+    scratch.drop().await?;
+    result
+}
+
+async fn measure(args: &OrdersArgs, scratch: &Scratch) -> anyhow::Result<()> {
+    let customer = Uuid::new_v4();
+    let ids = seed(scratch, args.orders, customer).await?;
+    let keys = ScratchKeys::new()?;
+    let env = service_env(
+        &keys,
+        [
+            ("DATABASE_URL", scratch.url.clone()),
+            ("DB_MAX_CONNECTIONS", args.concurrency.to_string()),
+            ("CONSUME_INVENTORY_EVENTS", "false".to_owned()),
+        ],
+    );
+    let server = Served::start(service::build::<orders::Orders>(&env).await?);
+    let http = signed_in_client(
+        &keys.customer_token(customer)?,
+        reqwest::Client::builder().pool_max_idle_per_host(args.concurrency),
+    )?;
+    let script = std::env::temp_dir().join(format!("bench-orders-{}.sql", Uuid::new_v4()));
+    std::fs::write(&script, pgbench_script(args.orders, customer))?;
+
+    println!(
+        "GET /orders/{{id}} of {} orders (two seats each); {} reads x {} clients per run, medians of {} rounds, per second:",
+        args.orders, args.requests, args.concurrency, args.rounds
+    );
+    let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    let measured = async {
+        for _ in 0..args.rounds {
+            raw.push(pgbench(args, &scratch.url, &script)?);
+            ours.push(http_reads(args, &http, &server.base, &ids).await?);
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_file(&script);
+    server.stop().await?;
+    measured?;
+    let (ours, raw) = (median(&mut ours), median(&mut raw));
+    println!(
+        "  {:<44} {raw:>10.0}",
+        "pgbench, the same statement (-M prepared)"
+    );
+    println!(
+        "  {:<44} {ours:>10.0}   {:.2} of pgbench",
+        "GET /orders/{id} over HTTP",
+        ours / raw
+    );
+    Ok(())
+}
+
+/// Seeds `n` orders of `customer`, ids `md5('bench' || i)`, with two
+/// seats each; returns the ids.
+async fn seed(scratch: &Scratch, n: usize, customer: Uuid) -> anyhow::Result<Vec<Uuid>> {
+    let n = i32::try_from(n)?;
+    let ids = sqlx::query_scalar(
+        "insert into orders (id, event_id, customer_id, customer_email, status)
+         select md5('bench' || i)::uuid, gen_random_uuid(), $2, 'bench@example.com', 'PENDING'
+         from generate_series(1, $1) i
+         returning id",
+    )
+    .bind(n)
+    .bind(customer)
+    .fetch_all(&scratch.pool)
+    .await?;
+    sqlx::query(
+        "insert into order_lines (order_id, seat_id, hold_token, position, fencing_token)
+         select o.id, 'A-' || p, gen_random_uuid(), p, p from orders o, generate_series(1, 2) p",
+    )
+    .execute(&scratch.pool)
+    .await?;
+    sqlx::query("analyze").execute(&scratch.pool).await?;
+    Ok(ids)
+}
+
+/// Reads per second over HTTP, each of a random seeded order.
+async fn http_reads(
+    args: &OrdersArgs,
+    http: &reqwest::Client,
+    base: &str,
+    ids: &[Uuid],
+) -> anyhow::Result<f64> {
+    let (http, base, ids) = (
+        http.clone(),
+        Arc::<str>::from(base),
+        Arc::<[Uuid]>::from(ids),
+    );
+    throughput(args.requests, args.concurrency, move || {
+        let (http, base, ids) = (http.clone(), Arc::clone(&base), Arc::clone(&ids));
+        async move {
+            let id = ids[rand::rng().random_range(0..ids.len())];
+            let response = http.get(format!("{base}/orders/{id}")).send().await?;
+            if !response.status().is_success() {
+                bail!("GET /orders/{id} answered {}", response.status());
+            }
+            response.bytes().await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// pgbench running `script` with `--concurrency` clients for `--requests`
+/// transactions in all; transactions per second.
+fn pgbench(args: &OrdersArgs, url: &str, script: &std::path::Path) -> anyhow::Result<f64> {
+    let per_client = (args.requests / args.concurrency).max(1);
+    let output = Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-j", "2"])
+        .args(["-c", &args.concurrency.to_string()])
+        .args(["-t", &per_client.to_string()])
+        .arg("-f")
+        .arg(script)
+        .arg(url)
+        .output()
+        .context("cannot run pgbench (Debian package postgresql-client)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "pgbench failed: {}{text}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // "tps = 12345.678901 (without initial connection time)"
+    let tps = text
+        .lines()
+        .find_map(|line| line.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .with_context(|| format!("unexpected pgbench output: {text}"))?;
+    Ok(tps.parse()?)
+}
