@@ -8,22 +8,25 @@
 //!   published by a relay to `NOTIFY_COMMANDS` (work-queue retention);
 //! - [`worker`]: a pool of workers takes commands off that queue at a
 //!   configured rate and sends them through a [`mail`] provider (SMTP, or a
-//!   log file): it claims the row, sends with no transaction open, then
-//!   marks the row sent in the transaction that records the command done.
+//!   log file): it claims the row, sends with no transaction open, and
+//!   marks the row sent at once, before the transaction that records the
+//!   command done.
 //!
 //! Event versus command: an event states a fact to whoever listens
 //! (inventory, reporting and this service each read every `OrderPaid`); a
 //! command asks exactly one worker to do one thing, and leaves the queue
 //! once done.
 //!
-//! The boundary that cannot be closed: sending over SMTP and committing to
-//! Postgres are not one transaction. The worker sends, then commits; if it
+//! The boundary that cannot be closed: sending over SMTP and writing to
+//! Postgres are not one transaction. The worker sends, then records; if it
 //! dies in between, its claim lapses (after a minute), the command comes
 //! back and the e-mail goes out twice. What narrows it: the row is claimed
 //! (`sent_at` unset, no live claim) before sending, so only a crash in that
 //! instant duplicates, never a redelivery after the commit nor a second
-//! worker meanwhile; and the primary key (order, kind) means no event,
-//! however often delivered, creates a second e-mail.
+//! worker meanwhile; the record is retried while Postgres restarts; and the
+//! primary key (order, kind) means no event, however often delivered,
+//! creates a second e-mail. A delivery that meets another worker's claim
+//! waits for it without using up its retries (`HandlerError::Busy`).
 //!
 //! Layout: [`config`], [`commands`], [`worker`], [`mail`], [`startup`] (the
 //! [`Notification`] service: what it connects and runs).

@@ -30,16 +30,28 @@ pub struct Sender {
 /// delivery of its command.
 const CLAIM: Duration = Duration::from_mins(1);
 
-/// The three steps, so that no transaction is open while the worker waits
-/// for the rate limit or the provider (a transaction held that long would
-/// pin a pooled connection and the row's lock for every second of it):
+/// How often, and how far apart, a worker tries to record an e-mail it has
+/// sent while Postgres does not answer: long enough to outlast a restart
+/// (about 3 s on this machine), so that a sent e-mail is not sent again.
+const RECORD_ATTEMPTS: u32 = 20;
+const RECORD_RETRY: Duration = Duration::from_millis(500);
+
+/// The steps, so that no transaction is open while the worker waits for
+/// the rate limit or the provider (a transaction held that long would pin
+/// a pooled connection and the row's lock for every second of it):
 ///
 /// 1. [`Handler::before_transaction`]: claim the row in a statement of its
-///    own (`sending_until`), wait for a slot under the rate limit, and
-///    send;
-/// 2. [`Handler::handle`]: mark the row sent, in the transaction that
-///    records the command as done;
-/// 3. the runtime commits and acks.
+///    own (`sending_until`), wait for a slot under the rate limit, send,
+///    and record the row sent at once, in a statement of its own, retried
+///    while Postgres restarts;
+/// 2. the runtime records the command as done (inbox, position), commits
+///    and acks.
+///
+/// Recording the send before the command's transaction, not in it, is what
+/// the 100,000-order soak taught (docs/soak/2026-11-30-native-100k.md): a
+/// Postgres restart failed the transaction after the send, and the
+/// redelivery found the worker's own claim live, waited on it through all
+/// its retries and dead-lettered an e-mail that had gone out.
 impl Handler for Sender {
     async fn before_transaction(
         &self,
@@ -53,10 +65,13 @@ impl Handler for Sender {
                 tracing::info!(order_id = %command.order_id, kind = command.kind.as_str(), "already sent");
                 return Ok(());
             }
+            // Not a failure of the command: it waits for the claim to be
+            // used or to lapse, however many deliveries that takes.
             Claim::Theirs => {
-                return Err(HandlerError::Transient(
-                    "another worker is sending this e-mail".into(),
-                ));
+                return Err(HandlerError::Busy {
+                    reason: "another worker is sending this e-mail".into(),
+                    retry_in: CLAIM / 4,
+                });
             }
         }
         let email = Email {
@@ -72,13 +87,24 @@ impl Handler for Sender {
             release(db, &command).await?;
             return Err(HandlerError::Transient(e.into()));
         }
-        Ok(())
+        record_sent(db, &command).await
     }
 
-    async fn handle(&self, tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
-        let command: SendEmail = delivery.decode()?;
+    /// Nothing left: the e-mail was recorded sent before the transaction.
+    async fn handle(&self, _: &mut PgConnection, _: &Delivery) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+/// Records the e-mail sent, retrying while Postgres is unavailable (see
+/// [`RECORD_ATTEMPTS`]). If it still cannot, the claim stays until it
+/// lapses and a later delivery sends the e-mail again: the one duplicate
+/// left (the crate docs).
+async fn record_sent(db: &PgPool, command: &SendEmail) -> Result<(), HandlerError> {
+    let mut attempts = 1;
+    loop {
         // `coalesce`: a redelivery of a command sent long ago keeps its time.
-        sqlx::query!(
+        let recorded = sqlx::query!(
             r#"
             update notifications set sent_at = coalesce(sent_at, now()), sending_until = null
             where order_id = $1 and kind = $2
@@ -86,9 +112,16 @@ impl Handler for Sender {
             command.order_id,
             command.kind.as_str(),
         )
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
+        .execute(db)
+        .await;
+        match recorded {
+            Ok(_) => return Ok(()),
+            Err(e) if attempts < RECORD_ATTEMPTS && pgkit::is_unavailable(&e) => {
+                attempts += 1;
+                tokio::time::sleep(RECORD_RETRY).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -80,6 +80,15 @@ impl RecordingHandler {
         {
             return Err(HandlerError::Transient("the database blinked".into()));
         }
+        if data["busy_times"]
+            .as_i64()
+            .is_some_and(|n| delivery.delivered <= n)
+        {
+            return Err(HandlerError::Busy {
+                reason: "another worker has it".into(),
+                retry_in: Duration::from_millis(50),
+            });
+        }
         sqlx::query("insert into effects (event_id, aggregate_id, version) values ($1, $2, $3)")
             .bind(delivery.envelope.event_id.0)
             .bind(delivery.envelope.aggregate_id)
@@ -379,6 +388,22 @@ async fn a_transient_failure_is_retried_until_it_succeeds() {
         (counts.applied, counts.retried, counts.dead_lettered),
         (1, 2, 0)
     );
+}
+
+#[tokio::test]
+async fn a_busy_message_waits_past_max_deliver_without_being_dead_lettered() {
+    let world = World::new().await;
+    // Twice the four deliveries `World::spec` allows before a dead letter.
+    world
+        .publish_event(Uuid::new_v4(), 1, serde_json::json!({ "busy_times": 8 }))
+        .await;
+
+    let consuming = world.run(World::spec());
+    world.wait_for_effects(1, Duration::from_secs(15)).await;
+    assert!(world.dead_letters().await.is_empty());
+    let counts = consuming.metrics.snapshot();
+    assert_eq!(counts.retried, 8, "{counts:?}");
+    assert_eq!(counts.dead_lettered, 0, "{counts:?}");
 }
 
 #[tokio::test]

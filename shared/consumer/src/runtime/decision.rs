@@ -194,6 +194,10 @@ impl<H: Handler> Consumer<H> {
                 }
             }
             Err(HandlerError::Poison(reason)) => Decision::DeadLetter { error: reason },
+            Err(HandlerError::Busy { reason, retry_in }) => Decision::Nak {
+                delay: retry_in,
+                reason,
+            },
             Err(HandlerError::Transient(e)) if database_unavailable(&*e) => Decision::Defer {
                 delay: self.spec.retry_delay(delivered),
                 reason: e.to_string(),

@@ -104,6 +104,18 @@ pub enum HandlerError {
     /// Dead-lettered at once.
     #[error("poison message: {0}")]
     Poison(String),
+    /// Not this delivery's turn: the work is in other hands for a bounded
+    /// time (another worker's claim that lapses). Delivered again after
+    /// `retry_in`, and never counted towards a dead letter, like a gap: a
+    /// claim whose holder died must not use up the retries of the
+    /// delivery that will do the work once it lapses.
+    #[error("busy: {reason}")]
+    Busy {
+        /// Whose hands, for the log.
+        reason: String,
+        /// When to ask again.
+        retry_in: std::time::Duration,
+    },
 }
 
 impl From<sqlx::Error> for HandlerError {
