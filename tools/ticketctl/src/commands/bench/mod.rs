@@ -49,6 +49,20 @@ pub(crate) async fn run(bench: Bench) -> anyhow::Result<()> {
     }
 }
 
+/// How hard and how long the throughput runs of a benchmark go.
+#[derive(Debug, clap::Args)]
+struct Load {
+    /// Requests in each run.
+    #[arg(long, default_value_t = 50_000)]
+    requests: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Rounds, interleaved; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
 /// A throwaway key pair for the benchmarks' in-process services: they
 /// trust it, and the benchmark signs its callers' tokens with it.
 struct ScratchKeys(TempKeys);

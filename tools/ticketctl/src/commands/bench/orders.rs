@@ -20,7 +20,7 @@ use clap::Args;
 use rand::Rng as _;
 use uuid::Uuid;
 
-use super::{Scratch, ScratchKeys, Served, median, service_env, throughput};
+use super::{Load, Scratch, ScratchKeys, Served, median, service_env, throughput};
 use crate::commands::support::{defaults, signed_in_client};
 
 /// Options of `bench orders`.
@@ -32,15 +32,9 @@ pub(crate) struct OrdersArgs {
     /// Orders seeded (two seats each).
     #[arg(long, default_value_t = 1_000)]
     orders: usize,
-    /// Reads in each run.
-    #[arg(long, default_value_t = 50_000)]
-    requests: usize,
-    /// Concurrent clients (HTTP) and pgbench clients.
-    #[arg(long, default_value_t = 32)]
-    concurrency: usize,
-    /// Rounds, interleaved; medians are reported.
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
+    /// Reads per run, clients (HTTP, and pgbench's) and rounds.
+    #[command(flatten)]
+    load: Load,
 }
 
 /// The statement of `store::find` for seeded order `:n` of `customer`.
@@ -76,25 +70,25 @@ async fn measure(args: &OrdersArgs, scratch: &Scratch) -> anyhow::Result<()> {
         &keys,
         [
             ("DATABASE_URL", scratch.url.clone()),
-            ("DB_MAX_CONNECTIONS", args.concurrency.to_string()),
+            ("DB_MAX_CONNECTIONS", args.load.concurrency.to_string()),
             ("CONSUME_INVENTORY_EVENTS", "false".to_owned()),
         ],
     );
     let server = Served::start(service::build::<orders::Orders>(&env).await?);
     let http = signed_in_client(
         &keys.customer_token(customer)?,
-        reqwest::Client::builder().pool_max_idle_per_host(args.concurrency),
+        reqwest::Client::builder().pool_max_idle_per_host(args.load.concurrency),
     )?;
     let script = std::env::temp_dir().join(format!("bench-orders-{}.sql", Uuid::new_v4()));
     std::fs::write(&script, pgbench_script(args.orders, customer))?;
 
     println!(
         "GET /orders/{{id}} of {} orders (two seats each); {} reads x {} clients per run, medians of {} rounds, per second:",
-        args.orders, args.requests, args.concurrency, args.rounds
+        args.orders, args.load.requests, args.load.concurrency, args.load.rounds
     );
     let (mut ours, mut raw) = (Vec::new(), Vec::new());
     let measured = async {
-        for _ in 0..args.rounds {
+        for _ in 0..args.load.rounds {
             raw.push(pgbench(args, &scratch.url, &script)?);
             ours.push(http_reads(args, &http, &server.base, &ids).await?);
         }
@@ -153,7 +147,7 @@ async fn http_reads(
         Arc::<str>::from(base),
         Arc::<[Uuid]>::from(ids),
     );
-    throughput(args.requests, args.concurrency, move || {
+    throughput(args.load.requests, args.load.concurrency, move || {
         let (http, base, ids) = (http.clone(), Arc::clone(&base), Arc::clone(&ids));
         async move {
             let id = ids[rand::rng().random_range(0..ids.len())];
@@ -171,10 +165,10 @@ async fn http_reads(
 /// pgbench running `script` with `--concurrency` clients for `--requests`
 /// transactions in all; transactions per second.
 fn pgbench(args: &OrdersArgs, url: &str, script: &std::path::Path) -> anyhow::Result<f64> {
-    let per_client = (args.requests / args.concurrency).max(1);
+    let per_client = (args.load.requests / args.load.concurrency).max(1);
     let output = Command::new("pgbench")
         .args(["-n", "-M", "prepared", "-j", "2"])
-        .args(["-c", &args.concurrency.to_string()])
+        .args(["-c", &args.load.concurrency.to_string()])
         .args(["-t", &per_client.to_string()])
         .arg("-f")
         .arg(script)

@@ -31,7 +31,8 @@ use inventory::seat_map::SeatMaps;
 use uuid::Uuid;
 
 use super::{
-    ScratchKeys, Served, database_url, drop_database, median, scratch_name, service_env, throughput,
+    Load, ScratchKeys, Served, database_url, drop_database, median, scratch_name, service_env,
+    throughput,
 };
 use crate::commands::support::defaults;
 
@@ -53,15 +54,9 @@ pub(crate) struct SeatMapArgs {
     /// Concurrent cold requests in the stampede.
     #[arg(long, default_value_t = 1_000)]
     stampede: usize,
-    /// Requests in each throughput run.
-    #[arg(long, default_value_t = 50_000)]
-    requests: usize,
-    /// Concurrent clients in the throughput runs.
-    #[arg(long, default_value_t = 32)]
-    concurrency: usize,
-    /// Rounds of the throughput runs, interleaved; medians are reported.
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
+    /// Requests, clients and rounds of the throughput runs.
+    #[command(flatten)]
+    load: Load,
 }
 
 /// One in-process inventory instance and what it needs.
@@ -156,11 +151,11 @@ pub(super) async fn run(args: SeatMapArgs) -> anyhow::Result<()> {
 
 async fn measure(args: &SeatMapArgs, db_url: &str, scratch: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.stampede.max(args.concurrency))
+        .pool_max_idle_per_host(args.stampede.max(args.load.concurrency))
         .build()?;
     println!(
         "seat maps of {} seats; stampede of {} concurrent cold requests; {} requests x {} clients per throughput run",
-        args.seats, args.stampede, args.requests, args.concurrency
+        args.seats, args.stampede, args.load.requests, args.load.concurrency
     );
 
     // 1. Stampede, coalescing on and off, over HTTP (requests arrive as
@@ -208,10 +203,10 @@ async fn measure(args: &SeatMapArgs, db_url: &str, scratch: &str) -> anyhow::Res
         .to_owned();
     let sample = first.bytes().await?;
     let mut runs = [(); 5].map(|()| Vec::new());
-    for _ in 0..args.rounds {
+    for _ in 0..args.load.rounds {
         runs[0].push(redis_benchmark(args, sample.len())?);
-        runs[1].push(redis_read(&instance, concert, args).await?);
-        runs[2].push(rendered_read(&instance, concert, args).await?);
+        runs[1].push(in_process_read(&instance, concert, false, args).await?);
+        runs[2].push(in_process_read(&instance, concert, true, args).await?);
         runs[3].push(http_read(&http, &url, None, args).await?);
         runs[4].push(http_read(&http, &url, Some(&etag), args).await?);
     }
@@ -219,7 +214,7 @@ async fn measure(args: &SeatMapArgs, db_url: &str, scratch: &str) -> anyhow::Res
     println!(
         "\ncached seat map ({} B of JSON), medians of {} rounds, requests/s:",
         sample.len(),
-        args.rounds
+        args.load.rounds
     );
     println!(
         "  {:<52} {:>10.0}",
@@ -300,7 +295,7 @@ async fn http_read(
 ) -> anyhow::Result<f64> {
     let (http, url) = (http.clone(), Arc::<str>::from(url));
     let etag = etag.map(Arc::<str>::from);
-    throughput(args.requests, args.concurrency, move || {
+    throughput(args.load.requests, args.load.concurrency, move || {
         let (http, url, etag) = (http.clone(), Arc::clone(&url), etag.clone());
         async move {
             let mut request = http.get(&*url);
@@ -323,37 +318,26 @@ async fn http_read(
     .await
 }
 
-/// Requests per second of the service's read as its route makes it: the
-/// version and the holds from Redis, the body kept in the process.
-async fn rendered_read(
+/// Requests per second of the service's seat-map read without HTTP: as
+/// its route makes it when `rendered` (the version and the holds from
+/// Redis, the body kept in the process), else the full read (the map from
+/// Redis, decoded, the view built).
+async fn in_process_read(
     instance: &Instance,
     concert: Uuid,
+    rendered: bool,
     args: &SeatMapArgs,
 ) -> anyhow::Result<f64> {
     let seat_maps = instance.seat_maps.clone();
-    throughput(args.requests, args.concurrency, move || {
+    throughput(args.load.requests, args.load.concurrency, move || {
         let seat_maps = seat_maps.clone();
         async move {
-            seat_maps
-                .rendered(concert)
-                .await?
-                .context("the concert exists")?;
-            Ok(())
-        }
-    })
-    .await
-}
-
-/// Requests per second of the service's Redis read alone.
-async fn redis_read(instance: &Instance, concert: Uuid, args: &SeatMapArgs) -> anyhow::Result<f64> {
-    let seat_maps = instance.seat_maps.clone();
-    throughput(args.requests, args.concurrency, move || {
-        let seat_maps = seat_maps.clone();
-        async move {
-            seat_maps
-                .get(concert)
-                .await?
-                .context("the concert exists")?;
+            let found = if rendered {
+                seat_maps.rendered(concert).await?.is_some()
+            } else {
+                seat_maps.get(concert).await?.is_some()
+            };
+            anyhow::ensure!(found, "the concert exists");
             Ok(())
         }
     })
@@ -368,8 +352,8 @@ fn redis_benchmark(args: &SeatMapArgs, size: usize) -> anyhow::Result<f64> {
         // SET first, so that GET returns a value of the map's size (a GET
         // of a missing key would answer a tiny nil).
         .args(["-t", "set,get", "-q"])
-        .args(["-c", &args.concurrency.to_string()])
-        .args(["-n", &args.requests.to_string()])
+        .args(["-c", &args.load.concurrency.to_string()])
+        .args(["-n", &args.load.requests.to_string()])
         .args(["-d", &size.to_string()])
         .output()
         .context("cannot run redis-benchmark (Debian package redis-tools)")?;
