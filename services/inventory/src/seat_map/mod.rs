@@ -54,6 +54,11 @@
 //! a map is, `scripts` the Lua scripts and what a read finds, [`coalesce`]
 //! the single flight, [`SeatMapMetrics`] the counters, and `http.rs` the
 //! routes (`GET /events/{id}/seats` with `ETag`/304, `POST /ops/warmup`).
+//!
+//! Long (about 520 lines) because the three ways to read a map (`get`,
+//! `rendered`, and the fill's re-read), the fill, and the writes to Redis
+//! share `SeatMaps`' state and its Redis scripts; the next split would be
+//! the read path into a module of its own.
 
 pub mod coalesce;
 pub(crate) mod http;
