@@ -55,7 +55,7 @@ use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 use uuid::Uuid;
 
-pub use verify::{AuthConfig, KeySource, KeysError, REFRESH_INTERVAL, Verifier};
+pub use verify::{AuthConfig, CACHE_TTL, KeySource, KeysError, REFRESH_INTERVAL, Verifier};
 
 use crate::Problem;
 

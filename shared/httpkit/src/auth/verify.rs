@@ -3,6 +3,15 @@
 //! with leeway). [`Verifier::verify`] turns a token into the caller's
 //! [`Identity`] or says why not. Most of its length is its tests: each
 //! way a token can be refused, and keys from a URL that rotate.
+//!
+//! A token already verified is remembered, by its exact text, for up to
+//! [`CACHE_TTL`]: a client sends the same token with every request, and
+//! the signature check is a large share of a cheap read's CPU
+//! (docs/benchmarks.md, `GET /orders/{id}`). Nothing is trusted that was
+//! not checked: a token that differs in one byte is another key, a
+//! remembered one is still refused from the moment it expires, and a key
+//! dropped from a JWKS stops being honoured within [`CACHE_TTL`] of its
+//! refresh.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,6 +34,11 @@ use super::{AUDIENCE, DEV_ISSUER, Identity, Rejection};
 pub const REFRESH_INTERVAL: Duration = Duration::from_mins(1);
 /// The one signing algorithm accepted.
 const ALGORITHM: Algorithm = Algorithm::EdDSA;
+/// How long a verified token is remembered, at most (and never past its
+/// `exp`).
+pub const CACHE_TTL: Duration = Duration::from_mins(1);
+/// How many verified tokens are remembered: one per active client, about.
+const CACHE_CAPACITY: u64 = 50_000;
 
 /// Where the public keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +140,16 @@ struct Inner {
     validation: Validation,
     keys: RwLock<Keys>,
     http: reqwest::Client,
+    /// Tokens verified in the last [`CACHE_TTL`], by their text.
+    verified: moka::future::Cache<Arc<str>, Verified>,
+}
+
+/// A token that passed every check, and until when it may be used.
+#[derive(Clone)]
+struct Verified {
+    identity: Identity,
+    /// `exp` plus the leeway, in seconds since the epoch.
+    usable_until: f64,
 }
 
 struct Keys {
@@ -182,12 +206,23 @@ impl Verifier {
                     fetched_at: Instant::now(),
                 }),
                 http,
+                verified: moka::future::Cache::builder()
+                    .max_capacity(CACHE_CAPACITY)
+                    .time_to_live(CACHE_TTL)
+                    .build(),
             }),
         }
     }
 
     /// The caller a bearer token names, or why it is refused.
     pub async fn verify(&self, token: &str) -> Result<Identity, Rejection> {
+        if let Some(known) = self.inner.verified.get(token).await {
+            if now_unix() <= known.usable_until {
+                return Ok(known.identity);
+            }
+            // Expired since: the full check below says so.
+            self.inner.verified.invalidate(token).await;
+        }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| Rejection::invalid(format!("not a JWT: {e}")))?;
         if header.alg != ALGORITHM {
@@ -204,11 +239,20 @@ impl Verifier {
         };
         let data = jsonwebtoken::decode::<Claims>(token, &key, &self.inner.validation)
             .map_err(|e| Rejection::invalid(describe(&e)))?;
-        Ok(Identity::verified(
-            &data.claims.sub,
-            data.claims.role.as_deref(),
-            token,
-        ))
+        let identity = Identity::verified(&data.claims.sub, data.claims.role.as_deref(), token);
+        #[allow(clippy::cast_precision_loss)] // a leeway of seconds
+        let usable_until = data.claims.exp + self.inner.validation.leeway as f64;
+        self.inner
+            .verified
+            .insert(
+                Arc::from(token),
+                Verified {
+                    identity: identity.clone(),
+                    usable_until,
+                },
+            )
+            .await;
+        Ok(identity)
     }
 
     /// The key named `kid`, refreshing a URL's set once per
@@ -241,12 +285,22 @@ impl Verifier {
 }
 
 /// The claims this system reads. `exp`, `iss` and `aud` are checked by
-/// [`Validation`] and need no field here.
+/// [`Validation`].
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// Read again here for the cache: a number of seconds (RFC 7519 allows
+    /// a fraction).
+    exp: f64,
     #[serde(default)]
     role: Option<String>,
+}
+
+/// Seconds since the epoch, as `exp` counts them.
+fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 async fn fetch(
@@ -417,6 +471,60 @@ mod tests {
             verifier(&trusted).verify(&forged).await.unwrap_err(),
             Rejection::invalid("the signature does not match")
         );
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_refused_once_it_expires() {
+        let issuer = Issuer::generate();
+        let verifier = Verifier::from_jwks(
+            &AuthConfig {
+                leeway: Duration::ZERO,
+                ..config()
+            },
+            &issuer.jwks(),
+        )
+        .unwrap();
+        let mut request = TokenRequest::customer(Uuid::new_v4());
+        request.ttl_secs = 2;
+        let token = issuer.mint(&request).unwrap();
+        assert!(verifier.verify(&token).await.is_ok());
+        assert!(verifier.verify(&token).await.is_ok(), "from the cache");
+        assert_eq!(
+            verifier
+                .inner
+                .verified
+                .get(token.as_str())
+                .await
+                .map(|v| v.identity.subject),
+            Some(request.subject.clone())
+        );
+        // `exp` is whole seconds: past it whatever the fraction at mint.
+        tokio::time::sleep(Duration::from_millis(3100)).await;
+        assert_eq!(
+            verifier.verify(&token).await.unwrap_err(),
+            Rejection::invalid("the token has expired")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_changed_in_its_signature_is_refused() {
+        let issuer = Issuer::generate();
+        let verifier = verifier(&issuer);
+        let token = issuer
+            .mint(&TokenRequest::customer(Uuid::new_v4()))
+            .unwrap();
+        assert!(verifier.verify(&token).await.is_ok());
+        // The same header and claims with another signature: not the text
+        // that was verified, so it is checked, and refused.
+        let (signed, signature) = token.rsplit_once('.').unwrap();
+        let mut bytes = signature.as_bytes().to_vec();
+        bytes[0] = if bytes[0] == b'A' { b'B' } else { b'A' };
+        let forged = format!("{signed}.{}", String::from_utf8(bytes).unwrap());
+        assert!(matches!(
+            verifier.verify(&forged).await,
+            Err(Rejection::Invalid(_))
+        ));
+        assert!(verifier.verify(&token).await.is_ok());
     }
 
     /// An identity provider's JWKS endpoint on a free local port, serving
