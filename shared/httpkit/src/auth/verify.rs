@@ -1,8 +1,12 @@
 //! Checking a bearer token: the keys (a JWKS file or URL, refreshed for an
 //! unknown `kid`) and the validation (`EdDSA` pinned, `iss`, `aud`, `exp`
 //! with leeway). [`Verifier::verify`] turns a token into the caller's
-//! [`Identity`] or says why not. Most of its length is its tests: each
-//! way a token can be refused, and keys from a URL that rotate.
+//! [`Identity`] or says why not.
+//!
+//! Long because of its tests (about half the file): each way a token can be
+//! refused, keys from a URL that rotate, and the cache below. They test the
+//! verifier's private state, so they stay beside it rather than in a file of
+//! their own.
 //!
 //! A token already verified is remembered, by its exact text, for up to
 //! [`CACHE_TTL`]: a client sends the same token with every request, and
