@@ -17,7 +17,7 @@
 //! | `SEATMAP_COALESCE` | `true` | coalesce concurrent misses (off only to measure a stampede) |
 //! | `SEATMAP_OPENING_LEAD`, `SEATMAP_OPENING_HOT_FOR` | `5m`, `10m` | keep a sale's map hot from this long before it opens until this long after (both `0s`: off), see `seat_map::opening` |
 //! | `HOLD_TTL` | `5m` | how long a hold lasts |
-//! | `HOLD_LIMIT` | `10` | most live holds per customer |
+//! | `HOLD_LIMIT` | `10` | most live holds per customer and concert |
 //! | `WARMUP_WINDOW` | `24h` | warm seat maps of concerts whose sale opens within this |
 //! | `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`, `MAX_IN_FLIGHT`, `SHED_RETRY_AFTER` | `20`, `40`, `256`, `1s` | admission control of the catalog, seat-map and hold routes, see `httpkit::admission` |
 //! | `AUTH_JWKS_PATH` or `AUTH_JWKS_URL` | required | the keys bearer tokens are checked against, see `httpkit::auth` |
@@ -55,7 +55,7 @@ pub struct Config {
     pub seat_maps: SeatMapConfig,
     /// How long a hold lasts.
     pub hold_ttl: Duration,
-    /// Most live holds per customer.
+    /// Most live holds per customer and concert.
     pub hold_limit: u32,
     /// Warm seat maps of concerts whose sale opens within this.
     pub warmup_window: Duration,

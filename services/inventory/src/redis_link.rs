@@ -157,8 +157,11 @@ impl Keys {
         format!("{}event:{{{event}}}:holds", self.prefix)
     }
 
-    /// A customer's live holds: member `event/seat`, score = expiry (ms).
-    pub fn customer_holds(&self, customer: Uuid) -> String {
-        format!("{}customer:{{{customer}}}:holds", self.prefix)
+    /// A customer's live holds on the concert: member = seat, score =
+    /// expiry (ms). Under the concert's hash tag, like every other key the
+    /// hold scripts touch, so they run on Redis Cluster; which is why the
+    /// hold limit counts per concert.
+    pub fn customer_holds(&self, event: Uuid, customer: Uuid) -> String {
+        format!("{}event:{{{event}}}:customer:{customer}:holds", self.prefix)
     }
 }

@@ -26,7 +26,7 @@ pub mod world;
 
 pub use identity::TestIdentity;
 pub use nats::{RestartableNats, TestNats};
-pub use redis::{RestartableRedis, TestRedis};
+pub use redis::{ClusterRedis, RestartableRedis, TestRedis};
 use testcontainers_modules::postgres::Postgres;
 use testcontainers_modules::testcontainers::runners::AsyncRunner as _;
 use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt as _};

@@ -8,6 +8,10 @@
 //!   snapshot, no append-only file), which is how tests make Redis lose the
 //!   holds and cached entries it had. A `redis-server` process when running
 //!   against a given URL (as CI does), a container otherwise.
+//! - [`ClusterRedis`]: a server of the test's own in cluster mode, one node
+//!   serving all 16,384 slots. Redis Cluster refuses a script or command
+//!   whose keys hash to different slots (`CROSSSLOT`) even on one node, so
+//!   code that runs on it runs unchanged on a real cluster.
 
 use std::process::Command;
 
@@ -194,6 +198,98 @@ async fn ping(url: &str) -> bool {
         .query_async::<String>(&mut con)
         .await
         .is_ok_and(|pong| pong == "PONG")
+}
+
+/// A Redis Cluster of one node owning every slot, of the test's own.
+pub struct ClusterRedis(RestartableServer<ClusterMode>);
+
+impl ClusterRedis {
+    /// Starts the node on a free port, gives it all 16,384 slots and waits
+    /// until the cluster says it is ok.
+    pub async fn start() -> Self {
+        let nodes = std::env::temp_dir().join(format!("{}.conf", unique_name("redis-nodes")));
+        let server = Self(RestartableServer::start(ClusterMode { nodes }).await);
+        let url = server.url();
+        let client = redis::Client::open(url.as_str()).expect("cluster node URL");
+        let mut con = client
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the cluster node at {url}: {e}"));
+        redis::cmd("CLUSTER")
+            .arg("ADDSLOTSRANGE")
+            .arg(0)
+            .arg(16_383)
+            .query_async::<()>(&mut con)
+            .await
+            .unwrap_or_else(|e| panic!("CLUSTER ADDSLOTSRANGE at {url}: {e}"));
+        // The node takes a moment to see its own slots as served.
+        crate::eventually(
+            std::time::Duration::from_secs(20),
+            "the one-node cluster is ok",
+            || {
+                let mut con = con.clone();
+                async move {
+                    redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query_async::<String>(&mut con)
+                        .await
+                        .is_ok_and(|info| info.contains("cluster_state:ok"))
+                }
+            },
+        )
+        .await;
+        server
+    }
+
+    /// The node's URL, for a plain (non-cluster) client: it owns every
+    /// slot, so no request is ever redirected.
+    pub fn url(&self) -> String {
+        self.0.url()
+    }
+}
+
+/// `redis-server` in cluster mode, keeping nothing on disk but the node
+/// table, which a process keeps in `nodes` (removed on drop) and a
+/// container in its own working directory.
+struct ClusterMode {
+    nodes: std::path::PathBuf,
+}
+
+impl Restartable for ClusterMode {
+    const KIND: Kind = REDIS;
+    const CONTAINER_CMD: &'static [&'static str] = &[
+        "redis-server",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--cluster-enabled",
+        "yes",
+    ];
+
+    fn process(&self, port: u16) -> Command {
+        let mut command = Forgetful.process(port);
+        command
+            .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+            .arg(&self.nodes);
+        command
+    }
+
+    fn ready() -> WaitFor {
+        Forgetful::ready()
+    }
+
+    /// Up once it answers PING; the slots come after (in `start`).
+    async fn is_up(port: u16) -> bool {
+        Forgetful::is_up(port).await
+    }
+}
+
+impl Drop for ClusterMode {
+    fn drop(&mut self) {
+        // Never created when the server is a container.
+        let _ = std::fs::remove_file(&self.nodes);
+    }
 }
 
 /// `redis-server` and the arguments that keep nothing on disk.

@@ -21,9 +21,12 @@
 //! Tokens come from Postgres, so they keep increasing even if Redis forgets
 //! everything (see `migrations/inventory/0004_holds.sql`).
 //!
-//! The customer index (`customer:{id}:holds`) lives on another hash slot
-//! than the seat's keys, so the acquire script assumes a single Redis node
-//! (or a cluster with the limit checked in a separate step).
+//! Every key a hold script touches (the hold, the concert's index, the
+//! customer's index) carries the concert's hash tag, `{<concert id>}`, so
+//! the scripts run unchanged on Redis Cluster (proven on one in
+//! `tests/api/cluster.rs`). That is why the hold limit counts a customer's
+//! holds per concert: a count across concerts would be a key on another
+//! slot.
 //!
 //! The value and the scripts are in `scripts.rs`; the routes (hold,
 //! release, verify) in `http.rs`.
@@ -123,7 +126,7 @@ pub struct Holds {
 }
 
 impl Holds {
-    /// Holds lasting `ttl`, at most `limit` per customer.
+    /// Holds lasting `ttl`, at most `limit` per customer and concert.
     pub fn new(db: PgPool, redis: RedisLink, ttl: Duration, limit: u32) -> Self {
         Self {
             db,
@@ -174,12 +177,11 @@ impl Holds {
         let (outcome, ms): (i64, i64) = ACQUIRE
             .key(keys.hold(event_id, seat_id))
             .key(keys.holds(event_id))
-            .key(keys.customer_holds(customer))
+            .key(keys.customer_holds(event_id, customer))
             .arg(value.encode())
             .arg(ttl_ms)
             .arg(self.limit)
             .arg(seat_id)
-            .arg(format!("{event_id}/{seat_id}"))
             .invoke_async(&mut connection)
             .await?;
         let wait = Duration::from_millis(u64::try_from(ms.max(0)).unwrap_or(0));
@@ -284,10 +286,9 @@ impl Holds {
         let released: i64 = RELEASE
             .key(hold_key)
             .key(keys.holds(event_id))
-            .key(keys.customer_holds(current.customer))
+            .key(keys.customer_holds(event_id, current.customer))
             .arg(token.to_string())
             .arg(seat_id)
-            .arg(format!("{event_id}/{seat_id}"))
             .invoke_async(&mut connection)
             .await?;
         Ok(released == 1)

@@ -6,14 +6,15 @@ use std::sync::LazyLock;
 use redis::Script;
 use uuid::Uuid;
 
-/// Limit, then `SET NX PX`, then the indexes. Returns `{1, expires_ms}`,
+/// Limit, then `SET NX PX`, then the indexes (`KEYS`: the hold, the
+/// concert's holds, the customer's holds on the concert). Returns `{1, expires_ms}`,
 /// `{0, ms until the other hold lapses}` or `{-1, ms until the customer's
 /// oldest hold lapses}`.
 pub(super) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         local hold, holds, customer = KEYS[1], KEYS[2], KEYS[3]
-        local value, ttl, limit, seat, member = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
+        local value, ttl, limit, seat = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         redis.call('ZREMRANGEBYSCORE', customer, '-inf', now)
@@ -33,7 +34,7 @@ pub(super) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
         end
         redis.call('HSET', holds, seat, expires)
         if redis.call('PTTL', holds) < ttl then redis.call('PEXPIRE', holds, ttl) end
-        redis.call('ZADD', customer, expires, member)
+        redis.call('ZADD', customer, expires, seat)
         if redis.call('PTTL', customer) < ttl then redis.call('PEXPIRE', customer, ttl) end
         return {1, expires}
         ",
@@ -50,7 +51,7 @@ pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
         end
         redis.call('DEL', KEYS[1])
         redis.call('HDEL', KEYS[2], ARGV[2])
-        redis.call('ZREM', KEYS[3], ARGV[3])
+        redis.call('ZREM', KEYS[3], ARGV[2])
         return 1
         ",
     )

@@ -160,6 +160,10 @@ async fn a_customer_may_hold_only_so_many_seats() {
     assert_eq!(forged.status, StatusCode::TOO_MANY_REQUESTS);
     // Another customer is not affected.
     inventory.held(&world, concert, "A-3", Uuid::new_v4()).await;
+    // The limit counts per concert: its count is a key under the concert's
+    // hash tag, so the hold script runs on Redis Cluster (`cluster.rs`).
+    let other = world.concert(&inventory, 1).await;
+    inventory.held(&world, other, "A-1", ada).await;
     // Releasing one makes room at once.
     let released = inventory
         .request(Method::DELETE, &format!("/events/{concert}/seats/A-1/hold"))

@@ -8,6 +8,7 @@
 mod admission;
 mod allocation;
 mod catalog;
+mod cluster;
 mod holds;
 mod openapi;
 mod outage;
