@@ -169,7 +169,9 @@ pub fn is_connected(client: &async_nats::Client) -> bool {
 ///
 /// A stream that should refuse messages beyond a count but has no message
 /// limit gets ours; a limit an operator set is kept, as are the other
-/// settings an operator tuned (replicas, byte limits, compression).
+/// settings an operator tuned (byte limits, compression). Replicas only go
+/// up: fewer than the topology asks for are raised (a cluster grown from
+/// one node), more are an operator's choice and kept.
 /// Retention and storage cannot be changed on a live stream; a mismatch
 /// there is reported, not "fixed".
 ///
@@ -208,7 +210,8 @@ pub async fn provision(
                     || current.max_age != desired.max_age
                     || current.discard != desired.discard;
                 let limit_missing = desired.max_messages > 0 && current.max_messages <= 0;
-                if owned_differ || limit_missing {
+                let too_few_copies = current.num_replicas < desired.num_replicas;
+                if owned_differ || limit_missing || too_few_copies {
                     let max_messages = if limit_missing {
                         desired.max_messages
                     } else {
@@ -220,6 +223,7 @@ pub async fn provision(
                         max_age: desired.max_age,
                         discard: desired.discard,
                         max_messages,
+                        num_replicas: current.num_replicas.max(desired.num_replicas),
                         ..current
                     };
                     js.update_stream(&patched)

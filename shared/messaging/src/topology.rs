@@ -10,6 +10,12 @@
 //! All streams use file storage. With a prefix `p`, subjects become `p.…`
 //! and stream names `p_…`, so a test's topology never touches another's.
 //!
+//! Every stream has `NATS_STREAM_REPLICAS` copies (1 by default; 3 on a
+//! cluster, as `compose.cluster.yaml` runs it): a publish is acknowledged
+//! once a majority of them stored it, so losing one node loses no
+//! acknowledged message (`docs/scaling.md`). A single server refuses more
+//! than one.
+//!
 //! # Retention: what each stream may lose, and who notices
 //!
 //! A stream can lose a message in two ways: it *expires* (`max_age`, or the
@@ -92,10 +98,22 @@ impl StreamKind {
     }
 }
 
-/// Stream and subject names under a deployment prefix.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Stream and subject names under a deployment prefix, and how many
+/// copies of each stream the servers keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     prefix: String,
+    replicas: usize,
+}
+
+impl Default for Topology {
+    /// The plain names, one copy of each stream.
+    fn default() -> Self {
+        Self {
+            prefix: String::new(),
+            replicas: 1,
+        }
+    }
 }
 
 impl Topology {
@@ -110,20 +128,44 @@ impl Topology {
         {
             Ok(Self {
                 prefix: prefix.to_owned(),
+                ..Self::default()
             })
         } else {
             Err("use only letters, digits, '-' and '_'".into())
         }
     }
 
-    /// Reads `NATS_PREFIX` (empty by default).
+    /// The same names, with `replicas` copies of each stream: 1 to 5, the
+    /// most JetStream keeps.
+    pub fn with_replicas(self, replicas: usize) -> Result<Self, String> {
+        if (1..=5).contains(&replicas) {
+            Ok(Self { replicas, ..self })
+        } else {
+            Err("JetStream keeps 1 to 5 copies of a stream".into())
+        }
+    }
+
+    /// Reads `NATS_PREFIX` (empty by default) and `NATS_STREAM_REPLICAS`
+    /// (1 by default).
     pub fn from_env(env: &settings::Env) -> Result<Self, settings::ConfigError> {
+        let invalid = |name: &'static str, value: String| {
+            move |reason| settings::ConfigError::Invalid {
+                name: name.into(),
+                value,
+                reason,
+            }
+        };
         let prefix = env.string_or("NATS_PREFIX", "");
-        Self::new(&prefix).map_err(|reason| settings::ConfigError::Invalid {
-            name: "NATS_PREFIX".into(),
-            value: prefix.clone(),
-            reason,
-        })
+        let replicas: usize = env.parse_or("NATS_STREAM_REPLICAS", 1)?;
+        Self::new(&prefix)
+            .map_err(invalid("NATS_PREFIX", prefix.clone()))?
+            .with_replicas(replicas)
+            .map_err(invalid("NATS_STREAM_REPLICAS", replicas.to_string()))
+    }
+
+    /// How many copies of each stream the servers keep.
+    pub fn replicas(&self) -> usize {
+        self.replicas
     }
 
     /// The prefix.
@@ -189,6 +231,7 @@ impl Topology {
             discard,
             max_messages,
             storage: StorageType::File,
+            num_replicas: self.replicas,
             duplicate_window,
             ..Config::default()
         }
@@ -237,6 +280,23 @@ mod tests {
         let plain = Topology::default();
         assert_eq!(plain.stream(StreamKind::DeadLetters), "DEAD_LETTERS");
         assert_eq!(plain.subject("dlq.x"), "dlq.x");
+    }
+
+    #[test]
+    fn every_stream_gets_the_replicas_asked_for() {
+        let window = Duration::from_mins(10);
+        assert_eq!(
+            Topology::default()
+                .stream_config(StreamKind::OrderEvents, window)
+                .num_replicas,
+            1
+        );
+        let cluster = Topology::new("t").unwrap().with_replicas(3).unwrap();
+        for kind in StreamKind::ALL {
+            assert_eq!(cluster.stream_config(kind, window).num_replicas, 3);
+        }
+        assert!(Topology::default().with_replicas(0).is_err());
+        assert!(Topology::default().with_replicas(6).is_err());
     }
 
     #[test]
