@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `HTTP_ADDR`, `REQUEST_TIMEOUT`, `BODY_LIMIT_BYTES`, `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `0.0.0.0:8081`, `10s`, `1048576` (1 MiB), `5s`, `1024` | the API's server: see `service::HttpConfig` |
 //! | `DATABASE_URL`, `DB_MAX_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT`, `DB_CONNECT_DEADLINE`, `DB_CONSUMER_CONNECTIONS` | `postgres://postgres@127.0.0.1:5432/inventory`, `10`, `3s`, `30s`, `8` | its database, created if missing; the last is the pool of its event consumers: see `pgkit::DatabaseConfig` |
-//! | `NATS_URL`, `NATS_PREFIX` | `nats://127.0.0.1:4222`, empty | NATS, and the prefix of stream, subject and consumer names |
+//! | `NATS_URL`, `NATS_PREFIX` | `nats://127.0.0.1:4222`, empty | NATS (a cluster: its servers' URLs, comma-separated), and the prefix of stream, subject and consumer names |
 //! | `OUTBOX_NOTIFY` | `true` | `NOTIFY` the relay on commit |
 //! | `REDIS_URL` | `redis://127.0.0.1:6379` | seat-map cache and holds; optional at start |
 //! | `REDIS_PREFIX` | `ticketing:` | prefix of every Redis key |

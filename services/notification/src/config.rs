@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `HTTP_ADDR`, `REQUEST_TIMEOUT`, `BODY_LIMIT_BYTES`, `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `0.0.0.0:8082`, `10s`, `1024`, `5s`, `1024` | the server of the operational routes (health, metrics, docs): see `service::HttpConfig` |
 //! | `DATABASE_URL`, `DB_MAX_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT`, `DB_CONNECT_DEADLINE`, `DB_CONSUMER_CONNECTIONS` | `postgres://postgres@127.0.0.1:5432/notification`, `10`, `3s`, `30s`, `8` | its database, created if missing; the last is the pool of its event consumers: see `pgkit::DatabaseConfig` |
-//! | `NATS_URL`, `NATS_PREFIX` | `nats://127.0.0.1:4222`, empty | NATS, and the prefix of stream, subject and consumer names |
+//! | `NATS_URL`, `NATS_PREFIX` | `nats://127.0.0.1:4222`, empty | NATS (a cluster: its servers' URLs, comma-separated), and the prefix of stream, subject and consumer names |
 //! | `EMAIL_PROVIDER` | `log` | `log` (JSON lines to `EMAIL_LOG_PATH`, or the log) or `smtp` |
 //! | `EMAIL_LOG_PATH` | unset | file the `log` provider appends to |
 //! | `SMTP_HOST`, `SMTP_PORT` | `127.0.0.1`, `1025` | plain SMTP (a mail catcher such as Mailpit) |

@@ -8,7 +8,7 @@
 //! | `DB_MAX_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT`, `DB_CONNECT_DEADLINE`, `DB_CONSUMER_CONNECTIONS` | `10`, `3s`, `30s`, `8` | pool size, wait for a pooled connection before answering 503, how long start-up retries connecting, and the pool of the inventory-events consumer: see `pgkit::DatabaseConfig` |
 //! | `IDEMPOTENCY_KEY_TTL` | `24h` | how long a key replays its response |
 //! | `OUTBOX_NOTIFY` | `true` | `NOTIFY` the relay on commit (see the `outbox` crate for the cost) |
-//! | `NATS_URL`, `NATS_PREFIX` | `nats://127.0.0.1:4222`, empty | for inventory's events; the prefix of stream, subject and consumer names |
+//! | `NATS_URL`, `NATS_PREFIX` | `nats://127.0.0.1:4222`, empty | NATS (a cluster: its servers' URLs, comma-separated), for inventory's events; the prefix of stream, subject and consumer names |
 //! | `CONSUME_INVENTORY_EVENTS` | `true` | run the reaction to inventory's answers |
 //! | `PAID_DEADLINE` | `5m` | how long a `PAID` order may wait for inventory's answer before `/metrics` counts it as stuck (`orders_stuck_paid`, see [`crate::stuck`]) |
 //! | `INVENTORY_URL` | `http://127.0.0.1:8081` | inventory's API, where `POST /orders` verifies the customer's holds (plain `http`) |

@@ -5,7 +5,7 @@
 //! | `HTTP_ADDR`, `REQUEST_TIMEOUT`, `BODY_LIMIT_BYTES`, `HTTP_HEADER_READ_TIMEOUT`, `HTTP_MAX_CONNECTIONS` | `0.0.0.0:8084`, `10s`, `1024`, `5s`, `1024` | the server of the operational routes (health, metrics, docs): see `service::HttpConfig` |
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/orders` | the source database (its outbox table) |
 //! | `RELAY_SOURCE` | the database name | label in logs and metrics, e.g. `orders` |
-//! | `NATS_URL`, `NATS_PREFIX` | `nats://127.0.0.1:4222`, empty | NATS, and the prefix of stream and subject names |
+//! | `NATS_URL`, `NATS_PREFIX` | `nats://127.0.0.1:4222`, empty | NATS (a cluster: its servers' URLs, comma-separated), and the prefix of stream and subject names |
 //! | `NATS_STREAM_REPLICAS` | `1` | copies of each stream the relay provisions (3 on a NATS cluster; see `messaging::topology`) |
 //! | `RELAY_BATCH_SIZE` | `256` | rows claimed per pass |
 //! | `RELAY_CONCURRENCY` | `2` | passes in flight per instance (one overlaps its database work with another's publishing) |

@@ -69,7 +69,7 @@ pub async fn connect(
     url: &settings::SecretUrl,
     client_name: &str,
 ) -> Result<async_nats::Client, MessagingError> {
-    let (address, options) = options_for(url)?;
+    let (addresses, options) = options_for(url)?;
     options
         .name(client_name)
         .retry_on_initial_connect()
@@ -81,7 +81,7 @@ pub async fn connect(
                 other => tracing::debug!(event = %other, "nats event"),
             }
         })
-        .connect(address)
+        .connect(addresses)
         .await
         .map_err(|source| MessagingError::Connect {
             url: url.to_string(),
@@ -89,32 +89,47 @@ pub async fn connect(
         })
 }
 
-/// The server address of `url` and connect options carrying its
+/// The server addresses of `url` and connect options carrying its
 /// credentials, for callers that set their own timeouts (`ticketctl`).
+///
+/// `url` may list several servers of one cluster, separated by commas
+/// (`nats://u:p@nats-1:4222,nats://u:p@nats-2:4222`): the client starts
+/// with whichever answers, so a service can start while one node is down.
+/// (Once connected it also learns the cluster's other servers from the
+/// one it reached.)
 ///
 /// async-nats sends only the credentials given to `ConnectOptions`, not
 /// the ones in the URL, so a `nats://user:password@host` (one NATS user
-/// per service) or `nats://token@host` is taken apart here.
+/// per service) or `nats://token@host` is taken apart here: the first
+/// server that names credentials gives them for all.
 pub fn options_for(
     url: &settings::SecretUrl,
-) -> Result<(async_nats::ServerAddr, async_nats::ConnectOptions), MessagingError> {
-    let address: async_nats::ServerAddr =
-        url.expose()
-            .parse()
-            .map_err(|e: std::io::Error| MessagingError::Connect {
-                url: url.to_string(),
-                source: async_nats::ConnectError::with_source(
-                    async_nats::ConnectErrorKind::ServerParse,
-                    e,
-                ),
-            })?;
-    let options = match (address.username(), address.password()) {
-        (Some(user), Some(password)) => async_nats::ConnectOptions::new()
+) -> Result<(Vec<async_nats::ServerAddr>, async_nats::ConnectOptions), MessagingError> {
+    let addresses = url
+        .expose_each()
+        .into_iter()
+        .map(|one| one.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, std::io::Error>>()
+        .map_err(|e| MessagingError::Connect {
+            url: url.to_string(),
+            source: async_nats::ConnectError::with_source(
+                async_nats::ConnectErrorKind::ServerParse,
+                e,
+            ),
+        })?;
+    let credentials = addresses
+        .iter()
+        .find(|a| a.username().is_some())
+        .map(|a| (a.username(), a.password()));
+    let options = match credentials {
+        Some((Some(user), Some(password))) => async_nats::ConnectOptions::new()
             .user_and_password(percent_decoded(user), percent_decoded(password)),
-        (Some(token), None) => async_nats::ConnectOptions::new().token(percent_decoded(token)),
+        Some((Some(token), None)) => {
+            async_nats::ConnectOptions::new().token(percent_decoded(token))
+        }
         _ => async_nats::ConnectOptions::new(),
     };
-    Ok((address, options))
+    Ok((addresses, options))
 }
 
 /// A URL's user or password as written before percent-encoding (a
@@ -253,5 +268,16 @@ mod tests {
         assert_eq!(super::percent_decoded("p%40ss%3Aword"), "p@ss:word");
         assert_eq!(super::percent_decoded("plain"), "plain");
         assert_eq!(super::percent_decoded("100%"), "100%");
+    }
+
+    #[test]
+    fn a_url_may_list_the_servers_of_a_cluster() {
+        let url = settings::SecretUrl::new("nats://u:p%40ss@nats-1:4222,nats://nats-2:4222");
+        let (addresses, _) = super::options_for(&url).unwrap();
+        let hosts: Vec<_> = addresses.iter().map(|a| a.host().to_owned()).collect();
+        assert_eq!(hosts, ["nats-1", "nats-2"]);
+        let one = settings::SecretUrl::new("nats://127.0.0.1:4222");
+        assert_eq!(super::options_for(&one).unwrap().0.len(), 1);
+        assert!(super::options_for(&settings::SecretUrl::new("nats://a:1,nats://::")).is_err());
     }
 }

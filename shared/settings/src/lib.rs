@@ -170,6 +170,13 @@ impl SecretUrl {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Each URL of a comma-separated server list (one for a plain URL),
+    /// with its password, for connecting. A comma inside a password does
+    /// not split.
+    pub fn expose_each(&self) -> Vec<&str> {
+        split_server_list(&self.0)
+    }
 }
 
 impl std::fmt::Display for SecretUrl {

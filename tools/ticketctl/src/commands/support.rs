@@ -66,10 +66,10 @@ impl Nats {
         &self,
     ) -> anyhow::Result<(async_nats::jetstream::Context, Topology)> {
         let url = settings::SecretUrl::new(&self.nats_url);
-        let (address, options) = messaging::options_for(&url)?;
+        let (addresses, options) = messaging::options_for(&url)?;
         let client = options
             .connection_timeout(CONNECT_TIMEOUT)
-            .connect(address)
+            .connect(addresses)
             .await
             .with_context(|| format!("cannot reach NATS at {url}"))?;
         let topology = Topology::new(&self.nats_prefix).map_err(anyhow::Error::msg)?;
