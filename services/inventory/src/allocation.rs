@@ -36,8 +36,9 @@ impl Handler for SeatAllocation {
                 let paid: OrderPaid = delivery.decode()?;
                 self.allocate(tx, &paid).await
             }
-            // Created, cancelled, confirmed, refunded: nothing to do here
-            // (holds expire by themselves); the position still advances.
+            // The consumer reads only `OrderPaid` (`startup.rs`); a durable
+            // created before that filter still delivers the order's other
+            // events, which need nothing here (holds expire by themselves).
             _ => Ok(()),
         }
     }

@@ -5,6 +5,8 @@
 //! metrics and stopping are `service`'s.
 
 use consumer::{Consumer, ConsumerSpec};
+use contracts::Event as _;
+use contracts::orders::OrderPaid;
 use httpkit::admission::AdmissionMetrics;
 use messaging::StreamKind;
 use service::{App, Builder, StartupError};
@@ -80,7 +82,10 @@ impl service::Service for Inventory {
         let js = async_nats::jetstream::new(nats);
         let mut consumers = consumer::Group::new(js.clone(), config.nats.topology.clone());
         consumers.add(Consumer::new(
-            ConsumerSpec::new(CONSUMER, StreamKind::OrderEvents),
+            // Only `OrderPaid`: an order is paid once, so no order among
+            // the deliveries needs keeping (`ConsumerSpec::only`), and the
+            // server skips the order's other events.
+            ConsumerSpec::new(CONSUMER, StreamKind::OrderEvents).only(OrderPaid::SUBJECT),
             consumer_db,
             js,
             config.nats.topology,

@@ -211,11 +211,18 @@ impl World {
 
     /// Publishes raw bytes with its own `Nats-Msg-Id`.
     async fn publish_bytes(&self, payload: Vec<u8>, msg_id: &str) {
+        self.publish_bytes_on("orders.events.test_happened", payload, msg_id)
+            .await;
+    }
+
+    /// Publishes raw bytes on `subject` (without the prefix) with its own
+    /// `Nats-Msg-Id`.
+    async fn publish_bytes_on(&self, subject: &str, payload: Vec<u8>, msg_id: &str) {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(messaging::headers::MSG_ID, msg_id);
         self.js
             .send_publish(
-                self.topology.subject("orders.events.test_happened"),
+                self.topology.subject(subject),
                 async_nats::jetstream::message::PublishMessage::build()
                     .payload(payload.into())
                     .headers(headers),
@@ -764,4 +771,60 @@ async fn lanes_dead_letter_only_the_poison_message_among_those_in_flight() {
     let counts = consuming.metrics.snapshot();
     assert_eq!(counts.applied, 24, "{counts:?}");
     assert_eq!(counts.dead_lettered, 1, "{counts:?}");
+}
+
+#[tokio::test]
+async fn a_consumer_of_one_event_gets_only_that_event_and_keeps_no_position() {
+    let world = World::new().await;
+    // Each aggregate's version 1 on another subject, which the server must
+    // skip; then its version 2 on the one subject the consumer reads.
+    let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    for (subject, version) in [
+        ("orders.events.test_created", 1),
+        ("orders.events.test_happened", 2),
+    ] {
+        for &id in &ids {
+            let envelope = World::envelope(id, version, serde_json::json!({}));
+            let payload = serde_json::to_vec(&envelope).unwrap();
+            world
+                .publish_bytes_on(subject, payload, &envelope.event_id.to_string())
+                .await;
+        }
+    }
+    let consuming = world.run(World::spec().only("orders.events.test_happened"));
+
+    world.wait_for_effects(5, Duration::from_secs(10)).await;
+    // Version 2 applied with version 1 never seen: no gap to wait for.
+    assert_eq!(world.versions().await, vec![2; 5]);
+    let counts = consuming.metrics.snapshot();
+    assert_eq!((counts.applied, counts.retried), (5, 0), "{counts:?}");
+    let positions: i64 = sqlx::query_scalar("select count(*) from consumer_positions")
+        .fetch_one(&world.db)
+        .await
+        .unwrap();
+    assert_eq!(positions, 0, "no position is kept");
+
+    // The inbox still makes it idempotent: the same event published again
+    // (under another message id, so the stream keeps both) is a duplicate.
+    let again = World::envelope(ids[0], 2, serde_json::json!({}));
+    let first = sqlx::query_scalar::<_, Uuid>("select event_id from effects order by seq limit 1")
+        .fetch_one(&world.db)
+        .await
+        .unwrap();
+    let again = Envelope {
+        event_id: MessageId(first),
+        ..again
+    };
+    world
+        .publish_bytes_on(
+            "orders.events.test_happened",
+            serde_json::to_vec(&again).unwrap(),
+            "another-message-id",
+        )
+        .await;
+    eventually(Duration::from_secs(10), "the copy is seen", || async {
+        consuming.metrics.snapshot().duplicates == 1
+    })
+    .await;
+    assert_eq!(world.effects().await.len(), 5);
 }

@@ -232,31 +232,38 @@ impl<H: Handler> Consumer<H> {
         if !store::record_in_inbox(&mut tx, name, envelope.event_id.0).await? {
             return Ok(Step::Done(Outcome::Duplicate));
         }
-        let applied = store::position(
-            &mut tx,
-            name,
-            &envelope.aggregate_type,
-            envelope.aggregate_id,
-        )
-        .await?;
+        // A consumer of one event per aggregate keeps no position
+        // (`ConsumerSpec::only`): the inbox alone makes it idempotent.
+        let ordered = self.spec.only.is_none();
         let version = envelope.aggregate_version;
-        if version <= applied {
-            return Ok(Step::Done(Outcome::Stale));
-        }
-        if version > applied + 1 {
-            return Ok(Step::Gap {
-                expected: applied + 1,
-            });
+        if ordered {
+            let applied = store::position(
+                &mut tx,
+                name,
+                &envelope.aggregate_type,
+                envelope.aggregate_id,
+            )
+            .await?;
+            if version <= applied {
+                return Ok(Step::Done(Outcome::Stale));
+            }
+            if version > applied + 1 {
+                return Ok(Step::Gap {
+                    expected: applied + 1,
+                });
+            }
         }
         self.handler.handle(&mut tx, delivery).await?;
-        store::advance(
-            &mut tx,
-            name,
-            &envelope.aggregate_type,
-            envelope.aggregate_id,
-            version,
-        )
-        .await?;
+        if ordered {
+            store::advance(
+                &mut tx,
+                name,
+                &envelope.aggregate_type,
+                envelope.aggregate_id,
+                version,
+            )
+            .await?;
+        }
         tx.commit().await?;
         self.handler.after_commit(delivery).await;
         Ok(Step::Done(Outcome::Applied))

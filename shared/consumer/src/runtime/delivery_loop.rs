@@ -87,6 +87,13 @@ impl<H: Handler> Consumer<H> {
                     max_deliver: -1,
                     // Bounds the work in hand, and so the redeliveries after a crash.
                     max_ack_pending: 256,
+                    // Only the one event it reads, if it names one
+                    // (`ConsumerSpec::only`); the server skips the rest.
+                    filter_subject: self
+                        .spec
+                        .only
+                        .map(|subject| self.topology.subject(subject))
+                        .unwrap_or_default(),
                     ..pull::Config::default()
                 },
             )
