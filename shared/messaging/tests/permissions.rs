@@ -193,11 +193,15 @@ async fn a_consumer_reads_acks_and_dead_letters_through_its_own_durable_only() {
     let relay = provisioned(&server).await;
     assert!(acked(&relay, "orders.events.order_paid", "paid-1").await);
     let inventory = jetstream_as(&server, "inventory").await;
-    // What shared/consumer's runtime asks for (Consumer::ensure).
-    let durable = |name: &str| pull::Config {
+    // What shared/consumer's runtime asks for (Consumer::ensure), with the
+    // filter a consumer of one event sets (`ConsumerSpec::only`): with a
+    // filter the client creates the durable through a longer API subject,
+    // `…CREATE.<stream>.<durable>.<filter>`, which the user must be allowed.
+    let durable = |name: &str, filter: &str| pull::Config {
         durable_name: Some(name.to_owned()),
         ack_policy: AckPolicy::Explicit,
         max_deliver: -1,
+        filter_subject: filter.to_owned(),
         ..pull::Config::default()
     };
 
@@ -206,7 +210,10 @@ async fn a_consumer_reads_acks_and_dead_letters_through_its_own_durable_only() {
         .await
         .expect("inventory looks up ORDER_EVENTS");
     let own = stream
-        .get_or_create_consumer("inventory", durable("inventory"))
+        .get_or_create_consumer(
+            "inventory",
+            durable("inventory", "orders.events.order_paid"),
+        )
         .await
         .expect("inventory creates its durable");
     let mut batch = own
@@ -236,7 +243,7 @@ async fn a_consumer_reads_acks_and_dead_letters_through_its_own_durable_only() {
 
     // Another service's durable is out of its reach.
     let foreign = stream
-        .get_or_create_consumer("reporting", durable("reporting"))
+        .get_or_create_consumer("reporting", durable("reporting", ""))
         .await;
     assert!(
         foreign.is_err(),
