@@ -9,24 +9,13 @@
 //! `{<concert id>}` (`inventory::redis_link::Keys`).
 
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
 use testkit::{Ask as _, ClusterRedis, World};
 use uuid::Uuid;
 
 use inventory::seat_map::SeatMaps;
 use inventory::seat_map::opening::Refreshed;
 
-use crate::support::{Steps as _, start};
-
-fn status_of<'a>(map: &'a Value, seat: &str) -> &'a str {
-    map["seats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["seat_id"] == seat)
-        .and_then(|s| s["status"].as_str())
-        .unwrap()
-}
+use crate::support::{Steps as _, start, status_of};
 
 #[tokio::test]
 async fn every_script_runs_unchanged_on_a_redis_cluster() {

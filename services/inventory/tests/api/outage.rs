@@ -4,21 +4,10 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::Value;
 use testkit::{Ask as _, RestartableRedis, World};
 use uuid::Uuid;
 
-use crate::support::{Steps as _, retry_after, start};
-
-fn status_of<'a>(map: &'a Value, seat: &str) -> &'a str {
-    map["seats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["seat_id"] == seat)
-        .and_then(|s| s["status"].as_str())
-        .unwrap()
-}
+use crate::support::{Steps as _, retry_after, start, status_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_maps_come_from_postgres_holds_wait_and_nothing_is_sold_twice() {

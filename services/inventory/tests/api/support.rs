@@ -283,3 +283,14 @@ pub(crate) fn retry_after(answer: &Answer) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// The status of `seat` on a seat map's JSON body.
+pub(crate) fn status_of<'a>(map: &'a serde_json::Value, seat: &str) -> &'a str {
+    map["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["seat_id"] == seat)
+        .and_then(|s| s["status"].as_str())
+        .unwrap()
+}
