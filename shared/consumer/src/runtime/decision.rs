@@ -2,8 +2,9 @@
 //!
 //! [`Consumer::decide`] decodes the envelope, runs the handler's work that
 //! must not hold a transaction, then checks the inbox and the aggregate's
-//! position, runs the handler and commits, all in one transaction, and returns a [`Decision`]: ack (applied, duplicate,
-//! stale), nak (a gap, or a transient failure with the backoff below),
+//! position (none for a consumer of one event, `ConsumerSpec::only`), runs
+//! the handler and commits, all in one transaction, and returns a
+//! [`Decision`]: ack (applied, duplicate, stale), nak (a gap, or a transient failure with the backoff below),
 //! defer (the database is down) or dead-letter (poison, undecodable, out
 //! of deliveries, or a gap that never filled). It talks to Postgres only;
 //! telling JetStream is `delivery_loop.rs`'s job, so that a test can take
