@@ -8,6 +8,7 @@
 //! | `EMAIL_PROVIDER` | `log` | `log` (JSON lines to `EMAIL_LOG_PATH`, or the log) or `smtp` |
 //! | `EMAIL_LOG_PATH` | unset | file the `log` provider appends to |
 //! | `SMTP_HOST`, `SMTP_PORT` | `127.0.0.1`, `1025` | plain SMTP (a mail catcher such as Mailpit) |
+//! | `SMTP_LOOKUP_URL` | unset | the provider's message API (Mailpit's, e.g. `http://mailpit:8025`), asked whether it accepted an e-mail whose worker died mid-send (`crate::mail`); unset: such an e-mail is sent again |
 //! | `EMAIL_FROM` | `tickets@example.com` | sender |
 //! | `EMAIL_RATE_PER_SECOND` | `20` | what the provider allows, for all workers together |
 //! | `EMAIL_FAIL_SHARE` | `0` | share of sends that fail on purpose (0 to 1), to watch retries and dead letters |
@@ -38,6 +39,9 @@ pub enum Provider {
         host: String,
         /// Server port.
         port: u16,
+        /// The provider's message API, if it has one that says whether it
+        /// accepted a message (Mailpit's `/api/v1/search`).
+        lookup: Option<String>,
     },
 }
 
@@ -79,6 +83,9 @@ impl service::Configuration for Config {
             "smtp" => Provider::Smtp {
                 host: env.string_or("SMTP_HOST", "127.0.0.1"),
                 port: env.parse_or("SMTP_PORT", 1025)?,
+                lookup: env
+                    .get("SMTP_LOOKUP_URL")
+                    .map(|url| url.trim_end_matches('/').to_owned()),
             },
             other => {
                 return Err(invalid(

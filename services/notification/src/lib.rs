@@ -17,15 +17,19 @@
 //! command asks exactly one worker to do one thing, and leaves the queue
 //! once done.
 //!
-//! The boundary that cannot be closed: sending over SMTP and writing to
-//! Postgres are not one transaction. The worker sends, then records; if it
-//! dies in between, its claim lapses (after a minute), the command comes
-//! back and the e-mail goes out twice. What narrows it: the row is claimed
-//! (`sent_at` unset, no live claim) before sending, so only a crash in that
-//! instant duplicates, never a redelivery after the commit nor a second
-//! worker meanwhile; the record is retried while Postgres restarts; and the
-//! primary key (order, kind) means no event, however often delivered,
-//! creates a second e-mail. A delivery that meets another worker's claim
+//! The boundary a transaction cannot close: sending over SMTP and writing
+//! to Postgres are not one transaction. The worker sends, then records; if
+//! it dies in between, its claim lapses (after a minute) and the command
+//! comes back to another worker. What closes it: that worker sees the
+//! lapsed claim and asks the provider whether it accepted the e-mail (by
+//! its `Message-ID`, one per order and kind) before sending it again
+//! ([`mail::Mailer::accepted`]); only a provider that cannot be asked (SMTP
+//! without `SMTP_LOOKUP_URL`) sends it twice. What narrows it further: the
+//! row is claimed (`sent_at` unset, no live claim) before sending, so only
+//! a crash in that instant leaves the question, never a redelivery after
+//! the commit nor a second worker meanwhile; the record is retried while
+//! Postgres restarts; and the primary key (order, kind) means no event,
+//! however often delivered, creates a second e-mail. A delivery that meets another worker's claim
 //! waits for it without using up its retries (`HandlerError::Busy`).
 //!
 //! Layout: [`config`], [`commands`], [`worker`], [`mail`], [`startup`] (the

@@ -1,6 +1,18 @@
 //! Mail providers: plain SMTP, or a log for local runs; optionally flaky;
 //! at the provider's rate (`EMAIL_RATE_PER_SECOND`).
 //!
+//! A provider can also be asked whether it accepted an e-mail
+//! ([`Mailer::accepted`]): the worker asks when it takes over an e-mail
+//! whose earlier worker died between handing it over and recording it
+//! sent (`crate::worker`), so that a crash in that instant does not send
+//! it twice. Each e-mail carries a `Message-ID` made from its order and
+//! kind, so the question has an exact answer: the log provider finds the
+//! reference in its file; SMTP asks the provider's message API when
+//! `SMTP_LOOKUP_URL` names one (Mailpit's search, here; a hosted provider
+//! has an equivalent, such as a message log searchable by `Message-ID`).
+//! Without one the answer is [`Accepted::Unknown`] and the e-mail is sent
+//! again: the duplicate the crate docs describe.
+//!
 //! | metric | type | what |
 //! |---|---|---|
 //! | `email_rate_limit_wait_seconds_total` | counter | time the senders waited for a slot under the rate |
@@ -36,6 +48,18 @@ pub struct Email {
     pub reference: String,
 }
 
+/// What the provider's own record says of an e-mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// The provider has it: it went out.
+    Yes,
+    /// The provider has no such message: it did not go out.
+    No,
+    /// The provider cannot tell (SMTP without `SMTP_LOOKUP_URL`, or the
+    /// log provider writing to the service's own log).
+    Unknown,
+}
+
 /// Sending failed; always worth a retry.
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -59,7 +83,29 @@ pub struct Mailer {
 
 enum Transport {
     Log(Option<PathBuf>),
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp {
+        smtp: AsyncSmtpTransport<Tokio1Executor>,
+        lookup: Option<MessageApi>,
+    },
+}
+
+/// A provider's message API that finds a message by its `Message-ID`:
+/// Mailpit's `GET /api/v1/search?query=message-id:<id>`.
+struct MessageApi {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// How long the provider's message API may take to answer.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The domain of the e-mails' `Message-ID`s.
+const MESSAGE_ID_DOMAIN: &str = "tickets.example.com";
+
+/// The `Message-ID` of an e-mail, without its angle brackets: one per
+/// (order, kind), so a provider can be asked for it.
+pub fn message_id(email: &Email) -> String {
+    format!("{}@{MESSAGE_ID_DOMAIN}", email.reference)
 }
 
 impl Mailer {
@@ -68,12 +114,19 @@ impl Mailer {
     pub fn new(provider: &Provider, from: &str, rate_per_second: u32, fail_share: f64) -> Self {
         let provider = match provider {
             Provider::Log { path } => Transport::Log(path.clone()),
-            Provider::Smtp { host, port } => Transport::Smtp(
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+            Provider::Smtp { host, port, lookup } => Transport::Smtp {
+                smtp: AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
                     .port(*port)
                     .timeout(Some(Duration::from_secs(10)))
                     .build(),
-            ),
+                lookup: lookup.as_ref().map(|base| MessageApi {
+                    http: reqwest::Client::builder()
+                        .timeout(LOOKUP_TIMEOUT)
+                        .build()
+                        .unwrap_or_default(),
+                    base: base.clone(),
+                }),
+            },
         };
         Self {
             provider,
@@ -104,13 +157,26 @@ impl Mailer {
         }
         match &self.provider {
             Transport::Log(path) => self.log(path.as_ref(), email).await,
-            Transport::Smtp(smtp) => {
+            Transport::Smtp { smtp, .. } => {
                 let message = self.message(email)?;
                 smtp.send(message)
                     .await
                     .map(|_| ())
                     .map_err(|e| MailError::Provider(e.to_string()))
             }
+        }
+    }
+
+    /// Whether the provider accepted `email` (see the module docs). An
+    /// error means the provider's record could not be read: the caller
+    /// must not send meanwhile.
+    pub async fn accepted(&self, email: &Email) -> Result<Accepted, MailError> {
+        match &self.provider {
+            Transport::Log(None) | Transport::Smtp { lookup: None, .. } => Ok(Accepted::Unknown),
+            Transport::Log(Some(path)) => logged(path, email).await,
+            Transport::Smtp {
+                lookup: Some(api), ..
+            } => api.find(email).await,
         }
     }
 
@@ -139,7 +205,7 @@ impl Mailer {
             .to(parse(&email.to)?)
             .subject(email.subject.clone())
             .header(lettre::message::header::ContentType::TEXT_PLAIN)
-            .message_id(Some(format!("<{}@tickets.example.com>", email.reference)))
+            .message_id(Some(format!("<{}>", message_id(email))))
             .body(email.body.clone())
             .map_err(|e| MailError::Provider(e.to_string()))
     }
@@ -166,5 +232,51 @@ impl Mailer {
         file.write_all(format!("{line}\n").as_bytes())
             .await
             .map_err(|e| MailError::Provider(format!("{}: {e}", path.display())))
+    }
+}
+
+/// Whether the log file holds a line with `email`'s reference.
+async fn logged(path: &PathBuf, email: &Email) -> Result<Accepted, MailError> {
+    let text = match tokio::fs::read_to_string(path).await {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Accepted::No),
+        Err(e) => return Err(MailError::Provider(format!("{}: {e}", path.display()))),
+    };
+    let found = text.lines().any(|line| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .is_ok_and(|sent| sent["reference"] == email.reference.as_str())
+    });
+    Ok(if found { Accepted::Yes } else { Accepted::No })
+}
+
+/// A page of Mailpit's search: only the count of matches is read.
+#[derive(serde::Deserialize)]
+struct SearchPage {
+    messages_count: u64,
+}
+
+impl MessageApi {
+    async fn find(&self, email: &Email) -> Result<Accepted, MailError> {
+        let url = format!(
+            "{}/api/v1/search?query=message-id:{}",
+            self.base,
+            message_id(email)
+        );
+        let failed = |e: reqwest::Error| MailError::Provider(format!("message API {url}: {e}"));
+        let page: SearchPage = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(failed)?
+            .json()
+            .await
+            .map_err(failed)?;
+        Ok(if page.messages_count > 0 {
+            Accepted::Yes
+        } else {
+            Accepted::No
+        })
     }
 }

@@ -11,7 +11,7 @@ use contracts::notifications::SendEmail;
 use sqlx::postgres::types::PgInterval;
 use sqlx::{PgConnection, PgPool};
 
-use crate::mail::{Email, Mailer};
+use crate::mail::{Accepted, Email, Mailer};
 
 /// The durable consumer name shared by all workers (one group).
 pub const CONSUMER: &str = "notification-workers";
@@ -59,8 +59,8 @@ impl Handler for Sender {
         delivery: &Delivery,
     ) -> Result<(), HandlerError> {
         let command: SendEmail = delivery.decode()?;
-        match claim(db, &command).await? {
-            Claim::Ours => {}
+        let taken_over = match claim(db, &command).await? {
+            Claim::Ours { taken_over } => taken_over,
             Claim::Sent => {
                 tracing::info!(order_id = %command.order_id, kind = command.kind.as_str(), "already sent");
                 return Ok(());
@@ -73,13 +73,16 @@ impl Handler for Sender {
                     retry_in: CLAIM / 4,
                 });
             }
-        }
+        };
         let email = Email {
             to: command.to.clone(),
             subject: command.subject.clone(),
             body: command.body.clone(),
             reference: format!("{}-{}", command.order_id, command.kind.as_str()),
         };
+        if taken_over && self.already_accepted(db, &command, &email).await? {
+            return record_sent(db, &command).await;
+        }
         // Sent before the commit: see the crate docs for what that costs.
         self.mailer.wait_for_slot().await;
         if let Err(e) = self.mailer.deliver(&email).await {
@@ -93,6 +96,36 @@ impl Handler for Sender {
     /// Nothing left: the e-mail was recorded sent before the transaction.
     async fn handle(&self, _: &mut PgConnection, _: &Delivery) -> Result<(), HandlerError> {
         Ok(())
+    }
+}
+
+impl Sender {
+    /// Whether the provider already has an e-mail whose earlier worker's
+    /// claim lapsed: that worker may have died after the provider accepted
+    /// it and before recording it sent (the crate docs), so the provider's
+    /// own record decides. `false` when the provider cannot tell: the
+    /// e-mail is sent again, the one duplicate left.
+    async fn already_accepted(
+        &self,
+        db: &PgPool,
+        command: &SendEmail,
+        email: &Email,
+    ) -> Result<bool, HandlerError> {
+        let accepted = match self.mailer.accepted(email).await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Not knowing is not a reason to send: try again later.
+                release(db, command).await?;
+                return Err(HandlerError::Transient(e.into()));
+            }
+        };
+        tracing::warn!(
+            order_id = %command.order_id,
+            kind = command.kind.as_str(),
+            ?accepted,
+            "took over an e-mail whose worker stopped mid-send; asked the provider"
+        );
+        Ok(accepted == Accepted::Yes)
     }
 }
 
@@ -127,8 +160,9 @@ async fn record_sent(db: &PgPool, command: &SendEmail) -> Result<(), HandlerErro
 
 /// Who may send an e-mail now.
 enum Claim {
-    /// This worker: the row is claimed for [`CLAIM`].
-    Ours,
+    /// This worker: the row is claimed for [`CLAIM`]. `taken_over`: an
+    /// earlier claim lapsed unrecorded, so its worker may have sent it.
+    Ours { taken_over: bool },
     /// Nobody: it was sent before.
     Sent,
     /// Another worker, whose claim has not lapsed.
@@ -150,7 +184,8 @@ async fn claim(db: &PgPool, command: &SendEmail) -> Result<Claim, HandlerError> 
             returning 1
         )
         select (select sent_at is not null from existing) as "sent?",
-               exists (select 1 from claimed) as "claimed!"
+               exists (select 1 from claimed) as "claimed!",
+               (select sending_until is not null from existing) as "lapsed?"
         "#,
         command.order_id,
         command.kind.as_str(),
@@ -165,7 +200,9 @@ async fn claim(db: &PgPool, command: &SendEmail) -> Result<Claim, HandlerError> 
             command.order_id
         ))),
         (Some(true), _) => Ok(Claim::Sent),
-        (Some(false), true) => Ok(Claim::Ours),
+        (Some(false), true) => Ok(Claim::Ours {
+            taken_over: claim.lapsed == Some(true),
+        }),
         (Some(false), false) => Ok(Claim::Theirs),
     }
 }

@@ -1,6 +1,6 @@
 //! Notification against real Postgres and NATS: one e-mail per (order,
-//! kind) whatever the deliveries, and a provider that keeps failing ends in
-//! the dead letters, not in a loop.
+//! kind) whatever the deliveries, even when a worker died mid-send, and a
+//! provider that keeps failing ends in the dead letters, not in a loop.
 
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -19,7 +19,9 @@ use uuid::Uuid;
 /// `SendEmail` commands), e-mails logged to a file of the test's own.
 struct Mailroom {
     notification: Running<Notification>,
-    _relay: Running<Relay>,
+    /// `None` until [`Mailroom::start_relay`]: until then the commands
+    /// stay in the outbox.
+    relay: Option<Running<Relay>>,
     js: async_nats::jetstream::Context,
     emails: PathBuf,
     // Last: the services stop before their servers go.
@@ -28,6 +30,12 @@ struct Mailroom {
 
 impl Mailroom {
     async fn start(extra: &[(&str, &str)]) -> Self {
+        let mut mailroom = Self::without_relay(extra).await;
+        mailroom.start_relay().await;
+        mailroom
+    }
+
+    async fn without_relay(extra: &[(&str, &str)]) -> Self {
         // Boxed, as are the services' builds: together they make a large future.
         let world = Box::pin(World::start()).await;
         let emails = std::env::temp_dir().join(format!("emails-{}.jsonl", Uuid::new_v4().simple()));
@@ -38,24 +46,29 @@ impl Mailroom {
         ];
         settings.extend_from_slice(extra);
         let notification = Box::pin(Running::<Notification>::start(&world, &settings)).await;
+        Self {
+            notification,
+            relay: None,
+            js: world.nats.jetstream().await,
+            emails,
+            world,
+        }
+    }
+
+    /// Starts the relay that publishes the `SendEmail` commands.
+    async fn start_relay(&mut self) {
         let relay = Box::pin(Running::<Relay>::start(
-            &world,
+            &self.world,
             &[
                 (
                     "DATABASE_URL",
-                    notification.settings()["DATABASE_URL"].as_str(),
+                    self.notification.settings()["DATABASE_URL"].as_str(),
                 ),
                 ("RELAY_POLL_INTERVAL", "50ms"),
             ],
         ))
         .await;
-        Self {
-            notification,
-            _relay: relay,
-            js: world.nats.jetstream().await,
-            emails,
-            world,
-        }
+        self.relay = Some(relay);
     }
 
     fn db(&self) -> &sqlx::PgPool {
@@ -91,6 +104,19 @@ impl Mailroom {
             .unwrap()
             .await
             .unwrap();
+    }
+
+    /// The references of the e-mails in the log, one per e-mail sent.
+    async fn references(&self) -> Vec<String> {
+        tokio::fs::read_to_string(&self.emails)
+            .await
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                let sent: serde_json::Value = serde_json::from_str(line).unwrap();
+                sent["reference"].as_str().unwrap().to_owned()
+            })
+            .collect()
     }
 
     async fn emails_sent(&self) -> usize {
@@ -156,6 +182,60 @@ async fn an_event_delivered_twice_sends_one_email() {
         mailroom.emails_sent().await,
         1,
         "one e-mail per order and kind"
+    );
+}
+
+/// A worker that dies after the provider accepted an e-mail and before it
+/// recorded it sent leaves a claim that lapses unrecorded. The worker that
+/// takes the command over asks the provider: it records an e-mail the
+/// provider has, and sends one the provider has not.
+#[tokio::test]
+async fn a_worker_that_takes_over_a_lapsed_claim_sends_only_what_the_provider_does_not_have() {
+    let mut mailroom = Mailroom::without_relay(&[]).await;
+    let (accepted, lost) = (order_paid(), order_paid());
+    for paid in [&accepted, &lost] {
+        mailroom.created(paid).await;
+        mailroom.publish(paid, &paid.event_id.to_string()).await;
+    }
+    eventually(Duration::from_secs(15), "both e-mails are owed", || async {
+        let owed: i64 = sqlx::query_scalar("select count(*) from notifications")
+            .fetch_one(mailroom.db())
+            .await
+            .unwrap();
+        owed == 2
+    })
+    .await;
+    // What a worker killed mid-send leaves: both claims lapsed and
+    // unrecorded; the provider took the first e-mail, not the second.
+    sqlx::query("update notifications set sending_until = now() - interval '1 second'")
+        .execute(mailroom.db())
+        .await
+        .unwrap();
+    let reference = |paid: &Envelope<OrderPaid>| format!("{}-payment_received", paid.data.order_id);
+    let line = serde_json::json!({ "to": "ada@example.com", "reference": reference(&accepted) });
+    std::fs::write(&mailroom.emails, format!("{line}\n")).unwrap();
+
+    mailroom.start_relay().await;
+    eventually(
+        Duration::from_secs(15),
+        "both e-mails are recorded sent",
+        || async {
+            let unsent: i64 =
+                sqlx::query_scalar("select count(*) from notifications where sent_at is null")
+                    .fetch_one(mailroom.db())
+                    .await
+                    .unwrap();
+            unsent == 0
+        },
+    )
+    .await;
+    let mut sent = mailroom.references().await;
+    sent.sort();
+    let mut expected = vec![reference(&accepted), reference(&lost)];
+    expected.sort();
+    assert_eq!(
+        sent, expected,
+        "each e-mail once: the accepted one not again"
     );
 }
 
