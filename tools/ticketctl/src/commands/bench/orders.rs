@@ -6,7 +6,11 @@
 //! random orders as their owner (so every request verifies a token, as in
 //! production); then pgbench runs the statement of `orders::store::find`
 //! with as many clients, as many times. The ratio is what HTTP, the token,
-//! the pool and the JSON cost on top of Postgres.
+//! the pool and the JSON cost on top of Postgres. `GET /healthz` with the
+//! same clients (no token, no database) measures HTTP and the client alone,
+//! so the cost of a read can be split: with both cores busy throughout, a
+//! run's time per request is what a request costs the machine, and the
+//! difference between the three runs is what each layer adds.
 //!
 //! The statement below is `store::find`'s, with the order picked by
 //! pgbench (`md5` of its number, as the orders were seeded): change them
@@ -86,11 +90,12 @@ async fn measure(args: &OrdersArgs, scratch: &Scratch) -> anyhow::Result<()> {
         "GET /orders/{{id}} of {} orders (two seats each); {} reads x {} clients per run, medians of {} rounds, per second:",
         args.orders, args.load.requests, args.load.concurrency, args.load.rounds
     );
-    let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    let (mut ours, mut raw, mut bare) = (Vec::new(), Vec::new(), Vec::new());
     let measured = async {
         for _ in 0..args.load.rounds {
             raw.push(pgbench(args, &scratch.url, &script)?);
             ours.push(http_reads(args, &http, &server.base, &ids).await?);
+            bare.push(http_healthz(args, &http, &server.base).await?);
         }
         anyhow::Ok(())
     }
@@ -98,7 +103,7 @@ async fn measure(args: &OrdersArgs, scratch: &Scratch) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&script);
     server.stop().await?;
     measured?;
-    let (ours, raw) = (median(&mut ours), median(&mut raw));
+    let (ours, raw, bare) = (median(&mut ours), median(&mut raw), median(&mut bare));
     println!(
         "  {:<44} {raw:>10.0}",
         "pgbench, the same statement (-M prepared)"
@@ -108,7 +113,42 @@ async fn measure(args: &OrdersArgs, scratch: &Scratch) -> anyhow::Result<()> {
         "GET /orders/{id} over HTTP",
         ours / raw
     );
+    println!(
+        "  {:<44} {bare:>10.0}   {:.2} of pgbench",
+        "GET /healthz over HTTP (no token, no query)",
+        bare / raw
+    );
+    let micros = |rate: f64| 1e6 / rate;
+    println!(
+        "a read costs the machine {:.0} µs: HTTP and the client {:.0}, the query with its client (pgbench) {:.0}, the rest (token, pool, JSON) {:.0}",
+        micros(ours),
+        micros(bare),
+        micros(raw),
+        micros(ours) - micros(bare) - micros(raw)
+    );
     Ok(())
+}
+
+/// `GET /healthz` per second with the same clients: HTTP and the client
+/// without the token check, the query or the JSON.
+async fn http_healthz(
+    args: &OrdersArgs,
+    http: &reqwest::Client,
+    base: &str,
+) -> anyhow::Result<f64> {
+    let (http, url) = (http.clone(), Arc::<str>::from(format!("{base}/healthz")));
+    throughput(args.load.requests, args.load.concurrency, move || {
+        let (http, url) = (http.clone(), Arc::clone(&url));
+        async move {
+            let response = http.get(&*url).send().await?;
+            if !response.status().is_success() {
+                bail!("GET /healthz answered {}", response.status());
+            }
+            response.bytes().await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// Seeds `n` orders of `customer`, ids `md5('bench' || i)`, with two
