@@ -2,7 +2,8 @@
 //! the server underneath, in the same run, with the ratio printed.
 //!
 //! - `bench relay` ([`relay`]): the relay against raw JetStream publish,
-//!   and the pay path with and without `NOTIFY`;
+//!   and the pay path with and without `NOTIFY`, against pgbench of the
+//!   pay transaction ([`pay`]);
 //! - `bench seatmap` ([`seatmap`]): the seat-map cache against Redis's own
 //!   limit, and a stampede with and without coalescing;
 //! - `bench orders` ([`orders`]): `GET /orders/{id}` against pgbench of
@@ -15,6 +16,7 @@
 //! database names, medians and rates.
 
 mod orders;
+mod pay;
 mod relay;
 mod seatmap;
 
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use futures::future::join_all;
 use httpkit::auth::dev::{TempKeys, TokenRequest};
@@ -229,4 +232,46 @@ impl Scratch {
         self.pool.close().await;
         drop_database(&self.admin_url, &self.name).await
     }
+}
+
+/// pgbench running `script` on `url` with `clients` clients for
+/// `transactions` transactions in all (`-M prepared`, as the services'
+/// statements are), with variables `defines` (`-D NAME=VALUE`);
+/// transactions per second.
+fn pgbench(
+    url: &str,
+    script: &std::path::Path,
+    clients: usize,
+    transactions: usize,
+    defines: &[(&str, &str)],
+) -> anyhow::Result<f64> {
+    let per_client = (transactions / clients).max(1);
+    let mut command = std::process::Command::new("pgbench");
+    command
+        .args(["-n", "-M", "prepared", "-j", "2"])
+        .args(["-c", &clients.to_string()])
+        .args(["-t", &per_client.to_string()]);
+    for (name, value) in defines {
+        command.arg("-D").arg(format!("{name}={value}"));
+    }
+    let output = command
+        .arg("-f")
+        .arg(script)
+        .arg(url)
+        .output()
+        .context("cannot run pgbench (Debian package postgresql-client)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "pgbench failed: {}{text}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // "tps = 12345.678901 (without initial connection time)"
+    let tps = text
+        .lines()
+        .find_map(|line| line.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .with_context(|| format!("unexpected pgbench output: {text}"))?;
+    Ok(tps.parse()?)
 }

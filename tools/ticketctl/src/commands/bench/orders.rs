@@ -16,15 +16,14 @@
 //! pgbench (`md5` of its number, as the orders were seeded): change them
 //! together.
 
-use std::process::Command;
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Args;
 use rand::Rng as _;
 use uuid::Uuid;
 
-use super::{Load, Scratch, ScratchKeys, Served, median, service_env, throughput};
+use super::{Load, Scratch, ScratchKeys, Served, median, pgbench, service_env, throughput};
 use crate::commands::support::{defaults, signed_in_client};
 
 /// Options of `bench orders`.
@@ -93,7 +92,13 @@ async fn measure(args: &OrdersArgs, scratch: &Scratch) -> anyhow::Result<()> {
     let (mut ours, mut raw, mut bare) = (Vec::new(), Vec::new(), Vec::new());
     let measured = async {
         for _ in 0..args.load.rounds {
-            raw.push(pgbench(args, &scratch.url, &script)?);
+            raw.push(pgbench(
+                &scratch.url,
+                &script,
+                args.load.concurrency,
+                args.load.requests,
+                &[],
+            )?);
             ours.push(http_reads(args, &http, &server.base, &ids).await?);
             bare.push(http_healthz(args, &http, &server.base).await?);
         }
@@ -200,33 +205,4 @@ async fn http_reads(
         }
     })
     .await
-}
-
-/// pgbench running `script` with `--concurrency` clients for `--requests`
-/// transactions in all; transactions per second.
-fn pgbench(args: &OrdersArgs, url: &str, script: &std::path::Path) -> anyhow::Result<f64> {
-    let per_client = (args.load.requests / args.load.concurrency).max(1);
-    let output = Command::new("pgbench")
-        .args(["-n", "-M", "prepared", "-j", "2"])
-        .args(["-c", &args.load.concurrency.to_string()])
-        .args(["-t", &per_client.to_string()])
-        .arg("-f")
-        .arg(script)
-        .arg(url)
-        .output()
-        .context("cannot run pgbench (Debian package postgresql-client)")?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
-            "pgbench failed: {}{text}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    // "tps = 12345.678901 (without initial connection time)"
-    let tps = text
-        .lines()
-        .find_map(|line| line.strip_prefix("tps = "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .with_context(|| format!("unexpected pgbench output: {text}"))?;
-    Ok(tps.parse()?)
 }

@@ -8,7 +8,8 @@
 //! - (b) the relay: rows already committed to an outbox, claimed,
 //!   published, acked and deleted (or marked) by the relay's own `Publisher`;
 //! - (c) the order pay path over HTTP (idempotency key + conditional
-//!   update + outbox row in one transaction), with `NOTIFY` on and off.
+//!   update + outbox row in one transaction), with `NOTIFY` on and off,
+//!   against pgbench running the same transaction ([`super::pay`]).
 //!
 //! The `query!` texts below are the keys of the committed query data
 //! (`.sqlx/`): a changed one needs `scripts/sqlx-prepare` before it builds.
@@ -24,6 +25,7 @@ use relay::store::AfterPublish;
 use sqlx::{Connection as _, PgConnection};
 use uuid::Uuid;
 
+use super::pay::pgbench_pays;
 use super::{Scratch, ScratchKeys, Served, median, rate, scratch_name, service_env};
 use crate::commands::support::{defaults, signed_in_client};
 
@@ -108,21 +110,30 @@ pub(super) async fn run(args: RelayArgs) -> anyhow::Result<()> {
         marked / raw
     );
 
-    let (mut ons, mut offs) = (Vec::new(), Vec::new());
+    let (mut ons, mut offs, mut raw_pays) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.rounds {
+        raw_pays
+            .push(pgbench_pays(&args.database_url, args.pays, args.writers, true, &payload).await?);
         ons.push(pay_path(&args, true).await?);
         offs.push(pay_path(&args, false).await?);
     }
-    let (with_notify, without) = (median(&mut ons), median(&mut offs));
+    let (with_notify, without, raw_pay) =
+        (median(&mut ons), median(&mut offs), median(&mut raw_pays));
     println!(
-        "(c) pay path over HTTP, NOTIFY on         {:>7} pays  {:>9.0} pay/s",
-        args.pays, with_notify
+        "(c) pay path over HTTP, NOTIFY on         {:>7} pays  {:>9.0} pay/s   of pgbench = {:.2}",
+        args.pays,
+        with_notify,
+        with_notify / raw_pay
     );
     println!(
         "    pay path over HTTP, NOTIFY off        {:>7} pays  {:>9.0} pay/s   on/off = {:.2}",
         args.pays,
         without,
         with_notify / without
+    );
+    println!(
+        "    pgbench, the same transaction (NOTIFY)  {:>7} pays  {:>9.0} tx/s",
+        args.pays, raw_pay
     );
     Ok(())
 }

@@ -45,6 +45,8 @@ use super::{Drive, LoadArgs};
 /// it binds only when the system has stalled for long, and, at one socket
 /// a buyer, well under the 20,000 file descriptors a process gets here.
 const MAX_IN_FLIGHT: usize = 10_000;
+/// How many transport errors the report keeps, with their causes.
+const TRANSPORT_KEPT: usize = 20;
 /// How long one request may take before it counts as a transport failure.
 /// Above the services' own `REQUEST_TIMEOUT` (10 s), so a slow request is
 /// answered by the service (503 `/problems/timeout`) before the driver
@@ -300,6 +302,8 @@ struct Tally {
     statuses: BTreeMap<(Route, u16), u64>,
     scenarios: BTreeMap<&'static str, u64>,
     violations: Vec<String>,
+    /// The first [`TRANSPORT_KEPT`] transport errors, with their causes.
+    transport: Vec<String>,
     paid: Vec<Uuid>,
     /// Buyers that found no plain seat left.
     sold_out: u64,
@@ -313,6 +317,7 @@ impl Tally {
             statuses: BTreeMap::new(),
             scenarios: BTreeMap::new(),
             violations: Vec::new(),
+            transport: Vec::new(),
             paid: Vec::new(),
             sold_out: 0,
         })
@@ -338,6 +343,9 @@ impl Tally {
             }
         }
         self.violations.extend(played.violations);
+        let room = TRANSPORT_KEPT.saturating_sub(self.transport.len());
+        self.transport
+            .extend(played.transport.into_iter().take(room));
         self.paid.extend(played.paid);
         self.sold_out += u64::from(played.sold_out);
     }
@@ -371,6 +379,7 @@ impl Tally {
                 .map(|((route, status), count)| ((route.template(), status), count))
                 .collect(),
             violations: self.violations,
+            transport_errors: self.transport,
             paid: self.paid,
         }
     }
@@ -475,6 +484,9 @@ mod tests {
                 answer(Route::Pay, 200, 2_000),
             ],
             violations: vec![],
+            transport: vec![
+                "POST /orders/{id}/pay: error sending request: connection reset".into(),
+            ],
             paid: vec![order, order],
             sold_out: false,
         });
@@ -482,6 +494,7 @@ mod tests {
             scenario: Scenario::Hot,
             answers: vec![answer(Route::Hold, 409, 1_000)],
             violations: vec!["a line".into()],
+            transport: vec![],
             paid: vec![],
             sold_out: true,
         });
@@ -501,6 +514,11 @@ mod tests {
         assert_eq!(drive.scenarios["hot"], 1);
         assert_eq!(drive.paid, [order], "one order, once");
         assert_eq!(drive.violations, ["a line"]);
+        assert_eq!(
+            drive.transport_errors,
+            ["POST /orders/{id}/pay: error sending request: connection reset"],
+            "why the request got no answer"
+        );
         assert_eq!(tally_sold_out, 1);
     }
 }

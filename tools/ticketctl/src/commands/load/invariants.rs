@@ -97,11 +97,17 @@ fn answers(drive: &Drive, injected: &[Injected]) -> Check {
             "faults injected: excused"
         },
     );
-    let detail = if drive.violations.is_empty() {
+    let mut detail = if drive.violations.is_empty() {
         counts
     } else {
         format!("{counts}; {}", first_few(&drive.violations))
     };
+    if !drive.transport_errors.is_empty() {
+        detail = format!(
+            "{detail}; no answer: {}",
+            first_few(&drive.transport_errors)
+        );
+    }
     Check {
         name: ANSWERS,
         ok,
@@ -211,6 +217,7 @@ mod tests {
                 .map(|&(status, count)| (("POST /orders".to_owned(), status), count))
                 .collect(),
             violations: violations.iter().map(|&v| v.to_owned()).collect(),
+            transport_errors: Vec::new(),
             paid: Vec::new(),
         }
     }
@@ -231,6 +238,22 @@ mod tests {
         assert!(!without_faults.ok, "{}", without_faults.detail);
         let with_a_fault = answers(&drive, &[fault()]);
         assert!(with_a_fault.ok, "{}", with_a_fault.detail);
+    }
+
+    #[test]
+    fn a_request_without_an_answer_is_named_with_its_cause() {
+        let mut drive = drive(&[(201, 10), (0, 1)], &[]);
+        drive.transport_errors =
+            vec!["POST /orders: error sending request: operation timed out".to_owned()];
+        let check = answers(&drive, &[]);
+        assert!(!check.ok);
+        assert!(
+            check
+                .detail
+                .contains("no answer: POST /orders: error sending request: operation timed out"),
+            "{}",
+            check.detail
+        );
     }
 
     #[test]

@@ -242,6 +242,9 @@ fn or_warn(
 
 type Envelope = contracts::Envelope<serde_json::Value>;
 
+/// Attempts at creating a replay consumer.
+const REPLAY_ATTEMPTS: u32 = 4;
+
 /// A message of a stream: its id (the envelope's `event_id`) and when
 /// JetStream stored it.
 struct Stored {
@@ -264,14 +267,31 @@ async fn stored_messages(
         .get_stream(topology.stream(kind))
         .await
         .with_context(|| format!("no stream {}", topology.stream(kind)))?;
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: topology.subject(subject),
-            deliver_policy: DeliverPolicy::All,
-            ..pull::OrderedConfig::default()
-        })
-        .await
-        .with_context(|| format!("cannot replay {subject}"))?;
+    // On a cluster that lost a node, the server may place the ephemeral
+    // consumer on the lost node's replica of the stream, and the request
+    // times out; another attempt is placed again.
+    let mut attempt = 1;
+    let consumer = loop {
+        let created = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: topology.subject(subject),
+                deliver_policy: DeliverPolicy::All,
+                ..pull::OrderedConfig::default()
+            })
+            .await;
+        match created {
+            Ok(consumer) => break consumer,
+            Err(e) if attempt < REPLAY_ATTEMPTS => {
+                tracing::debug!(subject, error = %e, "replay consumer not created; trying again");
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot replay {subject} ({REPLAY_ATTEMPTS} attempts)"
+                )));
+            }
+        }
+    };
     // What is stored on the subject now; nothing of the sale arrives later.
     let count = consumer.cached_info().num_pending;
     let mut messages = consumer.messages().await?;

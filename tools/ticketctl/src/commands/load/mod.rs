@@ -71,6 +71,13 @@ pub(crate) struct LoadArgs {
     /// `80s:pause:orders:8s`; repeatable.
     #[arg(long = "fault")]
     pub(crate) faults: Vec<faults::Fault>,
+    /// A fault injected by someone else during the load, `AT:WHAT`, e.g.
+    /// `25s:kill -9 of nats-2 and one replica of each service` (what
+    /// `scripts/cluster-smoke` does to replicas, which `--fault` cannot
+    /// name); repeatable. Listed with the faults, and like them it
+    /// excuses requests that got no answer.
+    #[arg(long = "fault-outside", value_parser = fault_outside)]
+    pub(crate) faults_outside: Vec<Injected>,
     /// Inject a random fault every this long (e.g. `10s`).
     #[arg(long, value_parser = duration)]
     pub(crate) chaos: Option<Duration>,
@@ -154,6 +161,8 @@ pub(crate) struct Drive {
     /// Answers no fault excuses: a 5xx other than 503 with `Retry-After`,
     /// or a transport error outside a fault's window; one line each.
     pub(crate) violations: Vec<String>,
+    /// Why requests got no answer (`route: error: cause`), the first few.
+    pub(crate) transport_errors: Vec<String>,
     /// Orders whose pay was answered 200 at least once.
     pub(crate) paid: Vec<Uuid>,
 }
@@ -199,6 +208,21 @@ pub(crate) struct Injected {
     pub(crate) ready_after_s: Option<f64>,
 }
 
+/// One `--fault-outside AT:WHAT`.
+fn fault_outside(raw: &str) -> Result<Injected, String> {
+    let (at, what) = raw
+        .split_once(':')
+        .filter(|(_, what)| !what.trim().is_empty())
+        .ok_or_else(|| format!("`{raw}` is not AT:WHAT, e.g. `25s:kill -9 of orders-1`"))?;
+    let at = duration(at).map_err(|e| format!("AT `{at}` is not a time after the start: {e}"))?;
+    Ok(Injected {
+        at_s: at.as_secs_f64(),
+        action: what.trim().to_owned(),
+        result: "injected outside ticketctl".to_owned(),
+        ready_after_s: None,
+    })
+}
+
 /// How many buyers to offer: `--orders`, or `--duration` (30 s by
 /// default) at `--rate`. Refuses a rate that is not a positive number of
 /// at most [`MAX_RATE`].
@@ -231,10 +255,36 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let faults = faults::start(&args, stop_faults.clone())?;
     let drive = driver::drive(&args, buyers).await?;
     stop_faults.cancel();
-    let injected = faults.await?;
+    let mut injected = faults.await?;
+    injected.extend(args.faults_outside.iter().cloned());
+    injected.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     let checks = invariants::check(&args.targets, &drive, args.settle, &injected).await?;
     let stages = latency::measure(&args.targets, &drive).await?;
     let report = report::Report::new(&drive, checks, stages, injected);
     report.print(args.json)?;
     report.verdict()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_outside_is_a_time_and_a_description() {
+        let fault = fault_outside("25s:kill -9 of nats-2: the second node").unwrap();
+        assert!((fault.at_s - 25.0).abs() < f64::EPSILON);
+        assert_eq!(fault.action, "kill -9 of nats-2: the second node");
+        assert_eq!(fault.result, "injected outside ticketctl");
+    }
+
+    #[test]
+    fn a_fault_outside_without_a_description_or_a_time_is_refused() {
+        assert!(fault_outside("25s:").unwrap_err().contains("AT:WHAT"));
+        assert!(fault_outside("25s").unwrap_err().contains("AT:WHAT"));
+        assert!(
+            fault_outside("soon:kill")
+                .unwrap_err()
+                .contains("AT `soon`")
+        );
+    }
 }

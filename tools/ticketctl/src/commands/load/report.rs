@@ -306,6 +306,7 @@ mod tests {
                 (("POST /orders/{id}/pay".to_owned(), 0), 1),
             ]),
             violations: Vec::new(),
+            transport_errors: Vec::new(),
             paid: Vec::new(),
         }
     }

@@ -165,6 +165,8 @@ pub(super) struct Played {
     pub(super) scenario: Scenario,
     pub(super) answers: Vec<Answer>,
     pub(super) violations: Vec<String>,
+    /// Why each request without an answer got none (`route: error`).
+    pub(super) transport: Vec<String>,
     /// Orders whose pay was answered 200 (at least once).
     pub(super) paid: Vec<Uuid>,
     /// The buyer found no plain seat free to hold (all sold or held).
@@ -217,6 +219,7 @@ struct Buyer<'a> {
 struct Journal {
     answers: Vec<Answer>,
     violations: Vec<String>,
+    transport: Vec<String>,
     paid: Vec<Uuid>,
     sold_out: bool,
 }
@@ -269,6 +272,7 @@ impl<'a> Buyer<'a> {
             scenario,
             answers: journal.answers,
             violations: journal.violations,
+            transport: journal.transport,
             paid: journal.paid,
             sold_out: journal.sold_out,
         }

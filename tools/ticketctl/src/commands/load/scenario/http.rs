@@ -144,14 +144,22 @@ impl Buyer<'_> {
             let attempt = request
                 .try_clone()
                 .context("a buyer's request cannot be sent twice")?;
-            let Ok(received) = receive::<T>(&self.sale.http, attempt).await else {
-                self.record(route, 0, due);
-                failures += 1;
-                if failures == TRANSPORT_ATTEMPTS {
-                    return Ok(Outcome::Lost);
+            let received = match receive::<T>(&self.sale.http, attempt).await {
+                Ok(received) => received,
+                Err(error) => {
+                    self.record(route, 0, due);
+                    self.lock_journal().transport.push(format!(
+                        "{}: {}",
+                        route.template(),
+                        error_chain(&error)
+                    ));
+                    failures += 1;
+                    if failures == TRANSPORT_ATTEMPTS {
+                        return Ok(Outcome::Lost);
+                    }
+                    tokio::time::sleep(TRANSPORT_PAUSE * failures).await;
+                    continue;
                 }
-                tokio::time::sleep(TRANSPORT_PAUSE * failures).await;
-                continue;
             };
             self.record(route, received.status, due);
             if let Some(wait) = received.retry_after
@@ -273,6 +281,20 @@ impl<T> Received<T> {
 
 /// Sends one attempt and reads the whole answer; an error is a transport
 /// failure (no answer, or one cut off).
+/// An error and its causes, `: `-separated: reqwest's own message says
+/// only "error sending request"; the cause says why (refused, reset, timed
+/// out, closed before the answer).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
 async fn receive<T: DeserializeOwned>(
     http: &reqwest::Client,
     request: reqwest::Request,
