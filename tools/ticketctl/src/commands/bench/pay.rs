@@ -49,7 +49,21 @@ pub(super) async fn pgbench_pays(
             &[("i", "0")],
         );
         let _ = std::fs::remove_file(&script);
-        tps
+        let tps = tps?;
+        // A transaction that paid nothing would be a cheaper one: check
+        // that every seeded order was paid, each with its outbox row.
+        let (paid, events): (i64, i64) = sqlx::query_as(
+            "select (select count(*) from orders where status = 'PAID'),
+                    (select count(*) from outbox)",
+        )
+        .fetch_one(&scratch.pool)
+        .await?;
+        let expected = i64::try_from(per_client * clients)?;
+        anyhow::ensure!(
+            paid == expected && events == expected,
+            "pgbench paid {paid} of {expected} orders and wrote {events} events: the script is wrong"
+        );
+        Ok(tps)
     }
     .await;
     scratch.drop().await?;
