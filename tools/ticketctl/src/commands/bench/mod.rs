@@ -234,6 +234,22 @@ impl Scratch {
     }
 }
 
+/// The statement of `orders::store::find` (change them together) for the
+/// order `id` (an SQL expression) of `customer`, for a pgbench script.
+fn find_statement(id: &str, customer: Uuid) -> String {
+    format!(
+        "select o.id, o.event_id, o.customer_id, o.customer_email, o.status, o.version,
+       o.created_at, o.updated_at, l.seat_ids, l.fencing_tokens
+from orders o
+cross join lateral (
+    select coalesce(array_agg(seat_id order by position), '{{}}') as seat_ids,
+           coalesce(array_agg(fencing_token order by position), '{{}}') as fencing_tokens
+    from order_lines where order_id = o.id
+) l
+where o.id = {id} and ('{customer}'::uuid is null or o.customer_id = '{customer}'::uuid)"
+    )
+}
+
 /// pgbench running `script` on `url` with `clients` clients for
 /// `transactions` transactions in all (`-M prepared`, as the services'
 /// statements are), with variables `defines` (`-D NAME=VALUE`);

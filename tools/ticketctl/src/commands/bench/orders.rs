@@ -12,9 +12,9 @@
 //! run's time per request is what a request costs the machine, and the
 //! difference between the three runs is what each layer adds.
 //!
-//! The statement below is `store::find`'s, with the order picked by
-//! pgbench (`md5` of its number, as the orders were seeded): change them
-//! together.
+//! The statement is `store::find`'s ([`super::find_statement`]), with the
+//! order picked by pgbench (`md5` of its number, as the orders were
+//! seeded).
 
 use std::sync::Arc;
 
@@ -23,7 +23,9 @@ use clap::Args;
 use rand::Rng as _;
 use uuid::Uuid;
 
-use super::{Load, Scratch, ScratchKeys, Served, median, pgbench, service_env, throughput};
+use super::{
+    Load, Scratch, ScratchKeys, Served, find_statement, median, pgbench, service_env, throughput,
+};
 use crate::commands::support::{defaults, signed_in_client};
 
 /// Options of `bench orders`.
@@ -43,17 +45,8 @@ pub(crate) struct OrdersArgs {
 /// The statement of `store::find` for seeded order `:n` of `customer`.
 fn pgbench_script(orders: usize, customer: Uuid) -> String {
     format!(
-        r"\set n random(1, {orders})
-select o.id, o.event_id, o.customer_id, o.customer_email, o.status, o.version,
-       o.created_at, o.updated_at, l.seat_ids, l.fencing_tokens
-from orders o
-cross join lateral (
-    select coalesce(array_agg(seat_id order by position), '{{}}') as seat_ids,
-           coalesce(array_agg(fencing_token order by position), '{{}}') as fencing_tokens
-    from order_lines where order_id = o.id
-) l
-where o.id = md5('bench' || :n)::uuid and ('{customer}'::uuid is null or o.customer_id = '{customer}'::uuid);
-"
+        "\\set n random(1, {orders})\n{};\n",
+        find_statement("md5('bench' || :n)::uuid", customer)
     )
 }
 

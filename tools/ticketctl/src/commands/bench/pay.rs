@@ -12,7 +12,7 @@
 
 use uuid::Uuid;
 
-use super::{Scratch, pgbench};
+use super::{Scratch, find_statement, pgbench};
 
 /// pgbench's transactions per second for `pays` pays by `clients` clients,
 /// `notify` as `OUTBOX_NOTIFY`, in a scratch database of its own.
@@ -84,6 +84,7 @@ fn script_text(customer: Uuid, notify: bool, envelope: &[u8]) -> String {
         .to_string(),
     );
     let hash = "ab".repeat(32);
+    let find = find_statement("md5('pay-' || :c::text || '-' || :i::text)::uuid", customer);
     let notify = if notify {
         "select pg_notify('outbox', '');\n"
     } else {
@@ -106,15 +107,7 @@ set status = 'PAID', version = version + 1, updated_at = now(), paid_at = now()
 where id = md5('pay-' || :c::text || '-' || :i::text)::uuid and status = 'PENDING'
     and customer_id = '{customer}' and (sale_closes_at is null or now() < sale_closes_at)
 returning id;
-select o.id, o.event_id, o.customer_id, o.customer_email, o.status, o.version,
-       o.created_at, o.updated_at, l.seat_ids, l.fencing_tokens
-from orders o
-cross join lateral (
-    select coalesce(array_agg(seat_id order by position), '{{}}') as seat_ids,
-           coalesce(array_agg(fencing_token order by position), '{{}}') as fencing_tokens
-    from order_lines where order_id = o.id
-) l
-where o.id = md5('pay-' || :c::text || '-' || :i::text)::uuid and o.customer_id = '{customer}';
+{find};
 insert into outbox (event_id, event_type, schema_version, aggregate_type, aggregate_id,
                     aggregate_version, subject, payload, traceparent, tracestate)
 values (gen_random_uuid(), 'OrderPaid', 1, 'order', md5('pay-' || :c::text || '-' || :i::text)::uuid,
