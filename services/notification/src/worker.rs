@@ -114,8 +114,9 @@ impl Sender {
         let accepted = match self.mailer.accepted(email).await {
             Ok(accepted) => accepted,
             Err(e) => {
-                // Not knowing is not a reason to send: try again later.
-                release(db, command).await?;
+                // Not knowing is not a reason to send: give the claim back
+                // still marked as lapsed, so the next delivery asks again.
+                keep_lapsed(db, command).await?;
                 return Err(HandlerError::Transient(e.into()));
             }
         };
@@ -205,6 +206,21 @@ async fn claim(db: &PgPool, command: &SendEmail) -> Result<Claim, HandlerError> 
         }),
         (Some(false), false) => Ok(Claim::Theirs),
     }
+}
+
+/// Gives up this worker's claim on an e-mail it took over without learning
+/// whether the provider has it: the claim ends now but stays set, so the
+/// next delivery takes it at once and, seeing it lapsed, asks again
+/// (where [`release`] would clear it and let that delivery send unasked).
+async fn keep_lapsed(db: &PgPool, command: &SendEmail) -> Result<(), HandlerError> {
+    sqlx::query!(
+        "update notifications set sending_until = now() where order_id = $1 and kind = $2 and sent_at is null",
+        command.order_id,
+        command.kind.as_str(),
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Gives up this worker's claim after a failed send.
