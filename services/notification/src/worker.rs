@@ -87,7 +87,7 @@ impl Handler for Sender {
         self.mailer.wait_for_slot().await;
         if let Err(e) = self.mailer.deliver(&email).await {
             // Let the next delivery have it at once rather than after CLAIM.
-            release(db, &command).await?;
+            give_back(db, &command, GiveBack::Unsent).await?;
             return Err(HandlerError::Transient(e.into()));
         }
         record_sent(db, &command).await
@@ -114,9 +114,8 @@ impl Sender {
         let accepted = match self.mailer.accepted(email).await {
             Ok(accepted) => accepted,
             Err(e) => {
-                // Not knowing is not a reason to send: give the claim back
-                // still marked as lapsed, so the next delivery asks again.
-                keep_lapsed(db, command).await?;
+                // Not knowing is not a reason to send.
+                give_back(db, command, GiveBack::Unknown).await?;
                 return Err(HandlerError::Transient(e.into()));
             }
         };
@@ -208,27 +207,28 @@ async fn claim(db: &PgPool, command: &SendEmail) -> Result<Claim, HandlerError> 
     }
 }
 
-/// Gives up this worker's claim on an e-mail it took over without learning
-/// whether the provider has it: the claim ends now but stays set, so the
-/// next delivery takes it at once and, seeing it lapsed, asks again
-/// (where [`release`] would clear it and let that delivery send unasked).
-async fn keep_lapsed(db: &PgPool, command: &SendEmail) -> Result<(), HandlerError> {
-    sqlx::query!(
-        "update notifications set sending_until = now() where order_id = $1 and kind = $2 and sent_at is null",
-        command.order_id,
-        command.kind.as_str(),
-    )
-    .execute(db)
-    .await?;
-    Ok(())
+/// How a worker hands a claim back without having recorded the e-mail
+/// sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GiveBack {
+    /// The send failed, so nobody sent it: the claim is cleared and the
+    /// next delivery sends at once.
+    Unsent,
+    /// The provider could not be asked whether it has an e-mail whose
+    /// earlier worker died: the claim ends now but stays set, so the next
+    /// delivery takes it at once and, seeing it lapsed, asks again rather
+    /// than sending unasked.
+    Unknown,
 }
 
-/// Gives up this worker's claim after a failed send.
-async fn release(db: &PgPool, command: &SendEmail) -> Result<(), HandlerError> {
+/// Ends this worker's claim on an e-mail, as `how` says.
+async fn give_back(db: &PgPool, command: &SendEmail, how: GiveBack) -> Result<(), HandlerError> {
     sqlx::query!(
-        "update notifications set sending_until = null where order_id = $1 and kind = $2 and sent_at is null",
+        "update notifications set sending_until = case when $3::boolean then now() end \
+         where order_id = $1 and kind = $2 and sent_at is null",
         command.order_id,
         command.kind.as_str(),
+        how == GiveBack::Unknown,
     )
     .execute(db)
     .await?;
